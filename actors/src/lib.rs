@@ -1,0 +1,5 @@
+//! temporary
+#![deny(clippy::unwrap_used)]
+#![warn(clippy::expect_used)]
+pub mod error;
+pub mod format;
