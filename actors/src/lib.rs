@@ -1,5 +1,61 @@
-//! temporary
+//! # codex-actors: the engine of a Codex-compatible storage node
+//!
+//! Cuts files into 64 KiB blocks, hashes them with sha2-256, names them with CIDv1, stores
+//! them with their metadata in an embedded fjall database, builds the Codex Merkle tree and
+//! stores a manifest, so that a file gets the same manifest CID it gets from a Codex node.
+//! No HTTP here: embedders drive it through [`Node`].
+//!
+//! # Layout
+//! - [`format`]: pure Codex formats (CIDs, manifest protobuf, Merkle tree).
+//! - [`node`]: the [`Node`] handle that starts the actors and talks to them.
+//! - One actor per concern, each file holding its messages: [`chunker`] (bytes → blocks),
+//!   [`hasher`] (sha2-256 and tree root), [`upload`] (gathers CIDs, commits the manifest),
+//!   [`block_store`] (block bytes), [`meta_store`] (all metadata, the single writer).
+//! - [`records`]: the keys and bincode records in fjall; [`repair`]: the start-up check.
+//!
+//! # Example
+//! ```
+//! use codex_actors::{Config, Node, UploadOptions};
+//! use futures_util::StreamExt;
+//!
+//! # fn main() -> Result<(), codex_actors::Error> {
+//! let dir = tempfile::tempdir()?;
+//! actix::System::new().block_on(async {
+//!     let node = Node::start(Config::new(dir.path()))?;
+//!     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"some file contents"))]);
+//!     let cid = node.store(body, UploadOptions::default()).await?;
+//!     assert_eq!(codex_actors::cid_text(&cid), "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK");
+//!     let (manifest, mut bytes) = node.retrieve(cid).await?;
+//!     assert_eq!(manifest.dataset_size, 18);
+//!     assert_eq!(bytes.next().await.transpose()?.as_deref(), Some(&b"some file contents"[..]));
+//!     node.shutdown().await
+//! })
+//! # }
+//! ```
+#![deny(missing_docs)]
 #![deny(clippy::unwrap_used)]
 #![warn(clippy::expect_used)]
+
+pub mod block_store;
+pub mod chunker;
+pub mod config;
+mod download;
 pub mod error;
 pub mod format;
+pub mod hasher;
+pub mod meta_store;
+pub mod node;
+pub mod records;
+pub mod repair;
+pub mod upload;
+
+pub use cid::Cid;
+pub use config::Config;
+pub use error::{Error, Result};
+pub use format::{
+    cid::{cid_text, parse_cid},
+    manifest::Manifest,
+};
+pub use meta_store::Space;
+pub use node::{ByteStream, Node};
+pub use upload::{UploadOptions, UploadSession};

@@ -33,7 +33,10 @@ pub fn sha256(data: &[u8]) -> Digest {
 
 /// The CIDv1 with `codec` over a sha2-256 `digest`.
 pub fn cid_from_digest(codec: u64, digest: &Digest) -> Cid {
-    #[expect(clippy::expect_used, reason = "a 32-byte digest always fits a 64-byte multihash")]
+    #[expect(
+        clippy::expect_used,
+        reason = "a 32-byte digest always fits a 64-byte multihash"
+    )]
     let mh = Multihash::<64>::wrap(SHA2_256, digest).expect("32 bytes fit in 64");
     Cid::new_v1(codec, mh)
 }
@@ -99,7 +102,11 @@ mod tests {
         block[..18].copy_from_slice(b"some file contents");
         let cid = block_cid(&block);
         assert_eq!(cid_text(&cid), BLOCK_CID);
-        assert_eq!(cid.to_bytes().len(), 38, "CIDv1 + 3-byte codec + 34-byte multihash");
+        assert_eq!(
+            cid.to_bytes().len(),
+            38,
+            "CIDv1 + 3-byte codec + 34-byte multihash"
+        );
         assert!(verify(&cid, &block));
         block[0] ^= 1;
         assert!(!verify(&cid, &block));
@@ -111,8 +118,14 @@ mod tests {
         assert_eq!(cid_text(&cid), BLOCK_CID);
         assert!(matches!(parse_cid(""), Err(Error::InvalidCid(_))));
         assert!(matches!(parse_cid("zzzz"), Err(Error::InvalidCid(_))));
-        assert!(matches!(parse_cid(&BLOCK_CID[..30]), Err(Error::InvalidCid(_))));
-        assert!(matches!(parse_cid(&"z".repeat(10_000)), Err(Error::InvalidCid(_))));
+        assert!(matches!(
+            parse_cid(&BLOCK_CID[..30]),
+            Err(Error::InvalidCid(_))
+        ));
+        assert!(matches!(
+            parse_cid(&"z".repeat(10_000)),
+            Err(Error::InvalidCid(_))
+        ));
         // A CIDv0 (dag-pb) and a CIDv1 raw-codec CID are valid CIDs this node cannot hold.
         let v0 = "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n";
         assert!(matches!(parse_cid(v0), Err(Error::UnsupportedCid(_))));

@@ -104,7 +104,8 @@ impl Manifest {
 
     /// `ceil(dataset_size / block_size)`: the number of leaves of the tree.
     pub fn blocks_count(&self) -> u64 {
-        self.dataset_size.div_ceil(u64::from(self.block_size.max(1)))
+        self.dataset_size
+            .div_ceil(u64::from(self.block_size.max(1)))
     }
 
     /// The protobuf bytes, identical to what Codex stores.
@@ -148,7 +149,9 @@ impl Manifest {
         }
         Ok(Self {
             tree_cid,
-            dataset_size: h.dataset_size.ok_or(ManifestError::Missing("datasetSize"))?,
+            dataset_size: h
+                .dataset_size
+                .ok_or(ManifestError::Missing("datasetSize"))?,
             block_size,
             codec: h.codec.ok_or(ManifestError::Missing("codec"))?,
             hcodec: h.hcodec.ok_or(ManifestError::Missing("hcodec"))?,
@@ -171,20 +174,43 @@ mod tests {
 
     fn manifest(tree: &str, size: u64, filename: Option<&str>, mime: Option<&str>) -> Manifest {
         let tree = parse_cid(tree).expect("tree cid");
-        Manifest::new(tree, size, 65536, filename.map(Into::into), mime.map(Into::into))
+        Manifest::new(
+            tree,
+            size,
+            65536,
+            filename.map(Into::into),
+            mime.map(Into::into),
+        )
     }
 
     #[test]
     fn encodes_the_codex_vectors_byte_for_byte() {
         let cases = [
             // (treeCid, datasetSize, filename, mimetype, manifestCid, manifest bytes)
-            ("zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL", 18, None, None,
-             "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK", 56),
-            ("zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL", 18, Some("hello.txt"), None,
-             "zDvZRwzmBQmJ9K1LLQ9dKe1xuAQY9xh32xuSaBW3UAGR1opbNiYh", 67),
-            ("zDzSvJTf8k9Mr6wekrjuTPLtoCNxvB2757Dg22rpLxPmjcoZzkgq", 458_752, Some("data.bin"),
-             Some("application/octet-stream"),
-             "zDvZRwzm7J64AGKFPqyQmpSfb8aZ1gipZ1ZkG8TUg8KToAH1uMyv", 94),
+            (
+                "zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL",
+                18,
+                None,
+                None,
+                "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK",
+                56,
+            ),
+            (
+                "zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL",
+                18,
+                Some("hello.txt"),
+                None,
+                "zDvZRwzmBQmJ9K1LLQ9dKe1xuAQY9xh32xuSaBW3UAGR1opbNiYh",
+                67,
+            ),
+            (
+                "zDzSvJTf8k9Mr6wekrjuTPLtoCNxvB2757Dg22rpLxPmjcoZzkgq",
+                458_752,
+                Some("data.bin"),
+                Some("application/octet-stream"),
+                "zDvZRwzm7J64AGKFPqyQmpSfb8aZ1gipZ1ZkG8TUg8KToAH1uMyv",
+                94,
+            ),
         ];
         for (tree, size, name, mime, want, len) in cases {
             let m = manifest(tree, size, name, mime);
@@ -208,11 +234,14 @@ mod tests {
         assert!(Manifest::decode(&[0xff, 0xff, 0xff]).is_err());
         assert_eq!(Manifest::decode(&[]), Err(ManifestError::Missing("header")));
         let tree = "zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL";
-        let mut pb = PbManifest::decode(manifest(tree, 5, None, None).encode().as_slice())
-            .expect("decodes");
+        let mut pb =
+            PbManifest::decode(manifest(tree, 5, None, None).encode().as_slice()).expect("decodes");
         if let Some(h) = pb.header.as_mut() {
             h.erasure = Some(vec![8, 1]);
         }
-        assert_eq!(Manifest::decode(&pb.encode_to_vec()), Err(ManifestError::Protected));
+        assert_eq!(
+            Manifest::decode(&pb.encode_to_vec()),
+            Err(ManifestError::Protected)
+        );
     }
 }

@@ -78,7 +78,11 @@ mod tests {
     fn layers_follow_the_codex_keys() {
         let (a, b, c) = (leaf(1), leaf(2), leaf(3));
         let ab = compress(&a, &b, KEY_BOTTOM_LAYER);
-        assert_eq!(root(&[a, b]), Some(ab), "two leaves: one bottom pair, no odd node");
+        assert_eq!(
+            root(&[a, b]),
+            Some(ab),
+            "two leaves: one bottom pair, no odd node"
+        );
         let c0 = compress(&c, &ZERO, KEY_ODD_AND_BOTTOM_LAYER);
         assert_eq!(root(&[a, b, c]), Some(compress(&ab, &c0, KEY_NONE)));
         let d = leaf(4);
@@ -87,7 +91,10 @@ mod tests {
         let e0 = compress(&e, &ZERO, KEY_ODD_AND_BOTTOM_LAYER);
         let abcd = compress(&ab, &cd, KEY_NONE);
         let e00 = compress(&e0, &ZERO, KEY_ODD);
-        assert_eq!(root(&[a, b, c, d, e]), Some(compress(&abcd, &e00, KEY_NONE)));
+        assert_eq!(
+            root(&[a, b, c, d, e]),
+            Some(compress(&abcd, &e00, KEY_NONE))
+        );
     }
 
     #[test]

@@ -1,0 +1,109 @@
+//! Engine configuration: one place for every default and limit.
+
+use std::{path::PathBuf, time::Duration};
+
+/// Codex's `DefaultBlockSize`: every block (the last one zero-padded) is 64 KiB.
+pub const BLOCK_SIZE: u32 = 64 * 1024;
+/// Codex's `DefaultQuotaBytes`.
+pub const DEFAULT_QUOTA_BYTES: u64 = 20 * 1024 * 1024 * 1024; /* 20 GiB */
+/// Codex's `DefaultBlockTtl`.
+pub const DEFAULT_BLOCK_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60); /* 30 days */
+/// Codex's `DefaultBlockInterval` between two maintenance passes.
+pub const DEFAULT_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600); /* 10 min */
+/// Codex's `DefaultNumBlocksPerInterval`.
+pub const DEFAULT_MAINTENANCE_BATCH: usize = 1000;
+
+/// How a node is set up. Build it with [`Config::new`] and the setters; every default is set in
+/// `new` and named above.
+#[derive(Debug, Clone)]
+pub struct Config {
+    pub(crate) data_dir: PathBuf,
+    pub(crate) quota_max_bytes: u64,
+    pub(crate) block_ttl: Duration,
+    pub(crate) upload_window_blocks: u32,
+    pub(crate) hasher_threads: usize,
+    pub(crate) block_store_threads: usize,
+    pub(crate) read_ahead_blocks: usize,
+    pub(crate) maintenance_interval: Duration,
+    pub(crate) maintenance_batch: usize,
+}
+
+impl Config {
+    /// Defaults for a node whose repository lives in `data_dir` (created if missing).
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, usize::from);
+        Self {
+            data_dir: data_dir.into(),
+            quota_max_bytes: DEFAULT_QUOTA_BYTES,
+            block_ttl: DEFAULT_BLOCK_TTL,
+            upload_window_blocks: 32, /* 2 MiB in flight per upload */
+            hasher_threads: cores,
+            block_store_threads: 2,
+            read_ahead_blocks: 8, /* 512 KiB read ahead per download */
+            maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
+            maintenance_batch: DEFAULT_MAINTENANCE_BATCH,
+        }
+    }
+
+    /// Most bytes the repository may hold, padded blocks and manifests included.
+    /// Default = 20 GiB.
+    #[must_use]
+    pub fn quota_max_bytes(mut self, bytes: u64) -> Self {
+        self.quota_max_bytes = bytes;
+        self
+    }
+
+    /// How long a stored block lives unless a dataset refers to it. Zero means "never expire"
+    /// (Codex's help text promises this; its code expires at once, its #508). Default = 30 days.
+    #[must_use]
+    pub fn block_ttl(mut self, ttl: Duration) -> Self {
+        self.block_ttl = ttl;
+        self
+    }
+
+    /// Blocks of one upload that may be hashed and stored at once. Together with the HTTP
+    /// layer's own buffer this bounds an upload's memory: `window × 64 KiB`. Default = 32.
+    #[must_use]
+    pub fn upload_window_blocks(mut self, blocks: u32) -> Self {
+        self.upload_window_blocks = blocks.max(1);
+        self
+    }
+
+    /// Threads hashing blocks. Default = the number of cores.
+    #[must_use]
+    pub fn hasher_threads(mut self, threads: usize) -> Self {
+        self.hasher_threads = threads.max(1);
+        self
+    }
+
+    /// Blocks a download reads ahead of the client. Default = 8.
+    #[must_use]
+    pub fn read_ahead_blocks(mut self, blocks: usize) -> Self {
+        self.read_ahead_blocks = blocks.max(1);
+        self
+    }
+
+    /// Time between two block-maintenance passes. Default = 10 minutes.
+    #[must_use]
+    pub fn maintenance_interval(mut self, interval: Duration) -> Self {
+        self.maintenance_interval = interval;
+        self
+    }
+
+    /// Most block records one maintenance pass looks at. Default = 1000.
+    #[must_use]
+    pub fn maintenance_batch(mut self, entries: usize) -> Self {
+        self.maintenance_batch = entries.max(1);
+        self
+    }
+
+    /// The repository directory.
+    pub fn data_dir(&self) -> &std::path::Path {
+        &self.data_dir
+    }
+
+    /// The configured quota in bytes.
+    pub fn quota(&self) -> u64 {
+        self.quota_max_bytes
+    }
+}

@@ -1,0 +1,454 @@
+//! The metadata actor: the only writer of block metadata, leaf records, manifests and counters.
+//!
+//! It runs on a one-thread `SyncArbiter`, so its messages are applied strictly one after the
+//! other, in mailbox order. That is what makes each read-modify-write (refcount, expiry, quota)
+//! atomic without locks: nothing else can run between the read and the write. Each message
+//! becomes at most one fjall batch, so a crash leaves either all of a message's changes or none.
+//!
+//! Senders: the upload actor ([`PutBlocks`], [`CommitDataset`], [`ReleaseBlocks`]), the node
+//! handle for reads ([`GetManifest`], [`GetLeaves`], [`HasBlock`], [`GetSpace`]).
+//!
+//! Uploads in progress *pin* their blocks in memory, so that a concurrent abort or deletion
+//! never removes a block another upload is about to reference.
+
+use std::collections::HashMap;
+
+use actix::{Actor, Handler, Message, SyncContext};
+use cid::Cid;
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+
+use crate::{
+    block_store::BlockBytes,
+    error::{Error, Result},
+    format::{
+        cid::BLOCK_CODEC,
+        manifest::{cid_of_encoded, Manifest},
+    },
+    records::{self, BlockMeta, Counters, LeafRecord},
+};
+
+/// Record that these blocks (already written by the block store) are stored, and pin them for
+/// the sending upload. A new block takes quota; if the quota would overflow, nothing of the
+/// message is applied.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Placed>>")]
+pub struct PutBlocks {
+    /// `(cid, size in bytes)` of each block.
+    pub blocks: Vec<(Cid, u64)>,
+    /// Expiry to give new blocks and to raise existing ones to (unix seconds).
+    pub expiry: u64,
+}
+
+/// What [`PutBlocks`] did with one block.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placed {
+    /// New metadata was created and the size counted against the quota.
+    Stored,
+    /// The block was known; its expiry was raised.
+    AlreadyStored,
+    /// The bytes vanished between the write and this message (a concurrent delete); the
+    /// sender must write them again. Nothing was pinned.
+    BytesMissing,
+}
+
+/// Atomically make a dataset visible: its leaf records, refcounts and manifest block in one
+/// batch, synced to disk before the reply. Unpins the leaves.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Cid>")]
+pub struct CommitDataset {
+    /// The manifest to store.
+    pub manifest: Manifest,
+    /// Block CIDs in tree order, all pinned by earlier [`PutBlocks`].
+    pub leaves: Vec<Cid>,
+    /// Expiry for the manifest block (unix seconds).
+    pub expiry: u64,
+}
+
+/// Unpin the blocks of an upload that will not be committed, and remove those that no dataset
+/// and no other upload uses (Codex #368: failed uploads must not leave blocks behind).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64>")]
+pub struct ReleaseBlocks {
+    /// Every CID the upload pinned, once per pin.
+    pub cids: Vec<Cid>,
+}
+
+/// The encoded manifest stored under a CID.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Manifest>")]
+pub struct GetManifest {
+    /// A manifest CID.
+    pub cid: Cid,
+}
+
+/// Block CIDs of leaves `start..start+count` of a tree.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Cid>>")]
+pub struct GetLeaves {
+    /// The dataset's tree CID.
+    pub tree: Cid,
+    /// First leaf index.
+    pub start: u64,
+    /// Number of leaves.
+    pub count: u64,
+}
+
+/// True when a block or manifest is stored under the CID.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<bool>")]
+pub struct HasBlock {
+    /// The CID to look up.
+    pub cid: Cid,
+}
+
+/// Repository space figures.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Space>")]
+pub struct GetSpace;
+
+/// Codex's `/space` answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Space {
+    /// Blocks stored (data blocks and manifests).
+    pub total_blocks: u64,
+    /// The configured quota.
+    pub quota_max_bytes: u64,
+    /// Bytes used by stored blocks.
+    pub quota_used_bytes: u64,
+    /// Bytes reserved (always 0 on this node).
+    pub quota_reserved_bytes: u64,
+}
+
+/// Sync everything written so far to disk.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct Persist;
+
+/// The metadata actor; see the module docs.
+#[derive(Clone)]
+pub struct MetaStore {
+    pub(crate) db: Database,
+    pub(crate) block_meta: Keyspace,
+    pub(crate) leaves: Keyspace,
+    pub(crate) manifests: Keyspace,
+    counters_ks: Keyspace,
+    /// Removes bytes inside our batches; never used to write.
+    pub(crate) bytes: BlockBytes,
+    /// In-memory copy of the persisted counters; written back in every batch that changes them.
+    pub(crate) counters: Counters,
+    /// Quota from the configuration (Codex does not persist it either).
+    quota_max: u64,
+    /// Pins held by uploads in progress. Lost on restart, when no upload is in progress.
+    pins: HashMap<Cid, u32>,
+}
+
+impl MetaStore {
+    /// Opens the metadata keyspaces in `db` and loads the counters.
+    pub(crate) fn open(db: Database, bytes: BlockBytes, quota_max: u64) -> Result<Self> {
+        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let (block_meta, leaves, manifests, counters_ks) = (
+            ks(records::BLOCK_META)?,
+            ks(records::LEAVES)?,
+            ks(records::MANIFESTS)?,
+            ks(records::COUNTERS)?,
+        );
+        let counters = match counters_ks.get(records::COUNTERS_KEY)? {
+            Some(v) => records::decode(&v)?,
+            None => Counters::default(),
+        };
+        Ok(Self {
+            db,
+            block_meta,
+            leaves,
+            manifests,
+            counters_ks,
+            bytes,
+            counters,
+            quota_max,
+            pins: HashMap::new(),
+        })
+    }
+
+    fn meta(
+        &self,
+        pending: &HashMap<Cid, Option<BlockMeta>>,
+        cid: &Cid,
+    ) -> Result<Option<BlockMeta>> {
+        if let Some(m) = pending.get(cid) {
+            return Ok(*m);
+        }
+        match self.block_meta.get(cid.to_bytes())? {
+            Some(v) => Ok(Some(records::decode(&v)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// Adds `size` bytes and one block to `counters`, refusing to pass the quota.
+    fn take_quota(&self, counters: &mut Counters, size: u64) -> Result<()> {
+        let after = counters
+            .quota_used
+            .saturating_add(counters.quota_reserved)
+            .saturating_add(size);
+        if after > self.quota_max {
+            return Err(Error::QuotaExceeded {
+                used: counters.quota_used,
+                reserved: counters.quota_reserved,
+                max: self.quota_max,
+                needed: size,
+            });
+        }
+        counters.quota_used += size;
+        counters.total_blocks += 1;
+        Ok(())
+    }
+
+    /// Writes `pending` metadata and `counters` into `batch` and commits it.
+    pub(crate) fn commit(
+        &mut self,
+        mut batch: OwnedWriteBatch,
+        pending: HashMap<Cid, Option<BlockMeta>>,
+        counters: Counters,
+    ) -> Result<()> {
+        for (cid, meta) in pending {
+            match meta {
+                Some(m) => batch.insert(&self.block_meta, cid.to_bytes(), records::encode(&m)?),
+                None => batch.remove(&self.block_meta, cid.to_bytes()),
+            }
+        }
+        batch.insert(
+            &self.counters_ks,
+            records::COUNTERS_KEY,
+            records::encode(&counters)?,
+        );
+        batch.commit()?;
+        self.counters = counters;
+        Ok(())
+    }
+
+    fn put_blocks(&mut self, msg: PutBlocks) -> Result<Vec<Placed>> {
+        let mut pending = HashMap::new();
+        let mut counters = self.counters;
+        let mut placed = Vec::with_capacity(msg.blocks.len());
+        for (cid, size) in &msg.blocks {
+            let outcome = match self.meta(&pending, cid)? {
+                Some(mut m) if m.size == *size => {
+                    m.expiry = m.expiry.max(msg.expiry);
+                    pending.insert(*cid, Some(m));
+                    Placed::AlreadyStored
+                }
+                Some(_) => return Err(Error::Corrupted(*cid)),
+                None if !self.bytes.contains(cid)? => Placed::BytesMissing,
+                None => {
+                    self.take_quota(&mut counters, *size)?;
+                    pending.insert(
+                        *cid,
+                        Some(BlockMeta {
+                            expiry: msg.expiry,
+                            size: *size,
+                            ref_count: 0,
+                        }),
+                    );
+                    Placed::Stored
+                }
+            };
+            placed.push(outcome);
+        }
+        self.commit(self.db.batch(), pending, counters)?;
+        for ((cid, _), outcome) in msg.blocks.iter().zip(&placed) {
+            if *outcome != Placed::BytesMissing {
+                *self.pins.entry(*cid).or_default() += 1;
+            }
+        }
+        Ok(placed)
+    }
+
+    fn commit_dataset(&mut self, msg: CommitDataset) -> Result<Cid> {
+        let mut batch = self.db.batch();
+        let mut pending = HashMap::new();
+        let mut counters = self.counters;
+        let tree = msg.manifest.tree_cid;
+        for (index, cid) in (0u64..).zip(&msg.leaves) {
+            let key = records::leaf_key(&tree, index);
+            if self.leaves.contains_key(&key)? {
+                continue; // same content uploaded before: the leaf already counts once
+            }
+            let mut meta = self.meta(&pending, cid)?.ok_or(Error::NotFound(*cid))?;
+            meta.ref_count += 1;
+            pending.insert(*cid, Some(meta));
+            batch.insert(
+                &self.leaves,
+                key,
+                records::encode(&LeafRecord {
+                    block_cid: cid.to_bytes(),
+                })?,
+            );
+        }
+        let encoded = msg.manifest.encode();
+        let manifest_cid = cid_of_encoded(&encoded);
+        let size = encoded.len() as u64;
+        let meta = match self.meta(&pending, &manifest_cid)? {
+            Some(mut m) => {
+                m.expiry = m.expiry.max(msg.expiry);
+                m
+            }
+            None => {
+                self.take_quota(&mut counters, size)?;
+                BlockMeta {
+                    expiry: msg.expiry,
+                    size,
+                    ref_count: 0,
+                }
+            }
+        };
+        pending.insert(manifest_cid, Some(meta));
+        batch.insert(&self.manifests, manifest_cid.to_bytes(), encoded);
+        self.commit(batch, pending, counters)?;
+        // The reply promises durability: sync the journal (block bytes included) first.
+        self.db.persist(PersistMode::SyncAll)?;
+        self.unpin(&msg.leaves);
+        Ok(manifest_cid)
+    }
+
+    fn unpin(&mut self, cids: &[Cid]) {
+        for cid in cids {
+            if let Some(n) = self.pins.get_mut(cid) {
+                *n -= 1;
+                if *n == 0 {
+                    self.pins.remove(cid);
+                }
+            }
+        }
+    }
+
+    fn release_blocks(&mut self, msg: ReleaseBlocks) -> Result<u64> {
+        self.unpin(&msg.cids);
+        let mut batch = self.db.batch();
+        let mut pending = HashMap::new();
+        let mut counters = self.counters;
+        let mut freed = 0;
+        for cid in &msg.cids {
+            if self.pins.contains_key(cid) || cid.codec() != BLOCK_CODEC {
+                continue;
+            }
+            if let Some(m) = self.meta(&pending, cid)? {
+                if m.ref_count == 0 {
+                    self.bytes.remove_in(&mut batch, cid);
+                    pending.insert(*cid, None);
+                    counters.quota_used = counters.quota_used.saturating_sub(m.size);
+                    counters.total_blocks = counters.total_blocks.saturating_sub(1);
+                    freed += m.size;
+                }
+            }
+        }
+        self.commit(batch, pending, counters)?;
+        Ok(freed)
+    }
+
+    fn get_manifest(&self, cid: Cid) -> Result<Manifest> {
+        match self.manifests.get(cid.to_bytes())? {
+            Some(bytes) => Manifest::decode(&bytes).map_err(|e| Error::BadManifest {
+                cid,
+                reason: e.to_string(),
+            }),
+            None if self.block_meta.contains_key(cid.to_bytes())? => Err(Error::NotAManifest(cid)),
+            None => Err(Error::NotFound(cid)),
+        }
+    }
+
+    fn get_leaves(&self, msg: GetLeaves) -> Result<Vec<Cid>> {
+        let mut out = Vec::with_capacity(msg.count as usize);
+        let start = records::leaf_key(&msg.tree, msg.start);
+        let end = records::leaf_key(&msg.tree, msg.start.saturating_add(msg.count));
+        for (expected, guard) in (msg.start..).zip(self.leaves.range(start..end)) {
+            let (key, value) = guard.into_inner()?;
+            let index = key
+                .len()
+                .checked_sub(8)
+                .and_then(|at| key.get(at..))
+                .and_then(|b| <[u8; 8]>::try_from(b).ok());
+            if index.map(u64::from_be_bytes) != Some(expected) {
+                break; // a hole: reported below as the first missing leaf
+            }
+            let leaf: LeafRecord = records::decode(&value)?;
+            let cid = Cid::try_from(leaf.block_cid.as_slice()).map_err(|_| Error::BadManifest {
+                cid: msg.tree,
+                reason: format!("leaf {expected} is not a CID"),
+            })?;
+            out.push(cid);
+        }
+        if (out.len() as u64) < msg.count {
+            return Err(Error::NotFound(msg.tree));
+        }
+        Ok(out)
+    }
+
+    fn space(&self) -> Space {
+        Space {
+            total_blocks: self.counters.total_blocks,
+            quota_max_bytes: self.quota_max,
+            quota_used_bytes: self.counters.quota_used,
+            quota_reserved_bytes: self.counters.quota_reserved,
+        }
+    }
+}
+
+impl Actor for MetaStore {
+    type Context = SyncContext<Self>;
+}
+
+impl Handler<PutBlocks> for MetaStore {
+    type Result = Result<Vec<Placed>>;
+    fn handle(&mut self, msg: PutBlocks, _: &mut Self::Context) -> Self::Result {
+        self.put_blocks(msg)
+    }
+}
+
+impl Handler<CommitDataset> for MetaStore {
+    type Result = Result<Cid>;
+    fn handle(&mut self, msg: CommitDataset, _: &mut Self::Context) -> Self::Result {
+        self.commit_dataset(msg)
+    }
+}
+
+impl Handler<ReleaseBlocks> for MetaStore {
+    type Result = Result<u64>;
+    fn handle(&mut self, msg: ReleaseBlocks, _: &mut Self::Context) -> Self::Result {
+        self.release_blocks(msg)
+    }
+}
+
+impl Handler<GetManifest> for MetaStore {
+    type Result = Result<Manifest>;
+    fn handle(&mut self, msg: GetManifest, _: &mut Self::Context) -> Self::Result {
+        self.get_manifest(msg.cid)
+    }
+}
+
+impl Handler<GetLeaves> for MetaStore {
+    type Result = Result<Vec<Cid>>;
+    fn handle(&mut self, msg: GetLeaves, _: &mut Self::Context) -> Self::Result {
+        self.get_leaves(msg)
+    }
+}
+
+impl Handler<HasBlock> for MetaStore {
+    type Result = Result<bool>;
+    fn handle(&mut self, msg: HasBlock, _: &mut Self::Context) -> Self::Result {
+        let key = msg.cid.to_bytes();
+        Ok(self.block_meta.contains_key(&key)? || self.manifests.contains_key(&key)?)
+    }
+}
+
+impl Handler<GetSpace> for MetaStore {
+    type Result = Result<Space>;
+    fn handle(&mut self, _: GetSpace, _: &mut Self::Context) -> Self::Result {
+        Ok(self.space())
+    }
+}
+
+impl Handler<Persist> for MetaStore {
+    type Result = Result<()>;
+    fn handle(&mut self, _: Persist, _: &mut Self::Context) -> Self::Result {
+        Ok(self.db.persist(PersistMode::SyncAll)?)
+    }
+}

@@ -1,0 +1,200 @@
+//! [`Node`]: the one handle embedders (and the HTTP layer) use to talk to the actors.
+//!
+//! It starts the actors on a data directory and turns each operation into messages; mailbox
+//! errors become [`Error::Unavailable`], so callers see only the engine's error type.
+
+use std::{
+    ops::Range,
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use actix::{Addr, SyncArbiter};
+use bytes::Bytes;
+use cid::Cid;
+use fjall::Database;
+use futures_util::{stream::BoxStream, Stream, StreamExt};
+
+use crate::{
+    block_store::{BlockBytes, BlockStore},
+    config::{Config, BLOCK_SIZE},
+    download,
+    error::{Error, Result},
+    format::manifest::Manifest,
+    hasher::Hasher,
+    meta_store::{GetManifest, GetSpace, HasBlock, MetaStore, Persist, Space},
+    repair,
+    upload::{Pipeline, UploadOptions, UploadSession},
+};
+
+/// A running node: cheap to clone, all clones talk to the same actors.
+#[derive(Clone)]
+pub struct Node {
+    meta: Addr<MetaStore>,
+    blocks: Addr<BlockStore>,
+    hasher: Addr<Hasher>,
+    config: std::sync::Arc<Config>,
+}
+
+/// The bytes of a dataset (or of a range of it), streamed block by block.
+pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+
+impl Node {
+    /// Opens the repository in `config.data_dir` (creating it) and starts the actors.
+    /// Must be called from inside a running actix `System`.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when the directory or database cannot be opened.
+    pub fn start(config: Config) -> Result<Self> {
+        std::fs::create_dir_all(&config.data_dir)?;
+        let db = Database::builder(config.data_dir.join("repo"))
+            .max_journaling_size(512 * 1024 * 1024 /* 512 MiB */)
+            .open()?;
+        let bytes = BlockBytes::open(&db)?;
+        let mut meta = MetaStore::open(db, bytes.clone(), config.quota_max_bytes)?;
+        let report = repair::run(&mut meta)?;
+        if !report.is_clean() {
+            tracing::warn!(?report, "start-up check repaired the repository");
+        }
+        // One thread, so one instance: the factory hands out clones of the opened store.
+        let meta = SyncArbiter::start(1, move || meta.clone());
+        let block_bytes = bytes.clone();
+        let blocks = SyncArbiter::start(config.block_store_threads, move || {
+            BlockStore::new(block_bytes.clone())
+        });
+        let hasher = SyncArbiter::start(config.hasher_threads, Hasher::default);
+        tracing::info!(data_dir = %config.data_dir.display(), quota = config.quota_max_bytes, "repository open");
+        Ok(Self {
+            meta,
+            blocks,
+            hasher,
+            config: std::sync::Arc::new(config),
+        })
+    }
+
+    /// The configuration the node runs with.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    fn expiry(&self) -> u64 {
+        expiry_after(self.config.block_ttl)
+    }
+
+    /// Starts an upload; feed it with [`UploadSession::write`].
+    pub fn upload(&self, options: UploadOptions) -> UploadSession {
+        UploadSession::start(
+            Pipeline {
+                hasher: self.hasher.clone(),
+                blocks: self.blocks.clone(),
+                meta: self.meta.clone(),
+                block_size: BLOCK_SIZE,
+                window: self.config.upload_window_blocks,
+                expiry: self.expiry(),
+            },
+            options,
+        )
+    }
+
+    /// Stores a whole stream as a dataset and returns its manifest CID.
+    ///
+    /// # Errors
+    /// A stream error ([`Error::Stream`]), [`Error::EmptyUpload`], [`Error::QuotaExceeded`] or a
+    /// storage failure. Nothing of a failed upload stays stored.
+    pub async fn store<S, E>(&self, stream: S, options: UploadOptions) -> Result<Cid>
+    where
+        S: Stream<Item = std::result::Result<Bytes, E>>,
+        E: std::fmt::Display,
+    {
+        let mut session = self.upload(options);
+        let mut stream = std::pin::pin!(stream);
+        while let Some(piece) = stream.next().await {
+            let piece = piece.map_err(|e| Error::Stream(e.to_string()))?;
+            session.write(piece).await?;
+        }
+        session.finish().await
+    }
+
+    /// The manifest stored under `cid`.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`], [`Error::NotAManifest`] for a data block, [`Error::BadManifest`].
+    pub async fn manifest(&self, cid: Cid) -> Result<Manifest> {
+        self.meta.send(GetManifest { cid }).await?
+    }
+
+    /// Streams bytes `range` of the dataset described by `manifest` (the whole dataset when
+    /// `None`). Only the blocks covering the range are read; each is checked against its CID.
+    ///
+    /// # Errors
+    /// [`Error::RangeNotSatisfiable`] for a range outside the dataset. Errors while streaming
+    /// (a missing or corrupted block) arrive as the stream's last item.
+    pub fn read(&self, manifest: &Manifest, range: Option<Range<u64>>) -> Result<ByteStream> {
+        let size = manifest.dataset_size;
+        let range = range.unwrap_or(0..size);
+        if range.start >= range.end || range.end > size {
+            return Err(Error::RangeNotSatisfiable { size });
+        }
+        Ok(download::stream(
+            self.meta.clone(),
+            self.blocks.clone(),
+            manifest.clone(),
+            range,
+            self.config.read_ahead_blocks,
+        ))
+    }
+
+    /// The manifest and a stream of the whole dataset.
+    ///
+    /// # Errors
+    /// As [`Node::manifest`].
+    pub async fn retrieve(&self, cid: Cid) -> Result<(Manifest, ByteStream)> {
+        let manifest = self.manifest(cid).await?;
+        let stream = self.read(&manifest, None)?;
+        Ok((manifest, stream))
+    }
+
+    /// True when a block or manifest with this CID is stored locally.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn exists(&self, cid: Cid) -> Result<bool> {
+        self.meta.send(HasBlock { cid }).await?
+    }
+
+    /// Block count and quota figures.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the node is shutting down.
+    pub async fn space(&self) -> Result<Space> {
+        self.meta.send(GetSpace).await?
+    }
+
+    /// Syncs everything to disk; call before stopping the actix system.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn shutdown(&self) -> Result<()> {
+        self.meta.send(Persist).await?
+    }
+}
+
+/// Unix seconds at which a block stored now with `ttl` expires; a zero TTL never expires.
+pub(crate) fn expiry_after(ttl: Duration) -> u64 {
+    if ttl.is_zero() {
+        return u64::MAX;
+    }
+    unix_now().saturating_add(ttl.as_secs())
+}
+
+/// Seconds since the Unix epoch.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+impl From<Error> for std::io::Error {
+    fn from(e: Error) -> Self {
+        std::io::Error::other(e)
+    }
+}

@@ -1,0 +1,99 @@
+//! The start-up consistency check. No upload is in progress when a node starts, so anything an
+//! interrupted upload left behind can be recognised and removed:
+//!
+//! - block bytes without metadata (written just before a crash),
+//! - data blocks no dataset refers to (stored by an upload that never committed),
+//! - metadata whose bytes are gone (dropped only when no dataset refers to it; otherwise the
+//!   dataset is reported as damaged),
+//! - counters that disagree with the block metadata (recomputed).
+//!
+//! All fixes go into one batch, so a crash during the repair leaves the store as it was.
+
+use std::collections::HashMap;
+
+use cid::Cid;
+
+use crate::{
+    error::Result,
+    format::cid::{cid_text, BLOCK_CODEC},
+    meta_store::MetaStore,
+    records::{self, BlockMeta, Counters},
+};
+
+/// What the start-up check found and fixed.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RepairReport {
+    /// Block bytes without metadata, removed.
+    pub orphan_bytes: u64,
+    /// Data blocks with no referring dataset, removed.
+    pub unreferenced_blocks: u64,
+    /// Metadata records whose bytes were missing, removed.
+    pub missing_bytes: u64,
+    /// Referenced blocks whose bytes are missing (data loss; logged, kept).
+    pub damaged_blocks: u64,
+    /// True when the stored counters had to be corrected.
+    pub counters_fixed: bool,
+}
+
+impl RepairReport {
+    /// True when nothing needed fixing.
+    pub fn is_clean(&self) -> bool {
+        *self == Self::default()
+    }
+}
+
+/// Checks the repository behind `meta` and fixes what an interrupted run left behind.
+pub(crate) fn run(meta: &mut MetaStore) -> Result<RepairReport> {
+    let mut report = RepairReport::default();
+    let mut batch = meta.db.batch();
+    let mut pending: HashMap<Cid, Option<BlockMeta>> = HashMap::new();
+    let mut counters = Counters {
+        quota_reserved: meta.counters.quota_reserved,
+        ..Counters::default()
+    };
+
+    for cid in meta.bytes.cids() {
+        let cid = cid?;
+        if !meta.block_meta.contains_key(cid.to_bytes())? {
+            meta.bytes.remove_in(&mut batch, &cid);
+            report.orphan_bytes += 1;
+        }
+    }
+    for guard in meta.block_meta.iter() {
+        let (key, value) = guard.into_inner()?;
+        let Ok(cid) = Cid::try_from(key.as_ref()) else {
+            continue;
+        };
+        let m: BlockMeta = records::decode(&value)?;
+        let is_data = cid.codec() == BLOCK_CODEC;
+        let has_bytes = if is_data {
+            meta.bytes.contains(&cid)?
+        } else {
+            meta.manifests.contains_key(&key)?
+        };
+        if is_data && m.ref_count == 0 {
+            if has_bytes {
+                meta.bytes.remove_in(&mut batch, &cid);
+            }
+            pending.insert(cid, None);
+            report.unreferenced_blocks += 1;
+            continue;
+        }
+        if !has_bytes {
+            if m.ref_count == 0 {
+                pending.insert(cid, None);
+                report.missing_bytes += 1;
+                continue;
+            }
+            tracing::error!(cid = %cid_text(&cid), refs = m.ref_count, "block referenced by a dataset is missing");
+            report.damaged_blocks += 1;
+        }
+        counters.total_blocks += 1;
+        counters.quota_used += m.size;
+    }
+    report.counters_fixed = counters != meta.counters;
+    if !report.is_clean() {
+        meta.commit(batch, pending, counters)?;
+    }
+    Ok(report)
+}
