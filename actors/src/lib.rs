@@ -35,6 +35,7 @@
 #![deny(missing_docs)]
 #![deny(clippy::unwrap_used)]
 #![warn(clippy::expect_used)]
+#![cfg_attr(test, allow(clippy::expect_used, clippy::unwrap_used))]
 
 pub mod block_store;
 pub mod chunker;

@@ -1,0 +1,162 @@
+//! `GET /api/codex/v1/data/{cid}`: stream a dataset back, whole or as one byte range.
+//!
+//! Only the blocks covering the range are read. The first piece is awaited before the status
+//! line goes out, so a missing or corrupted first block is a clean error reply; a failure
+//! later can only cut the body short (the status is already sent), and is logged.
+
+use std::ops::Range;
+
+use actix_web::{
+    http::header::{self, HeaderValue},
+    web, HttpRequest, HttpResponse,
+};
+use codex_actors::{parse_cid, Error, Node};
+use futures_util::{stream, StreamExt};
+
+use crate::error::ApiError;
+
+pub(crate) async fn download(
+    path: web::Path<String>,
+    req: HttpRequest,
+    node: web::Data<Node>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&path)?;
+    let manifest = node.manifest(cid).await?;
+    let size = manifest.dataset_size;
+    let range = match req.headers().get(header::RANGE) {
+        Some(value) => parse_range(value, size)?,
+        None => None,
+    };
+    let mut body = node.read(&manifest, range.clone())?;
+    let first = match body.next().await {
+        Some(Ok(bytes)) => bytes,
+        Some(Err(e)) => return Err(e.into()),
+        None => return Err(Error::NotFound(cid).into()),
+    };
+
+    let mut resp = match &range {
+        Some(r) => {
+            let mut resp = HttpResponse::PartialContent();
+            resp.insert_header((
+                header::CONTENT_RANGE,
+                format!("bytes {}-{}/{size}", r.start, r.end - 1),
+            ));
+            resp
+        }
+        None => HttpResponse::Ok(),
+    };
+    resp.content_type(
+        manifest
+            .mimetype
+            .as_deref()
+            .unwrap_or("application/octet-stream"),
+    );
+    let disposition = match &manifest.filename {
+        Some(name) => format!("attachment; filename=\"{name}\""),
+        None => "attachment".to_owned(),
+    };
+    if let Ok(v) = HeaderValue::from_str(&disposition) {
+        resp.insert_header((header::CONTENT_DISPOSITION, v));
+    }
+    resp.insert_header((header::ACCEPT_RANGES, "bytes"));
+    resp.insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Content-Disposition"));
+    let length = range.as_ref().map_or(size, |r| r.end - r.start);
+    let full = range.is_none();
+    let mut sent = 0u64;
+    let rest = stream::once(async move { Ok(first) }).chain(body).map(move |item| {
+        match &item {
+            Ok(bytes) => {
+                sent += bytes.len() as u64;
+                if sent == length && full {
+                    crate::metrics::download_done(length);
+                }
+            }
+            Err(e) => tracing::error!(cid = %codex_actors::cid_text(&cid), error = %e, "download cut short"),
+        }
+        item
+    });
+    Ok(resp.no_chunking(length).streaming(rest))
+}
+
+/// Parses one `bytes=` range against a dataset of `size` bytes into a half-open range.
+/// Several ranges are answered with the whole dataset (allowed by RFC 9110).
+fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<Range<u64>>, ApiError> {
+    let bad = || {
+        ApiError::InvalidRange(
+            String::from_utf8_lossy(value.as_bytes())
+                .chars()
+                .take(100)
+                .collect(),
+        )
+    };
+    let text = value.to_str().map_err(|_| bad())?.trim();
+    let spec = text.strip_prefix("bytes=").ok_or_else(bad)?;
+    if spec.contains(',') {
+        return Ok(None);
+    }
+    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
+    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+    let unsatisfiable = ApiError::Engine(Error::RangeNotSatisfiable { size });
+    let range = match (a.trim().is_empty(), b.trim().is_empty()) {
+        (true, true) => return Err(bad()),
+        (true, false) => {
+            let n = num(b)?;
+            if n == 0 {
+                return Err(unsatisfiable);
+            }
+            size.saturating_sub(n)..size
+        }
+        (false, true) => num(a)?..size,
+        (false, false) => {
+            let (start, end) = (num(a)?, num(b)?);
+            if end < start {
+                return Err(bad());
+            }
+            start..end.saturating_add(1).min(size)
+        }
+    };
+    if range.start >= size {
+        return Err(unsatisfiable);
+    }
+    Ok(Some(range))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(v: &str, size: u64) -> Result<Option<Range<u64>>, ApiError> {
+        parse_range(&HeaderValue::from_str(v).expect("header"), size)
+    }
+
+    #[test]
+    fn ranges_follow_rfc_9110() {
+        assert_eq!(parse("bytes=0-0", 10).ok().flatten(), Some(0..1));
+        assert_eq!(parse("bytes=2-", 10).ok().flatten(), Some(2..10));
+        assert_eq!(parse("bytes=-3", 10).ok().flatten(), Some(7..10));
+        assert_eq!(parse("bytes=-30", 10).ok().flatten(), Some(0..10));
+        assert_eq!(parse("bytes=5-100", 10).ok().flatten(), Some(5..10));
+        assert_eq!(parse("bytes=0-1,4-5", 10).ok().flatten(), None);
+        assert!(matches!(
+            parse("bytes=10-", 10),
+            Err(ApiError::Engine(Error::RangeNotSatisfiable { size: 10 }))
+        ));
+        assert!(matches!(
+            parse("bytes=-0", 10),
+            Err(ApiError::Engine(Error::RangeNotSatisfiable { .. }))
+        ));
+        for bad in [
+            "bytes=",
+            "bytes=-",
+            "bytes=a-b",
+            "items=0-1",
+            "bytes=5-2",
+            "0-1",
+        ] {
+            assert!(
+                matches!(parse(bad, 10), Err(ApiError::InvalidRange(_))),
+                "{bad}"
+            );
+        }
+    }
+}

@@ -1,0 +1,77 @@
+//! The JSON endpoints: a manifest, existence, space, and the Prometheus text at `/metrics`.
+
+use actix_web::{web, HttpResponse};
+use codex_actors::{cid_text, parse_cid, Cid, Manifest, Node};
+use serde::Serialize;
+use serde_json::json;
+
+use crate::error::ApiError;
+
+/// Codex's manifest JSON (section 1.5 of the brief): fields in Codex's order, camelCase.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct ManifestJson {
+    tree_cid: String,
+    dataset_size: u64,
+    block_size: u32,
+    filename: Option<String>,
+    mimetype: Option<String>,
+    protected: bool,
+}
+
+impl From<&Manifest> for ManifestJson {
+    fn from(m: &Manifest) -> Self {
+        Self {
+            tree_cid: cid_text(&m.tree_cid),
+            dataset_size: m.dataset_size,
+            block_size: m.block_size,
+            filename: m.filename.clone(),
+            mimetype: m.mimetype.clone(),
+            protected: false,
+        }
+    }
+}
+
+/// `{"cid": …, "manifest": {…}}`, the item of `GET /data` and the body of `/network/manifest`.
+pub(crate) fn manifest_entry(cid: &Cid, manifest: &Manifest) -> serde_json::Value {
+    json!({ "cid": cid_text(cid), "manifest": ManifestJson::from(manifest) })
+}
+
+/// `GET /data/{cid}/network/manifest`: this node has no network, so only local manifests.
+pub(crate) async fn manifest(
+    path: web::Path<String>,
+    node: web::Data<Node>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&path)?;
+    let manifest = node.manifest(cid).await?;
+    Ok(HttpResponse::Ok().json(manifest_entry(&cid, &manifest)))
+}
+
+/// `GET /data/{cid}/exists`: `{"<cid>": bool}` as the Codex server answers (not openapi's `has`).
+pub(crate) async fn exists(
+    path: web::Path<String>,
+    node: web::Data<Node>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&path)?;
+    let found = node.exists(cid).await?;
+    Ok(HttpResponse::Ok().json(json!({ cid_text(&cid): found })))
+}
+
+/// `GET /space`.
+pub(crate) async fn space(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let s = node.space().await?;
+    Ok(HttpResponse::Ok().json(json!({
+        "totalBlocks": s.total_blocks,
+        "quotaMaxBytes": s.quota_max_bytes,
+        "quotaUsedBytes": s.quota_used_bytes,
+        "quotaReservedBytes": s.quota_reserved_bytes,
+    })))
+}
+
+/// `GET /metrics`: Prometheus text format.
+pub(crate) async fn metrics(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let space = node.space().await?;
+    Ok(HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(crate::metrics::render(&space)))
+}

@@ -1,0 +1,49 @@
+//! Command-line flags, named as Codex names them.
+
+use std::{net::IpAddr, path::PathBuf, time::Duration};
+
+use clap::Parser;
+use codex_actors::{config::DEFAULT_QUOTA_BYTES, Config};
+
+use crate::HttpConfig;
+
+/// A Codex-compatible storage node: `codex-node` serves the REST data API.
+#[derive(Debug, Parser)]
+#[command(version, about)]
+pub struct Args {
+    /// Repository directory (created if missing).
+    #[arg(long, default_value = "codex-data")]
+    pub data_dir: PathBuf,
+    /// Address the REST API listens on.
+    #[arg(long, default_value = "127.0.0.1")]
+    pub api_bindaddr: IpAddr,
+    /// Port of the REST API; 0 picks a free one (logged at start-up).
+    #[arg(long, short = 'p', default_value_t = 8080)]
+    pub api_port: u16,
+    /// Storage quota in bytes.
+    #[arg(long, short = 'q', default_value_t = DEFAULT_QUOTA_BYTES)]
+    pub storage_quota: u64,
+    /// Block time-to-live in seconds; 0 means blocks never expire.
+    #[arg(long, short = 't', default_value_t = 30 * 24 * 60 * 60)]
+    pub block_ttl: u64,
+    /// Largest upload body in bytes (413 beyond); the quota applies as well.
+    #[arg(long, default_value_t = u64::MAX)]
+    pub max_upload_bytes: u64,
+}
+
+impl Args {
+    /// The engine configuration these flags describe.
+    pub fn engine_config(&self) -> Config {
+        Config::new(&self.data_dir)
+            .quota_max_bytes(self.storage_quota)
+            .block_ttl(Duration::from_secs(self.block_ttl))
+    }
+
+    /// The HTTP configuration these flags describe.
+    pub fn http_config(&self) -> HttpConfig {
+        HttpConfig {
+            max_upload_bytes: self.max_upload_bytes,
+            ..HttpConfig::default()
+        }
+    }
+}

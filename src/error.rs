@@ -1,0 +1,65 @@
+//! The HTTP edge of errors: every engine error, and the few HTTP-only ones, mapped to a status
+//! code and a plain-text body in one exhaustive `match`.
+
+use actix_web::{
+    http::{header, StatusCode},
+    HttpResponse, ResponseError,
+};
+use codex_actors::Error;
+
+/// An error as the API reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// Anything the engine reports.
+    #[error(transparent)]
+    Engine(#[from] Error),
+    /// `Content-Type` is not a known MIME type (Codex: 422).
+    #[error("The MIME type '{0}' is not valid.")]
+    InvalidMime(String),
+    /// The `Content-Disposition` filename is not acceptable (Codex: 422).
+    #[error("The filename is not valid.")]
+    InvalidFilename,
+    /// A `Range` header that is not `bytes=a-b`, `bytes=a-` or `bytes=-n`.
+    #[error("Invalid Range header: {0}")]
+    InvalidRange(String),
+    /// The upload is larger than the configured limit.
+    #[error("The upload exceeds the limit of {0} bytes")]
+    TooLarge(u64),
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::InvalidMime(_) | ApiError::InvalidFilename => {
+                StatusCode::UNPROCESSABLE_ENTITY
+            }
+            ApiError::InvalidRange(_) => StatusCode::BAD_REQUEST,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::Engine(e) => match e {
+                Error::InvalidCid(_) | Error::UnsupportedCid(_) => StatusCode::BAD_REQUEST,
+                Error::EmptyUpload | Error::Stream(_) => StatusCode::BAD_REQUEST,
+                Error::NotFound(_) | Error::NotAManifest(_) => StatusCode::NOT_FOUND,
+                Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+                Error::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+                Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                Error::BadManifest { .. }
+                | Error::Corrupted(_)
+                | Error::Storage(_)
+                | Error::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            },
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let status = self.status_code();
+        if status.is_server_error() {
+            tracing::error!(error = %self, "request failed");
+        }
+        let mut resp = HttpResponse::build(status);
+        resp.content_type("text/plain; charset=utf-8");
+        if let ApiError::Engine(Error::RangeNotSatisfiable { size }) = self {
+            resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
+        }
+        resp.body(self.to_string())
+    }
+}
