@@ -1,0 +1,92 @@
+//! Downloads: exact bytes, Codex headers, and HTTP Range (which Codex lacks, its #206).
+
+mod common;
+
+use common::*;
+
+fn header<'a>(h: &'a ureq::http::HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+#[test]
+fn headers_follow_codex() -> TestResult {
+    let node = TestNode::start()?;
+    let data = pattern(100_000);
+    let (status, cid) = upload(&node, &data, Some("data.bin"), Some("application/json"))?;
+    assert_eq!(status, 200);
+    let (status, h, body) = download(&node, &cid, None)?;
+    assert_eq!(status, 200);
+    assert!(body == data);
+    assert_eq!(header(&h, "content-type"), Some("application/json"));
+    assert_eq!(header(&h, "content-disposition"), Some("attachment; filename=\"data.bin\""));
+    assert_eq!(header(&h, "content-length"), Some("100000"));
+    assert_eq!(header(&h, "accept-ranges"), Some("bytes"));
+    assert_eq!(header(&h, "access-control-expose-headers"), Some("Content-Disposition"));
+
+    let cid = upload_ok(&node, b"no name")?;
+    let (_, h, _) = download(&node, &cid, None)?;
+    assert_eq!(header(&h, "content-type"), Some("application/octet-stream"));
+    assert_eq!(header(&h, "content-disposition"), Some("attachment"));
+    Ok(())
+}
+
+#[test]
+fn ranges_read_exactly_the_asked_bytes() -> TestResult {
+    let node = TestNode::start()?;
+    let data = pattern(5 * 65536 + 123);
+    let cid = upload_ok(&node, &data)?;
+    let len = data.len();
+    let cases: Vec<(String, std::ops::Range<usize>)> = vec![
+        ("bytes=0-0".into(), 0..1),
+        ("bytes=65530-65545".into(), 65530..65546), // across a block boundary
+        ("bytes=65536-131071".into(), 65536..131072), // exactly one block
+        ("bytes=100000-".into(), 100_000..len),
+        ("bytes=-10".into(), len - 10..len),
+        (format!("bytes=10-{}", len + 500), 10..len), // end past the size is clamped
+        (format!("bytes=-{}", len * 2), 0..len),
+    ];
+    for (range, want) in cases {
+        let (status, h, body) = download(&node, &cid, Some(&range))?;
+        assert_eq!(status, 206, "{range}");
+        assert!(body.as_slice() == &data[want.clone()], "{range}");
+        let content_range = format!("bytes {}-{}/{len}", want.start, want.end - 1);
+        assert_eq!(header(&h, "content-range"), Some(content_range.as_str()), "{range}");
+        assert_eq!(header(&h, "content-length"), Some(want.len().to_string().as_str()));
+    }
+    Ok(())
+}
+
+#[test]
+fn bad_ranges_are_refused() -> TestResult {
+    let node = TestNode::start()?;
+    let data = pattern(1000);
+    let cid = upload_ok(&node, &data)?;
+    let (status, h, _) = download(&node, &cid, Some("bytes=1000-"))?;
+    assert_eq!(status, 416);
+    assert_eq!(header(&h, "content-range"), Some("bytes */1000"));
+    for bad in ["bytes=x-y", "lines=1-2", "bytes=9-3"] {
+        let (status, _, _) = download(&node, &cid, Some(bad))?;
+        assert_eq!(status, 400, "{bad}");
+    }
+    // Several ranges: RFC 9110 lets us answer with the whole dataset.
+    let (status, _, body) = download(&node, &cid, Some("bytes=0-1,5-6"))?;
+    assert_eq!(status, 200);
+    assert!(body == data);
+    Ok(())
+}
+
+#[test]
+fn datasets_survive_a_restart() -> TestResult {
+    let tmp = tempfile::tempdir()?;
+    let data = pattern(700_000);
+    let node = TestNode::start_in(tmp.path(), |c| c)?;
+    let cid = upload_ok(&node, &data)?;
+    let (_, space) = get_json(&node, "/space")?;
+    node.stop();
+    let node = TestNode::start_in(tmp.path(), |c| c)?;
+    let (status, _, body) = download(&node, &cid, None)?;
+    assert_eq!(status, 200);
+    assert!(body == data);
+    assert_eq!(get_json(&node, "/space")?.1, space, "counters are persisted");
+    Ok(())
+}
