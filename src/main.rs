@@ -13,6 +13,7 @@ fn main() -> std::io::Result<()> {
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
         )
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     actix_web::rt::System::new().block_on(async move {
         let node = Node::start(args.engine_config())?;

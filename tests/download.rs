@@ -18,10 +18,16 @@ fn headers_follow_codex() -> TestResult {
     assert_eq!(status, 200);
     assert!(body == data);
     assert_eq!(header(&h, "content-type"), Some("application/json"));
-    assert_eq!(header(&h, "content-disposition"), Some("attachment; filename=\"data.bin\""));
+    assert_eq!(
+        header(&h, "content-disposition"),
+        Some("attachment; filename=\"data.bin\"")
+    );
     assert_eq!(header(&h, "content-length"), Some("100000"));
     assert_eq!(header(&h, "accept-ranges"), Some("bytes"));
-    assert_eq!(header(&h, "access-control-expose-headers"), Some("Content-Disposition"));
+    assert_eq!(
+        header(&h, "access-control-expose-headers"),
+        Some("Content-Disposition")
+    );
 
     let cid = upload_ok(&node, b"no name")?;
     let (_, h, _) = download(&node, &cid, None)?;
@@ -50,8 +56,15 @@ fn ranges_read_exactly_the_asked_bytes() -> TestResult {
         assert_eq!(status, 206, "{range}");
         assert!(body.as_slice() == &data[want.clone()], "{range}");
         let content_range = format!("bytes {}-{}/{len}", want.start, want.end - 1);
-        assert_eq!(header(&h, "content-range"), Some(content_range.as_str()), "{range}");
-        assert_eq!(header(&h, "content-length"), Some(want.len().to_string().as_str()));
+        assert_eq!(
+            header(&h, "content-range"),
+            Some(content_range.as_str()),
+            "{range}"
+        );
+        assert_eq!(
+            header(&h, "content-length"),
+            Some(want.len().to_string().as_str())
+        );
     }
     Ok(())
 }
@@ -87,6 +100,10 @@ fn datasets_survive_a_restart() -> TestResult {
     let (status, _, body) = download(&node, &cid, None)?;
     assert_eq!(status, 200);
     assert!(body == data);
-    assert_eq!(get_json(&node, "/space")?.1, space, "counters are persisted");
+    assert_eq!(
+        get_json(&node, "/space")?.1,
+        space,
+        "counters are persisted"
+    );
     Ok(())
 }

@@ -13,12 +13,25 @@ fn invalid_mime_and_filename_get_422_and_store_nothing() -> TestResult {
     let node = TestNode::start()?;
     let before = space(&node)?;
     let (status, body) = upload(&node, b"abc", None, Some("nonsense/type"))?;
-    assert_eq!((status, body.as_str()), (422, "The MIME type 'nonsense/type' is not valid."));
+    assert_eq!(
+        (status, body.as_str()),
+        (422, "The MIME type 'nonsense/type' is not valid.")
+    );
     let (status, _) = upload(&node, b"abc", None, Some("text/plain; charset=utf-8"))?;
     assert_eq!(status, 422, "parameters are refused, as Codex does");
-    for bad in ["../../etc/passwd", "a/b", "CON", "trailing.", &"x".repeat(10_000)] {
+    for bad in [
+        "../../etc/passwd",
+        "a/b",
+        "CON",
+        "trailing.",
+        &"x".repeat(10_000),
+    ] {
         let (status, body) = upload(&node, b"abc", Some(bad), None)?;
-        assert_eq!((status, body.as_str()), (422, "The filename is not valid."), "{bad}");
+        assert_eq!(
+            (status, body.as_str()),
+            (422, "The filename is not valid."),
+            "{bad}"
+        );
     }
     assert_eq!(space(&node)?, before);
     Ok(())
@@ -43,22 +56,43 @@ fn bad_and_unknown_cids() -> TestResult {
     let (status, _, body) = download(&node, "not-a-cid", None)?;
     assert_eq!((status, body.as_slice()), (400, &b"Incorrect Cid"[..]));
     // A CIDv0 is a CID, just not one this node can hold.
-    let (status, _, body) = download(&node, "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n", None)?;
+    let (status, _, body) = download(
+        &node,
+        "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n",
+        None,
+    )?;
     assert_eq!((status, body.as_slice()), (400, &b"Unsupported Cid"[..]));
     // A well-formed manifest CID that is not stored.
-    let (status, _, body) = download(&node, "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK", None)?;
+    let (status, _, body) = download(
+        &node,
+        "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK",
+        None,
+    )?;
     assert_eq!(status, 404);
-    assert_eq!(String::from_utf8(body)?, "The requested CID could not be retrieved (Block not found in local store).");
+    assert_eq!(
+        String::from_utf8(body)?,
+        "The requested CID could not be retrieved (Block not found in local store)."
+    );
     // A stored data block is not a manifest.
     upload_ok(&node, b"some file contents")?;
-    let (status, _, body) = download(&node, "zDxWB8ED98hxJ51XwYaoQAwMdskCcmTaPR6Ce2wq88bjvjXRYuR9", None)?;
+    let (status, _, body) = download(
+        &node,
+        "zDxWB8ED98hxJ51XwYaoQAwMdskCcmTaPR6Ce2wq88bjvjXRYuR9",
+        None,
+    )?;
     assert_eq!(status, 404);
     assert!(String::from_utf8(body)?.starts_with("CID has invalid content type for manifest zDx"));
     let (status, _) = get_json(&node, "/data/zzz/network/manifest")?;
     assert_eq!(status, 400);
-    let (status, exists) = get_json(&node, "/data/zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK/exists")?;
+    let (status, exists) = get_json(
+        &node,
+        "/data/zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK/exists",
+    )?;
     assert_eq!(status, 200);
-    assert_eq!(exists["zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK"], true);
+    assert_eq!(
+        exists["zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK"],
+        true
+    );
     Ok(())
 }
 
@@ -76,9 +110,15 @@ fn quota_overflow_is_507_and_rolls_back() -> TestResult {
     let node = TestNode::start_with(|c| c.quota_max_bytes(3 * 65536 + 100))?;
     let (status, body) = upload(&node, &pattern(5 * 65536), None, None)?;
     assert_eq!(status, 507, "{body}");
-    assert!(body.starts_with("Quota usage would exceed the limit"), "{body}");
+    assert!(
+        body.starts_with("Quota usage would exceed the limit"),
+        "{body}"
+    );
     let s = space(&node)?;
-    assert_eq!(s["quotaUsedBytes"], 0, "a failed upload leaves nothing behind");
+    assert_eq!(
+        s["quotaUsedBytes"], 0,
+        "a failed upload leaves nothing behind"
+    );
     assert_eq!(s["totalBlocks"], 0);
     // A fitting upload still works afterwards.
     upload_ok(&node, &pattern(2 * 65536))?;

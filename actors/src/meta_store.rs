@@ -119,6 +119,12 @@ pub struct Space {
     pub quota_reserved_bytes: u64,
 }
 
+/// Every stored manifest, each decoded on its own so that one bad record hides nothing else
+/// (Codex stops listing at the first).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<(Cid, Result<Manifest>)>>")]
+pub struct ListManifests;
+
 /// Sync everything written so far to disk.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<()>")]
@@ -143,6 +149,19 @@ pub struct MetaStore {
 }
 
 impl MetaStore {
+    /// Opens the repository database under `data_dir` and the metadata actor's state.
+    pub(crate) fn open_dir(
+        data_dir: &std::path::Path,
+        quota_max: u64,
+    ) -> Result<(Self, BlockBytes)> {
+        std::fs::create_dir_all(data_dir)?;
+        let db = Database::builder(data_dir.join("repo"))
+            .max_journaling_size(512 * 1024 * 1024 /* 512 MiB */)
+            .open()?;
+        let bytes = BlockBytes::open(&db)?;
+        Ok((Self::open(db, bytes.clone(), quota_max)?, bytes))
+    }
+
     /// Opens the metadata keyspaces in `db` and loads the counters.
     pub(crate) fn open(db: Database, bytes: BlockBytes, quota_max: u64) -> Result<Self> {
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
@@ -443,6 +462,25 @@ impl Handler<GetSpace> for MetaStore {
     type Result = Result<Space>;
     fn handle(&mut self, _: GetSpace, _: &mut Self::Context) -> Self::Result {
         Ok(self.space())
+    }
+}
+
+impl Handler<ListManifests> for MetaStore {
+    type Result = Result<Vec<(Cid, Result<Manifest>)>>;
+    fn handle(&mut self, _: ListManifests, _: &mut Self::Context) -> Self::Result {
+        let mut out = Vec::new();
+        for guard in self.manifests.iter() {
+            let (key, value) = guard.into_inner()?;
+            let Ok(cid) = Cid::try_from(key.as_ref()) else {
+                continue;
+            };
+            let manifest = Manifest::decode(&value).map_err(|e| Error::BadManifest {
+                cid,
+                reason: e.to_string(),
+            });
+            out.push((cid, manifest));
+        }
+        Ok(out)
     }
 }
 

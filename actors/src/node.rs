@@ -11,17 +11,16 @@ use std::{
 use actix::{Addr, SyncArbiter};
 use bytes::Bytes;
 use cid::Cid;
-use fjall::Database;
 use futures_util::{stream::BoxStream, Stream, StreamExt};
 
 use crate::{
-    block_store::{BlockBytes, BlockStore},
+    block_store::BlockStore,
     config::{Config, BLOCK_SIZE},
     download,
     error::{Error, Result},
     format::manifest::Manifest,
     hasher::Hasher,
-    meta_store::{GetManifest, GetSpace, HasBlock, MetaStore, Persist, Space},
+    meta_store::{GetManifest, GetSpace, HasBlock, ListManifests, MetaStore, Persist, Space},
     repair,
     upload::{Pipeline, UploadOptions, UploadSession},
 };
@@ -45,12 +44,7 @@ impl Node {
     /// # Errors
     /// [`Error::Storage`] when the directory or database cannot be opened.
     pub fn start(config: Config) -> Result<Self> {
-        std::fs::create_dir_all(&config.data_dir)?;
-        let db = Database::builder(config.data_dir.join("repo"))
-            .max_journaling_size(512 * 1024 * 1024 /* 512 MiB */)
-            .open()?;
-        let bytes = BlockBytes::open(&db)?;
-        let mut meta = MetaStore::open(db, bytes.clone(), config.quota_max_bytes)?;
+        let (mut meta, bytes) = MetaStore::open_dir(&config.data_dir, config.quota_max_bytes)?;
         let report = repair::run(&mut meta)?;
         if !report.is_clean() {
             tracing::warn!(?report, "start-up check repaired the repository");
@@ -151,6 +145,15 @@ impl Node {
         let manifest = self.manifest(cid).await?;
         let stream = self.read(&manifest, None)?;
         Ok((manifest, stream))
+    }
+
+    /// Every stored manifest with its CID. A manifest that cannot be decoded is reported as an
+    /// error item; the others are still listed.
+    ///
+    /// # Errors
+    /// A storage failure while iterating.
+    pub async fn manifests(&self) -> Result<Vec<(Cid, Result<Manifest>)>> {
+        self.meta.send(ListManifests).await?
     }
 
     /// True when a block or manifest with this CID is stored locally.

@@ -31,7 +31,8 @@ pub struct RepairReport {
     pub missing_bytes: u64,
     /// Referenced blocks whose bytes are missing (data loss; logged, kept).
     pub damaged_blocks: u64,
-    /// True when the stored counters had to be corrected.
+    /// True when the stored counters disagreed with the block metadata (never expected: every
+    /// batch updates both together).
     pub counters_fixed: bool,
 }
 
@@ -42,8 +43,22 @@ impl RepairReport {
     }
 }
 
+/// Checks the repository in `data_dir` without changing it: what would the next start repair?
+/// For tests and operators; the node must not be running on the directory.
+///
+/// # Errors
+/// When the repository cannot be opened or read.
+pub fn inspect(data_dir: &std::path::Path) -> Result<RepairReport> {
+    let (mut meta, _) = MetaStore::open_dir(data_dir, u64::MAX)?;
+    check(&mut meta, false)
+}
+
 /// Checks the repository behind `meta` and fixes what an interrupted run left behind.
 pub(crate) fn run(meta: &mut MetaStore) -> Result<RepairReport> {
+    check(meta, true)
+}
+
+fn check(meta: &mut MetaStore, apply: bool) -> Result<RepairReport> {
     let mut report = RepairReport::default();
     let mut batch = meta.db.batch();
     let mut pending: HashMap<Cid, Option<BlockMeta>> = HashMap::new();
@@ -51,6 +66,8 @@ pub(crate) fn run(meta: &mut MetaStore) -> Result<RepairReport> {
         quota_reserved: meta.counters.quota_reserved,
         ..Counters::default()
     };
+    // The same sums over every record, before removals: what the stored counters must equal.
+    let mut recorded = counters;
 
     for cid in meta.bytes.cids() {
         let cid = cid?;
@@ -65,6 +82,8 @@ pub(crate) fn run(meta: &mut MetaStore) -> Result<RepairReport> {
             continue;
         };
         let m: BlockMeta = records::decode(&value)?;
+        recorded.total_blocks += 1;
+        recorded.quota_used += m.size;
         let is_data = cid.codec() == BLOCK_CODEC;
         let has_bytes = if is_data {
             meta.bytes.contains(&cid)?
@@ -91,8 +110,8 @@ pub(crate) fn run(meta: &mut MetaStore) -> Result<RepairReport> {
         counters.total_blocks += 1;
         counters.quota_used += m.size;
     }
-    report.counters_fixed = counters != meta.counters;
-    if !report.is_clean() {
+    report.counters_fixed = recorded != meta.counters;
+    if apply && (!report.is_clean() || counters != meta.counters) {
         meta.commit(batch, pending, counters)?;
     }
     Ok(report)

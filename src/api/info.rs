@@ -47,6 +47,21 @@ pub(crate) async fn manifest(
     Ok(HttpResponse::Ok().json(manifest_entry(&cid, &manifest)))
 }
 
+/// `GET /data`: every local manifest. A record that cannot be decoded is logged and skipped;
+/// it does not hide the rest (Codex stops at the first).
+pub(crate) async fn list(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let mut content = Vec::new();
+    for (cid, manifest) in node.manifests().await? {
+        match manifest {
+            Ok(m) => content.push(manifest_entry(&cid, &m)),
+            Err(e) => {
+                tracing::warn!(cid = %cid_text(&cid), error = %e, "skipping unreadable manifest")
+            }
+        }
+    }
+    Ok(HttpResponse::Ok().json(json!({ "content": content })))
+}
+
 /// `GET /data/{cid}/exists`: `{"<cid>": bool}` as the Codex server answers (not openapi's `has`).
 pub(crate) async fn exists(
     path: web::Path<String>,

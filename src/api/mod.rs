@@ -12,6 +12,7 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/api/codex/v1")
             .route("/data", web::post().to(upload::upload))
+            .route("/data", web::get().to(info::list))
             .route("/data/{cid}", web::get().to(download::download))
             .route(
                 "/data/{cid}/network/manifest",

@@ -102,7 +102,9 @@ fn is_valid_filename(name: &str) -> bool {
 /// `text/plain; charset=utf-8` is refused, as Codex does).
 fn is_known_mime(value: &str) -> bool {
     // mime_guess looks only at the essence, so refuse parameters and odd characters first.
-    let plain = value.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-/".contains(&b));
+    let plain = value
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-/".contains(&b));
     plain && mime_guess::get_mime_extensions_str(&value.to_ascii_lowercase()).is_some()
 }
 
