@@ -13,17 +13,29 @@ fn block_cid(c: &mut Criterion) {
             assert_eq!(cid.codec(), cid::BLOCK_CODEC);
         })
     });
-    let leaves: Vec<cid::Digest> = (0u32..16384).map(|i| cid::sha256(&i.to_le_bytes())).collect();
+    let leaves: Vec<cid::Digest> = (0u32..16384)
+        .map(|i| cid::sha256(&i.to_le_bytes()))
+        .collect();
     group.throughput(Throughput::Elements(leaves.len() as u64));
     group.bench_function("Merkle root of 16384 leaves (1 GiB dataset)", |b| {
         b.iter(|| assert!(merkle::root(&leaves).is_some()))
     });
     let tree = cid::cid_from_digest(cid::ROOT_CODEC, &leaves[0]);
-    let m = Manifest::new(tree, 1 << 30, 65536, Some("data.bin".into()), Some("application/octet-stream".into()));
+    let m = Manifest::new(
+        tree,
+        1 << 30,
+        65536,
+        Some("data.bin".into()),
+        Some("application/octet-stream".into()),
+    );
     let bytes = m.encode();
     group.throughput(Throughput::Elements(1));
-    group.bench_function("manifest encode", |b| b.iter(|| assert_eq!(m.encode().len(), bytes.len())));
-    group.bench_function("manifest decode", |b| b.iter(|| assert_eq!(Manifest::decode(&bytes).as_ref(), Ok(&m))));
+    group.bench_function("manifest encode", |b| {
+        b.iter(|| assert_eq!(m.encode().len(), bytes.len()))
+    });
+    group.bench_function("manifest decode", |b| {
+        b.iter(|| assert_eq!(Manifest::decode(&bytes).as_ref(), Ok(&m)))
+    });
     group.finish();
 }
 

@@ -24,10 +24,14 @@ fn content(iteration: u64) -> Vec<u8> {
 
 fn engine(c: &mut Criterion) {
     let mut group = c.benchmark_group("engine");
-    group.throughput(Throughput::Bytes(SIZE as u64)).sample_size(10);
+    group
+        .throughput(Throughput::Bytes(SIZE as u64))
+        .sample_size(10);
     let dir = tempfile::tempdir().expect("tempdir");
     let sys = actix::System::new();
-    let node = sys.block_on(async { Node::start(Config::new(dir.path())) }).expect("node");
+    let node = sys
+        .block_on(async { Node::start(Config::new(dir.path())) })
+        .expect("node");
     let mut iteration = 0;
     group.bench_function("store 64 MiB via Node::store, 1 MiB pieces", |b| {
         b.iter_custom(|iters| {
@@ -35,11 +39,15 @@ fn engine(c: &mut Criterion) {
             for _ in 0..iters {
                 iteration += 1;
                 let data = Bytes::from(content(iteration));
-                let pieces: Vec<Result<Bytes, std::io::Error>> =
-                    (0..SIZE).step_by(1 << 20).map(|at| Ok(data.slice(at..at + (1 << 20)))).collect();
+                let pieces: Vec<Result<Bytes, std::io::Error>> = (0..SIZE)
+                    .step_by(1 << 20)
+                    .map(|at| Ok(data.slice(at..at + (1 << 20))))
+                    .collect();
                 let start = std::time::Instant::now();
                 let cid = sys
-                    .block_on(node.store(futures_util::stream::iter(pieces), UploadOptions::default()))
+                    .block_on(
+                        node.store(futures_util::stream::iter(pieces), UploadOptions::default()),
+                    )
                     .expect("store");
                 total += start.elapsed();
                 assert_eq!(cid.codec(), MANIFEST_CODEC);
@@ -52,7 +60,9 @@ fn engine(c: &mut Criterion) {
 
 fn http(c: &mut Criterion) {
     let mut group = c.benchmark_group("http");
-    group.throughput(Throughput::Bytes(SIZE as u64)).sample_size(10);
+    group
+        .throughput(Throughput::Bytes(SIZE as u64))
+        .sample_size(10);
     let dir = tempfile::tempdir().expect("tempdir");
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = listener.local_addr().expect("addr");
@@ -61,7 +71,8 @@ fn http(c: &mut Criterion) {
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
             let node = Node::start(config).expect("node");
-            let server = codex_node::run(listener, node, codex_node::HttpConfig::default()).expect("server");
+            let server =
+                codex_node::run(listener, node, codex_node::HttpConfig::default()).expect("server");
             tx.send(server.handle()).expect("handle");
             server.await.expect("serve");
         })
@@ -77,9 +88,19 @@ fn http(c: &mut Criterion) {
                 iteration += 1;
                 let data = content(iteration);
                 let start = std::time::Instant::now();
-                let cid = agent.post(&url).send(&data[..]).expect("post").into_body().read_to_string().expect("body");
+                let cid = agent
+                    .post(&url)
+                    .send(&data[..])
+                    .expect("post")
+                    .into_body()
+                    .read_to_string()
+                    .expect("body");
                 total += start.elapsed();
-                assert_eq!(codex_actors::parse_cid(&cid).expect("a CID").codec(), MANIFEST_CODEC, "{cid}");
+                assert_eq!(
+                    codex_actors::parse_cid(&cid).expect("a CID").codec(),
+                    MANIFEST_CODEC,
+                    "{cid}"
+                );
             }
             total
         })

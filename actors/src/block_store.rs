@@ -1,9 +1,8 @@
 //! The block-storage actor: the only code that knows where block bytes live.
 //!
-//! Today the bytes live in a fjall keyspace with key-value separation (large values go to blob
-//! files, keys and pointers stay in the LSM tree). Other actors never touch that keyspace: they
-//! send [`WriteBlock`] and [`ReadBlock`] to this actor, and the metadata actor removes bytes only
-//! through [`BlockBytes::remove_in`], inside its own atomic batch.
+//! The bytes live in append-only segment files indexed in fjall ([`crate::segments`]). Other
+//! actors send [`WriteBlock`], [`SyncBlocks`] and [`ReadBlock`] here; the metadata actor removes
+//! bytes only through `BlockBytes::remove_in`, inside its own atomic batch.
 //!
 //! Ordering rule that keeps metadata honest: bytes are written *before* the metadata that refers
 //! to them is committed, and only the metadata actor deletes bytes, in its mailbox order.
@@ -13,12 +12,8 @@
 use actix::{Actor, Handler, Message, SyncContext};
 use bytes::Bytes;
 use cid::Cid;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, OwnedWriteBatch};
 
-use crate::{error::Result, format::cid::verify, Error};
-
-/// Keyspace holding block bytes.
-const BLOCK_DATA: &str = "block_data";
+use crate::{error::Result, segments::BlockBytes};
 
 /// Write one padded block under its CID. A block already present is not written again.
 #[derive(Message)]
@@ -29,6 +24,11 @@ pub struct WriteBlock {
     /// The padded block bytes.
     pub data: Bytes,
 }
+
+/// Make every block written so far durable (fdatasync). Sent before a dataset is committed.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct SyncBlocks;
 
 /// Read a block's bytes, verified against its CID.
 #[derive(Message)]
@@ -44,72 +44,6 @@ impl std::fmt::Debug for WriteBlock {
             .field("cid", &self.cid)
             .field("len", &self.data.len())
             .finish()
-    }
-}
-
-/// Where block bytes live. Cheap to clone (a keyspace handle).
-#[derive(Clone)]
-pub struct BlockBytes {
-    data: Keyspace,
-}
-
-impl BlockBytes {
-    /// Opens (or creates) the block keyspace in `db`.
-    pub(crate) fn open(db: &Database) -> Result<Self> {
-        let blobs = KvSeparationOptions::default()
-            .compression(fjall::CompressionType::None) // hashed data does not compress
-            .separation_threshold(1024)
-            .file_target_size(256 * 1024 * 1024 /* 256 MiB */);
-        let data = db.keyspace(BLOCK_DATA, || {
-            KeyspaceCreateOptions::default()
-                .with_kv_separation(Some(blobs.clone()))
-                .max_memtable_size(64 * 1024 * 1024 /* 64 MiB */)
-        })?;
-        Ok(Self { data })
-    }
-
-    /// True when the bytes of `cid` are stored.
-    pub fn contains(&self, cid: &Cid) -> Result<bool> {
-        Ok(self.data.contains_key(cid.to_bytes())?)
-    }
-
-    /// Stores `data` under `cid` unless it is there already.
-    pub fn write(&self, cid: &Cid, data: Bytes) -> Result<()> {
-        let key = cid.to_bytes();
-        if !self.data.contains_key(&key)? {
-            self.data.insert(key, data)?;
-        }
-        Ok(())
-    }
-
-    /// The bytes of `cid`, checked against the CID. `NotFound` when absent, `Corrupted` when
-    /// the bytes on disk no longer hash to the CID.
-    pub fn read(&self, cid: &Cid) -> Result<Bytes> {
-        let value = self
-            .data
-            .get(cid.to_bytes())?
-            .ok_or(Error::NotFound(*cid))?;
-        let bytes = Bytes::from(value);
-        if !verify(cid, &bytes) {
-            tracing::error!(cid = %crate::format::cid::cid_text(cid), "stored block does not match its CID");
-            return Err(Error::Corrupted(*cid));
-        }
-        Ok(bytes)
-    }
-
-    /// Adds the removal of `cid`'s bytes to the metadata actor's batch, so bytes and metadata go
-    /// together or not at all.
-    pub(crate) fn remove_in(&self, batch: &mut OwnedWriteBatch, cid: &Cid) {
-        batch.remove(&self.data, cid.to_bytes());
-    }
-
-    /// CIDs of all stored blocks, for the start-up consistency check.
-    pub(crate) fn cids(&self) -> impl Iterator<Item = Result<Cid>> + '_ {
-        self.data.iter().map(|guard| {
-            let key = guard.key()?;
-            Cid::try_from(key.as_ref())
-                .map_err(|_| Error::Config("bad key in block keyspace".into()))
-        })
     }
 }
 
@@ -134,7 +68,15 @@ impl Handler<WriteBlock> for BlockStore {
     type Result = Result<()>;
 
     fn handle(&mut self, msg: WriteBlock, _: &mut Self::Context) -> Self::Result {
-        self.bytes.write(&msg.cid, msg.data)
+        self.bytes.write(&msg.cid, &msg.data)
+    }
+}
+
+impl Handler<SyncBlocks> for BlockStore {
+    type Result = Result<()>;
+
+    fn handle(&mut self, _: SyncBlocks, _: &mut Self::Context) -> Self::Result {
+        self.bytes.sync()
     }
 }
 
@@ -143,30 +85,5 @@ impl Handler<ReadBlock> for BlockStore {
 
     fn handle(&mut self, msg: ReadBlock, _: &mut Self::Context) -> Self::Result {
         self.bytes.read(&msg.cid)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::format::cid::block_cid;
-
-    #[test]
-    fn write_read_and_detect_corruption() -> Result<()> {
-        let dir = tempfile::tempdir()?;
-        let db = Database::builder(dir.path()).open()?;
-        let bytes = BlockBytes::open(&db)?;
-        let data = Bytes::from(vec![7u8; 65536]);
-        let cid = block_cid(&data);
-        assert!(!bytes.contains(&cid)?);
-        bytes.write(&cid, data.clone())?;
-        assert!(bytes.contains(&cid)?);
-        assert_eq!(bytes.read(&cid)?, data);
-        // Bytes that no longer match their CID are refused, never served.
-        bytes.data.insert(cid.to_bytes(), vec![8u8; 65536])?;
-        assert!(matches!(bytes.read(&cid), Err(Error::Corrupted(_))));
-        let missing = block_cid(b"missing");
-        assert!(matches!(bytes.read(&missing), Err(Error::NotFound(_))));
-        Ok(())
     }
 }

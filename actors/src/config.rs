@@ -10,6 +10,8 @@ pub const DEFAULT_QUOTA_BYTES: u64 = 20 * 1024 * 1024 * 1024; /* 20 GiB */
 pub const DEFAULT_BLOCK_TTL: Duration = Duration::from_secs(30 * 24 * 60 * 60); /* 30 days */
 /// Codex's `DefaultBlockInterval` between two maintenance passes.
 pub const DEFAULT_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(600); /* 10 min */
+/// Size at which the block store starts a new segment file.
+pub const DEFAULT_SEGMENT_BYTES: u64 = 1024 * 1024 * 1024; /* 1 GiB */
 /// Codex's `DefaultNumBlocksPerInterval`.
 pub const DEFAULT_MAINTENANCE_BATCH: usize = 1000;
 
@@ -26,6 +28,7 @@ pub struct Config {
     pub(crate) read_ahead_blocks: usize,
     pub(crate) maintenance_interval: Duration,
     pub(crate) maintenance_batch: usize,
+    pub(crate) segment_bytes: u64,
 }
 
 impl Config {
@@ -42,6 +45,7 @@ impl Config {
             read_ahead_blocks: 8, /* 512 KiB read ahead per download */
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
             maintenance_batch: DEFAULT_MAINTENANCE_BATCH,
+            segment_bytes: DEFAULT_SEGMENT_BYTES,
         }
     }
 
@@ -94,6 +98,14 @@ impl Config {
     #[must_use]
     pub fn maintenance_batch(mut self, entries: usize) -> Self {
         self.maintenance_batch = entries.max(1);
+        self
+    }
+
+    /// Size at which block bytes go to a new segment file. Smaller segments free the space of
+    /// deleted data sooner. Default = 1 GiB.
+    #[must_use]
+    pub fn segment_bytes(mut self, bytes: u64) -> Self {
+        self.segment_bytes = bytes.max(1024 * 1024);
         self
     }
 

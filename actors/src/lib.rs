@@ -11,7 +11,8 @@
 //! - One actor per concern, each file holding its messages: [`chunker`] (bytes → blocks),
 //!   [`hasher`] (sha2-256 and tree root), [`upload`] (gathers CIDs, commits the manifest),
 //!   [`block_store`] (block bytes), [`meta_store`] (all metadata, the single writer).
-//! - [`records`]: the keys and bincode records in fjall; [`repair`]: the start-up check.
+//! - [`segments`]: block bytes in append-only files; [`records`]: the keys and bincode records
+//!   in fjall; [`repair`]: the start-up check.
 //!
 //! # Example
 //! ```
@@ -48,6 +49,7 @@ pub mod meta_store;
 pub mod node;
 pub mod records;
 pub mod repair;
+pub mod segments;
 pub mod upload;
 
 pub use cid::Cid;

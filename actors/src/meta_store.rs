@@ -18,13 +18,13 @@ use cid::Cid;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 
 use crate::{
-    block_store::BlockBytes,
     error::{Error, Result},
     format::{
         cid::BLOCK_CODEC,
         manifest::{cid_of_encoded, Manifest},
     },
     records::{self, BlockMeta, Counters, LeafRecord},
+    segments::BlockBytes,
 };
 
 /// Record that these blocks (already written by the block store) are stored, and pin them for
@@ -153,12 +153,11 @@ impl MetaStore {
     pub(crate) fn open_dir(
         data_dir: &std::path::Path,
         quota_max: u64,
+        segment_bytes: u64,
     ) -> Result<(Self, BlockBytes)> {
         std::fs::create_dir_all(data_dir)?;
-        let db = Database::builder(data_dir.join("repo"))
-            .max_journaling_size(512 * 1024 * 1024 /* 512 MiB */)
-            .open()?;
-        let bytes = BlockBytes::open(&db)?;
+        let db = Database::builder(data_dir.join("repo")).open()?;
+        let bytes = BlockBytes::open(&db, &data_dir.join("blocks"), segment_bytes)?;
         Ok((Self::open(db, bytes.clone(), quota_max)?, bytes))
     }
 
@@ -345,13 +344,14 @@ impl MetaStore {
         let mut pending = HashMap::new();
         let mut counters = self.counters;
         let mut freed = 0;
+        let mut released = Vec::new();
         for cid in &msg.cids {
             if self.pins.contains_key(cid) || cid.codec() != BLOCK_CODEC {
                 continue;
             }
             if let Some(m) = self.meta(&pending, cid)? {
                 if m.ref_count == 0 {
-                    self.bytes.remove_in(&mut batch, cid);
+                    released.extend(self.bytes.remove_in(&mut batch, cid)?);
                     pending.insert(*cid, None);
                     counters.quota_used = counters.quota_used.saturating_sub(m.size);
                     counters.total_blocks = counters.total_blocks.saturating_sub(1);
@@ -360,6 +360,7 @@ impl MetaStore {
             }
         }
         self.commit(batch, pending, counters)?;
+        self.bytes.released(&released);
         Ok(freed)
     }
 

@@ -44,7 +44,11 @@ impl Node {
     /// # Errors
     /// [`Error::Storage`] when the directory or database cannot be opened.
     pub fn start(config: Config) -> Result<Self> {
-        let (mut meta, bytes) = MetaStore::open_dir(&config.data_dir, config.quota_max_bytes)?;
+        let (mut meta, bytes) = MetaStore::open_dir(
+            &config.data_dir,
+            config.quota_max_bytes,
+            config.segment_bytes,
+        )?;
         let report = repair::run(&mut meta)?;
         if !report.is_clean() {
             tracing::warn!(?report, "start-up check repaired the repository");

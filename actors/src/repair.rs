@@ -49,7 +49,8 @@ impl RepairReport {
 /// # Errors
 /// When the repository cannot be opened or read.
 pub fn inspect(data_dir: &std::path::Path) -> Result<RepairReport> {
-    let (mut meta, _) = MetaStore::open_dir(data_dir, u64::MAX)?;
+    let (mut meta, _) =
+        MetaStore::open_dir(data_dir, u64::MAX, crate::config::DEFAULT_SEGMENT_BYTES)?;
     check(&mut meta, false)
 }
 
@@ -61,6 +62,7 @@ pub(crate) fn run(meta: &mut MetaStore) -> Result<RepairReport> {
 fn check(meta: &mut MetaStore, apply: bool) -> Result<RepairReport> {
     let mut report = RepairReport::default();
     let mut batch = meta.db.batch();
+    let mut released = Vec::new();
     let mut pending: HashMap<Cid, Option<BlockMeta>> = HashMap::new();
     let mut counters = Counters {
         quota_reserved: meta.counters.quota_reserved,
@@ -72,7 +74,7 @@ fn check(meta: &mut MetaStore, apply: bool) -> Result<RepairReport> {
     for cid in meta.bytes.cids() {
         let cid = cid?;
         if !meta.block_meta.contains_key(cid.to_bytes())? {
-            meta.bytes.remove_in(&mut batch, &cid);
+            released.extend(meta.bytes.remove_in(&mut batch, &cid)?);
             report.orphan_bytes += 1;
         }
     }
@@ -92,7 +94,7 @@ fn check(meta: &mut MetaStore, apply: bool) -> Result<RepairReport> {
         };
         if is_data && m.ref_count == 0 {
             if has_bytes {
-                meta.bytes.remove_in(&mut batch, &cid);
+                released.extend(meta.bytes.remove_in(&mut batch, &cid)?);
             }
             pending.insert(cid, None);
             report.unreferenced_blocks += 1;
@@ -113,6 +115,7 @@ fn check(meta: &mut MetaStore, apply: bool) -> Result<RepairReport> {
     report.counters_fixed = recorded != meta.counters;
     if apply && (!report.is_clean() || counters != meta.counters) {
         meta.commit(batch, pending, counters)?;
+        meta.bytes.released(&released);
     }
     Ok(report)
 }

@@ -21,7 +21,7 @@ use cid::Cid;
 use tokio::sync::Semaphore;
 
 use crate::{
-    block_store::{BlockStore, WriteBlock},
+    block_store::{BlockStore, SyncBlocks, WriteBlock},
     chunker::{Chunker, Close, Feed},
     error::{Error, Result},
     format::{
@@ -259,6 +259,8 @@ impl Handler<Finish> for Upload {
                 let manifest = Manifest::new(tree_cid, msg.dataset_size, p.block_size, options.filename, options.mimetype);
                 let leaf_cids = leaves.iter().map(|d| cid_from_digest(crate::format::cid::BLOCK_CODEC, d)).collect();
                 let _ = pinned;
+                // Bytes must be durable before the metadata that makes them reachable is.
+                p.blocks.send(SyncBlocks).await??;
                 let cid = p.meta.send(CommitDataset { manifest, leaves: leaf_cids, expiry: p.expiry }).await??;
                 tracing::info!(cid = %crate::format::cid::cid_text(&cid), bytes = msg.dataset_size, blocks = leaves.len(), elapsed_ms = started.elapsed().as_millis() as u64, "upload stored");
                 Ok(cid)
