@@ -1,7 +1,7 @@
 //! The block-storage actor: the only code that knows where block bytes live.
 //!
 //! The bytes live in append-only segment files indexed in fjall ([`crate::segments`]). Other
-//! actors send [`WriteBlock`], [`SyncBlocks`] and [`ReadBlock`] here; the metadata actor removes
+//! actors send [`WriteBlocks`], [`SyncBlocks`] and [`ReadBlock`] here; the metadata actor removes
 //! bytes only through `BlockBytes::remove_in`, inside its own atomic batch.
 //!
 //! Ordering rule that keeps metadata honest: bytes are written *before* the metadata that refers
@@ -15,14 +15,13 @@ use cid::Cid;
 
 use crate::{error::Result, segments::BlockBytes};
 
-/// Write one padded block under its CID. A block already present is not written again.
+/// Write padded blocks under their CIDs (already computed by the hasher). Blocks already
+/// present are not written again.
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
-pub struct WriteBlock {
-    /// The block's CID (already computed by the hasher).
-    pub cid: Cid,
-    /// The padded block bytes.
-    pub data: Bytes,
+pub struct WriteBlocks {
+    /// `(cid, padded bytes)` per block.
+    pub blocks: Vec<(Cid, Bytes)>,
 }
 
 /// Make every block written so far durable (fdatasync). Sent before a dataset is committed.
@@ -38,12 +37,9 @@ pub struct ReadBlock {
     pub cid: Cid,
 }
 
-impl std::fmt::Debug for WriteBlock {
+impl std::fmt::Debug for WriteBlocks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("WriteBlock")
-            .field("cid", &self.cid)
-            .field("len", &self.data.len())
-            .finish()
+        write!(f, "WriteBlocks({} blocks)", self.blocks.len())
     }
 }
 
@@ -64,11 +60,11 @@ impl Actor for BlockStore {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<WriteBlock> for BlockStore {
+impl Handler<WriteBlocks> for BlockStore {
     type Result = Result<()>;
 
-    fn handle(&mut self, msg: WriteBlock, _: &mut Self::Context) -> Self::Result {
-        self.bytes.write(&msg.cid, &msg.data)
+    fn handle(&mut self, msg: WriteBlocks, _: &mut Self::Context) -> Self::Result {
+        self.bytes.write(&msg.blocks)
     }
 }
 

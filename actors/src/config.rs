@@ -22,7 +22,8 @@ pub struct Config {
     pub(crate) data_dir: PathBuf,
     pub(crate) quota_max_bytes: u64,
     pub(crate) block_ttl: Duration,
-    pub(crate) upload_window_blocks: u32,
+    pub(crate) upload_batch_blocks: usize,
+    pub(crate) upload_window_batches: u32,
     pub(crate) hasher_threads: usize,
     pub(crate) block_store_threads: usize,
     pub(crate) read_ahead_blocks: usize,
@@ -39,7 +40,8 @@ impl Config {
             data_dir: data_dir.into(),
             quota_max_bytes: DEFAULT_QUOTA_BYTES,
             block_ttl: DEFAULT_BLOCK_TTL,
-            upload_window_blocks: 32, /* 2 MiB in flight per upload */
+            upload_batch_blocks: 16,  /* 1 MiB per message */
+            upload_window_batches: 8, /* 8 MiB in flight per upload */
             hasher_threads: cores,
             block_store_threads: 2,
             read_ahead_blocks: 8, /* 512 KiB read ahead per download */
@@ -65,11 +67,19 @@ impl Config {
         self
     }
 
-    /// Blocks of one upload that may be hashed and stored at once. Together with the HTTP
-    /// layer's own buffer this bounds an upload's memory: `window × 64 KiB`. Default = 32.
+    /// Blocks an upload sends per message to the hasher, block store and metadata actor.
+    /// Default = 8 (512 KiB).
     #[must_use]
-    pub fn upload_window_blocks(mut self, blocks: u32) -> Self {
-        self.upload_window_blocks = blocks.max(1);
+    pub fn upload_batch_blocks(mut self, blocks: usize) -> Self {
+        self.upload_batch_blocks = blocks.max(1);
+        self
+    }
+
+    /// Batches of one upload that may be hashed and stored at once. This bounds an upload's
+    /// memory to about `(window + 1) × batch × 64 KiB` (2.5 MiB by default). Default = 4.
+    #[must_use]
+    pub fn upload_window_batches(mut self, batches: u32) -> Self {
+        self.upload_window_batches = batches.max(1);
         self
     }
 

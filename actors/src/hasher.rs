@@ -12,19 +12,17 @@ use crate::format::{
     merkle,
 };
 
-/// Hash one padded block; replies with its `codex-block` CID.
+/// Hash a batch of padded blocks; replies with their `codex-block` CIDs, in order.
 #[derive(Message)]
-#[rtype(result = "Cid")]
-pub struct HashBlock {
-    /// The padded block.
-    pub data: Bytes,
+#[rtype(result = "Vec<Cid>")]
+pub struct HashBlocks {
+    /// The padded blocks.
+    pub blocks: Vec<Bytes>,
 }
 
-impl std::fmt::Debug for HashBlock {
+impl std::fmt::Debug for HashBlocks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("HashBlock")
-            .field("len", &self.data.len())
-            .finish()
+        write!(f, "HashBlocks({} blocks)", self.blocks.len())
     }
 }
 
@@ -44,10 +42,10 @@ impl Actor for Hasher {
     type Context = SyncContext<Self>;
 }
 
-impl Handler<HashBlock> for Hasher {
-    type Result = MessageResult<HashBlock>;
-    fn handle(&mut self, msg: HashBlock, _: &mut Self::Context) -> Self::Result {
-        MessageResult(block_cid(&msg.data))
+impl Handler<HashBlocks> for Hasher {
+    type Result = MessageResult<HashBlocks>;
+    fn handle(&mut self, msg: HashBlocks, _: &mut Self::Context) -> Self::Result {
+        MessageResult(msg.blocks.iter().map(|b| block_cid(b)).collect())
     }
 }
 

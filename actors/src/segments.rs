@@ -62,7 +62,10 @@ struct Writer {
 }
 
 struct Inner {
+    db: Database,
     dir: PathBuf,
+    /// Background writeback: segments sent here are fdatasynced by a helper thread.
+    flusher: std::sync::mpsc::Sender<Arc<File>>,
     index: Keyspace,
     segment_bytes: u64,
     writer: Mutex<Writer>,
@@ -150,8 +153,21 @@ impl BlockBytes {
             written_since_sync: 0,
             dirty: HashMap::new(),
         };
+        let (flusher, flush_rx) = std::sync::mpsc::channel::<Arc<File>>();
+        std::thread::Builder::new()
+            .name("segment-flusher".into())
+            .spawn(move || {
+                // Ends when the last BlockBytes handle (and so the sender) is dropped.
+                for file in flush_rx {
+                    if let Err(e) = file.sync_data() {
+                        tracing::warn!(error = %e, "background segment sync failed");
+                    }
+                }
+            })?;
         Ok(Self {
             inner: Arc::new(Inner {
+                db: db.clone(),
+                flusher,
                 dir: dir.to_path_buf(),
                 index,
                 segment_bytes,
@@ -174,51 +190,58 @@ impl BlockBytes {
         }
     }
 
-    /// Appends `data` under `cid` unless it is stored already.
-    pub fn write(&self, cid: &Cid, data: &Bytes) -> Result<()> {
-        let key = cid.to_bytes();
-        if self.inner.index.contains_key(&key)? {
+    /// Appends each `(cid, data)` not stored already, then records the locations in one index
+    /// batch. Appends are serialized by the writer lock (one sequential stream per disk).
+    pub fn write(&self, blocks: &[(Cid, Bytes)]) -> Result<()> {
+        let mut batch = self.inner.db.batch();
+        let mut added: Vec<Location> = Vec::with_capacity(blocks.len());
+        {
+            let mut w = lock(&self.inner.writer);
+            for (cid, data) in blocks {
+                let key = cid.to_bytes();
+                if self.inner.index.contains_key(&key)? {
+                    continue;
+                }
+                let len = u32::try_from(data.len())
+                    .map_err(|_| Error::Config("block larger than 4 GiB".into()))?;
+                let mut header = Vec::with_capacity(4 + 1 + key.len() + 4);
+                header.extend_from_slice(MAGIC);
+                header.push(key.len() as u8); // a CID is far shorter than 256 bytes
+                header.extend_from_slice(&key);
+                header.extend_from_slice(&len.to_le_bytes());
+                let record = header.len() as u64 + u64::from(len);
+                if w.len > 0 && w.len + record > self.inner.segment_bytes {
+                    self.rotate(&mut w)?;
+                }
+                let start = w.len;
+                w.file.write_all_at(&header, start)?;
+                w.file.write_all_at(data, start + header.len() as u64)?;
+                w.len += record;
+                w.written_since_sync += record;
+                if w.written_since_sync >= SYNC_EVERY {
+                    // Start writeback now, off this thread, so that the commit's sync is short.
+                    w.written_since_sync = 0;
+                    let _ = self.inner.flusher.send(w.file.clone());
+                }
+                let (segment, file) = (w.segment, w.file.clone());
+                w.dirty.insert(segment, file);
+                let loc = Location {
+                    segment,
+                    offset: start + header.len() as u64,
+                    len,
+                };
+                batch.insert(&self.inner.index, key, records::encode(&loc)?);
+                added.push(loc);
+            }
+        }
+        if added.is_empty() {
             return Ok(());
         }
-        let len = u32::try_from(data.len())
-            .map_err(|_| Error::Config("block larger than 4 GiB".into()))?;
-        let mut header = Vec::with_capacity(4 + 1 + key.len() + 4);
-        header.extend_from_slice(MAGIC);
-        header.push(key.len() as u8); // a CID is far shorter than 256 bytes
-        header.extend_from_slice(&key);
-        header.extend_from_slice(&len.to_le_bytes());
-        let record = header.len() as u64 + u64::from(len);
-
-        // Reserve the range under the lock; write outside it so writers proceed in parallel.
-        let (file, segment, start, sync_now) = {
-            let mut w = lock(&self.inner.writer);
-            if w.len > 0 && w.len + record > self.inner.segment_bytes {
-                self.rotate(&mut w)?;
-            }
-            let start = w.len;
-            w.len += record;
-            w.written_since_sync += record;
-            let sync_now = w.written_since_sync >= SYNC_EVERY;
-            if sync_now {
-                w.written_since_sync = 0;
-            }
-            let (segment, file) = (w.segment, w.file.clone());
-            w.dirty.insert(segment, file.clone());
-            (file, segment, start, sync_now)
-        };
-        file.write_all_at(&header, start)?;
-        file.write_all_at(data, start + header.len() as u64)?;
-        if sync_now {
-            // Keeps the page cache from piling up dirty data that the commit would sync at once.
-            file.sync_data()?;
+        batch.commit()?;
+        let mut live = lock(&self.inner.live);
+        for loc in added {
+            *live.entry(loc.segment).or_default() += u64::from(loc.len);
         }
-        let loc = Location {
-            segment,
-            offset: start + header.len() as u64,
-            len,
-        };
-        self.inner.index.insert(key, records::encode(&loc)?)?;
-        *lock(&self.inner.live).entry(segment).or_default() += u64::from(len);
         Ok(())
     }
 
@@ -370,8 +393,8 @@ mod tests {
         let (_db, bytes) = open(dir.path(), 150_000)?;
         let blocks: Vec<Bytes> = (0u8..5).map(|i| Bytes::from(vec![i; 65536])).collect();
         for b in &blocks {
-            bytes.write(&block_cid(b), b)?;
-            bytes.write(&block_cid(b), b)?; // a second write of the same block is a no-op
+            bytes.write(&[(block_cid(b), b.clone())])?;
+            bytes.write(&[(block_cid(b), b.clone())])?; // a second write of the same block is a no-op
         }
         bytes.sync()?;
         for b in &blocks {
@@ -396,7 +419,7 @@ mod tests {
         let cid = block_cid(&data);
         {
             let (db, bytes) = open(dir.path(), 1 << 30)?;
-            bytes.write(&cid, &data)?;
+            bytes.write(&[(cid, data.clone())])?;
             db.persist(fjall::PersistMode::SyncAll)?;
         }
         // The index survived but the segment lost its tail (power loss before the data sync).
@@ -413,8 +436,7 @@ mod tests {
         let (db, bytes) = open(dir.path(), 100_000)?;
         let a = Bytes::from(vec![1u8; 65536]);
         let b = Bytes::from(vec![2u8; 65536]);
-        bytes.write(&block_cid(&a), &a)?;
-        bytes.write(&block_cid(&b), &b)?; // rotates: segment 0 is sealed
+        bytes.write(&[(block_cid(&a), a.clone()), (block_cid(&b), b.clone())])?; // rotates
         let mut batch = db.batch();
         let loc = bytes
             .remove_in(&mut batch, &block_cid(&a))?

@@ -1,12 +1,14 @@
-//! The upload actor: one per upload, it drives each block through hashing, block storage and
+//! The upload actor: one per upload, it drives blocks through hashing, block storage and
 //! metadata, gathers the block CIDs in order and finally commits the manifest.
 //!
-//! Pipeline per block, up to `upload_window_blocks` blocks at once:
-//! [`AddBlock`] → [`Hasher`] (CID) → [`BlockStore`] (bytes) → [`MetaStore`] (`PutBlocks`: metadata,
-//! quota, pin). [`Finish`] waits for the window to drain, asks the hasher for the tree root,
-//! builds the manifest and sends `CommitDataset`. [`Abort`] (or a dropped [`UploadSession`])
-//! waits for in-flight blocks and then releases everything the upload pinned, so a failed
-//! upload leaves nothing behind.
+//! Blocks travel in batches of `batch_blocks` (one message per hop per batch, not per block),
+//! and at most `window_batches` batches are in flight; [`AddBlock`] is answered only once its
+//! batch is admitted, which is how storage pushes back on the HTTP body. Per batch:
+//! [`Hasher`] (`HashBlocks` → CIDs) → [`BlockStore`] (`WriteBlocks`) → [`MetaStore`]
+//! (`PutBlocks`: metadata, quota, pins). [`Finish`] flushes the last batch, waits for the
+//! window to drain, asks the hasher for the tree root, syncs the block store, and sends
+//! `CommitDataset`. [`Abort`] (or a dropped [`UploadSession`]) waits for in-flight batches and
+//! then releases everything the upload pinned, so a failed upload leaves nothing behind.
 //!
 //! Embedders use [`UploadSession`], which also owns this upload's [`Chunker`].
 
@@ -21,14 +23,14 @@ use cid::Cid;
 use tokio::sync::Semaphore;
 
 use crate::{
-    block_store::{BlockStore, SyncBlocks, WriteBlock},
+    block_store::{BlockStore, SyncBlocks, WriteBlocks},
     chunker::{Chunker, Close, Feed},
     error::{Error, Result},
     format::{
-        cid::{cid_from_digest, digest_of, Digest, ROOT_CODEC},
+        cid::{cid_from_digest, cid_text, digest_of, Digest, BLOCK_CODEC, ROOT_CODEC},
         manifest::Manifest,
     },
-    hasher::{HashBlock, Hasher, TreeRoot},
+    hasher::{HashBlocks, Hasher, TreeRoot},
     meta_store::{CommitDataset, MetaStore, Placed, PutBlocks, ReleaseBlocks},
 };
 
@@ -41,7 +43,7 @@ pub struct UploadOptions {
     pub mimetype: Option<String>,
 }
 
-/// One block of the upload, numbered by the chunker.
+/// One block of the upload, numbered by the chunker (blocks arrive in index order).
 #[derive(Message)]
 #[rtype(result = "Result<()>")]
 pub struct AddBlock {
@@ -73,14 +75,15 @@ pub struct Finish {
 #[rtype(result = "()")]
 pub struct Abort;
 
-/// Where an upload sends its work.
+/// Where an upload sends its work, and how much it may have in flight.
 #[derive(Clone)]
 pub(crate) struct Pipeline {
     pub(crate) hasher: Addr<Hasher>,
     pub(crate) blocks: Addr<BlockStore>,
     pub(crate) meta: Addr<MetaStore>,
     pub(crate) block_size: u32,
-    pub(crate) window: u32,
+    pub(crate) batch_blocks: usize,
+    pub(crate) window_batches: u32,
     /// Expiry given to the upload's blocks and manifest (unix seconds).
     pub(crate) expiry: u64,
 }
@@ -89,9 +92,12 @@ pub(crate) struct Pipeline {
 pub struct Upload {
     pipeline: Pipeline,
     options: UploadOptions,
-    /// Permits for blocks in flight; `Finish` and `Abort` take them all to wait for the rest.
+    /// One permit per batch in flight; `Finish` and `Abort` take them all to wait for the rest.
     window: Arc<Semaphore>,
-    /// Block digests by index, filled as blocks complete (32 bytes per 64 KiB block).
+    /// Blocks waiting to fill the next batch, and the index of its first block.
+    batch: Vec<Bytes>,
+    batch_start: u64,
+    /// Block digests by index, filled as batches complete (32 bytes per 64 KiB block).
     leaves: Vec<Option<Digest>>,
     /// Blocks pinned in the metadata actor, to release if the upload fails.
     pinned: Vec<Cid>,
@@ -104,11 +110,13 @@ pub struct Upload {
 
 impl Upload {
     pub(crate) fn new(pipeline: Pipeline, options: UploadOptions) -> Self {
-        let window = Arc::new(Semaphore::new(pipeline.window as usize));
+        let window = Arc::new(Semaphore::new(pipeline.window_batches as usize));
         Self {
+            batch: Vec::with_capacity(pipeline.batch_blocks),
             pipeline,
             options,
             window,
+            batch_start: 0,
             leaves: Vec::new(),
             pinned: Vec::new(),
             failure: None,
@@ -117,38 +125,68 @@ impl Upload {
         }
     }
 
-    fn block_done(&mut self, index: u64, result: Result<Cid>) {
+    fn batch_done(&mut self, start: u64, result: Result<Vec<Cid>>) {
         match result {
-            Ok(cid) => {
-                self.pinned.push(cid);
-                let slot = usize::try_from(index).unwrap_or(usize::MAX);
-                if self.leaves.len() <= slot {
-                    self.leaves.resize(slot.saturating_add(1), None);
+            Ok(cids) => {
+                let first = usize::try_from(start).unwrap_or(usize::MAX);
+                let end = first.saturating_add(cids.len());
+                if self.leaves.len() < end {
+                    self.leaves.resize(end, None);
                 }
-                if let Some(s) = self.leaves.get_mut(slot) {
-                    *s = digest_of(&cid);
+                for (slot, cid) in self.leaves.iter_mut().skip(first).zip(&cids) {
+                    *slot = digest_of(cid);
                 }
+                self.pinned.extend(cids);
             }
             Err(e) => {
                 if self.failure.is_none() {
-                    tracing::debug!(index, error = %e, "upload block failed");
+                    tracing::debug!(start, error = %e, "upload batch failed");
                     self.failure = Some(e);
                 }
             }
         }
     }
 
-    /// A future that resolves once every in-flight block has finished.
+    /// Admits the current batch into the window and starts it; resolves once admitted.
+    fn dispatch(&mut self) -> ResponseActFuture<Self, Result<()>> {
+        if self.batch.is_empty() {
+            return Box::pin(fut::ready(Ok(())));
+        }
+        let blocks = std::mem::replace(
+            &mut self.batch,
+            Vec::with_capacity(self.pipeline.batch_blocks),
+        );
+        let start = self.batch_start;
+        self.batch_start += blocks.len() as u64;
+        let window = self.window.clone();
+        let pipeline = self.pipeline.clone();
+        Box::pin(
+            async move { window.acquire_owned().await }
+                .into_actor(self)
+                .map(move |permit, act, ctx| {
+                    let permit = permit.map_err(|_| Error::Unavailable)?;
+                    ctx.spawn(store_batch(pipeline, blocks).into_actor(act).map(
+                        move |result, act, _| {
+                            drop(permit);
+                            act.batch_done(start, result);
+                        },
+                    ));
+                    Ok(())
+                }),
+        )
+    }
+
+    /// A future that resolves once every in-flight batch has finished.
     fn drained(&self) -> impl std::future::Future<Output = ()> + 'static {
         let window = self.window.clone();
-        let all = self.pipeline.window;
+        let all = self.pipeline.window_batches;
         async move {
             // The semaphore is never closed, so this only waits; the permits go back on drop.
             let _ = window.acquire_many_owned(all).await;
         }
     }
 
-    /// Release pins of an upload that will not be committed.
+    /// Releases the pins of an upload that will not be committed.
     fn release(&mut self) -> impl std::future::Future<Output = ()> + 'static {
         self.done = true;
         let cids = std::mem::take(&mut self.pinned);
@@ -158,52 +196,76 @@ impl Upload {
                 return;
             }
             match meta.send(ReleaseBlocks { cids }).await {
-                Ok(Ok(freed)) => tracing::info!(freed, "released blocks of an unfinished upload"),
-                Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "could not release blocks of an unfinished upload")
+                Ok(Ok(freed)) => {
+                    tracing::info!(freed, "released the blocks of an unfinished upload")
                 }
+                Ok(Err(e)) => tracing::warn!(error = %e, "could not release an unfinished upload"),
                 Err(_) => tracing::warn!("metadata actor gone while releasing an upload"),
             }
         }
     }
 }
 
-/// Hash, write and record one block. Returns its CID once its metadata is committed and pinned.
-async fn store_block(p: Pipeline, data: Bytes) -> Result<Cid> {
-    let size = data.len() as u64;
-    let cid = p.hasher.send(HashBlock { data: data.clone() }).await?;
+/// Hashes, writes and records one batch. Returns the CIDs once their metadata is committed and
+/// pinned.
+async fn store_batch(p: Pipeline, blocks: Vec<Bytes>) -> Result<Vec<Cid>> {
+    let cids = p
+        .hasher
+        .send(HashBlocks {
+            blocks: blocks.clone(),
+        })
+        .await?;
+    let sizes: Vec<(Cid, u64)> = cids
+        .iter()
+        .zip(&blocks)
+        .map(|(c, b)| (*c, b.len() as u64))
+        .collect();
+    let mut todo: Vec<(Cid, Bytes)> = cids.iter().copied().zip(blocks).collect();
     // A concurrent delete can remove known bytes between our write and our metadata; the
-    // metadata actor then says so and we write again. Twice in a row would need two deletes.
+    // metadata actor then says so and we write those again. Twice in a row needs two deletes.
     for _ in 0..3 {
         p.blocks
-            .send(WriteBlock {
-                cid,
-                data: data.clone(),
+            .send(WriteBlocks {
+                blocks: todo.clone(),
             })
             .await??;
+        let entries = todo
+            .iter()
+            .map(|(c, _)| {
+                sizes
+                    .iter()
+                    .find(|(s, _)| s == c)
+                    .copied()
+                    .unwrap_or((*c, 0))
+            })
+            .collect();
         let placed = p
             .meta
             .send(PutBlocks {
-                blocks: vec![(cid, size)],
+                blocks: entries,
                 expiry: p.expiry,
             })
             .await??;
-        if placed.first() != Some(&Placed::BytesMissing) {
-            return Ok(cid);
+        todo = todo
+            .into_iter()
+            .zip(placed)
+            .filter(|(_, pl)| *pl == Placed::BytesMissing)
+            .map(|(b, _)| b)
+            .collect();
+        if todo.is_empty() {
+            return Ok(cids);
         }
     }
-    Err(Error::NotFound(cid))
+    Err(Error::NotFound(todo.first().map_or(cids[0], |(c, _)| *c)))
 }
 
 impl Actor for Upload {
     type Context = Context<Self>;
 
-    fn stopped(&mut self, ctx: &mut Self::Context) {
+    fn stopped(&mut self, _: &mut Self::Context) {
         if !self.done && !self.pinned.is_empty() {
-            // Dropped without Finish or Abort: release in the background.
-            let release = self.release();
-            let _ = ctx; // the context is gone; run on the arbiter instead
-            actix_rt::spawn(release);
+            // Stopped without Finish or Abort (all handles dropped): release in the background.
+            actix_rt::spawn(self.release());
         }
     }
 }
@@ -215,23 +277,14 @@ impl Handler<AddBlock> for Upload {
         if let Some(e) = &self.failure {
             return Box::pin(fut::ready(Err(e.clone())));
         }
-        let window = self.window.clone();
-        let pipeline = self.pipeline.clone();
-        Box::pin(
-            async move { window.acquire_owned().await }
-                .into_actor(self)
-                .map(move |permit, _act, ctx| {
-                    let permit = permit.map_err(|_| Error::Unavailable)?;
-                    let index = msg.index;
-                    ctx.spawn(store_block(pipeline, msg.data).into_actor(_act).map(
-                        move |result, act, _| {
-                            drop(permit);
-                            act.block_done(index, result);
-                        },
-                    ));
-                    Ok(())
-                }),
-        )
+        if self.batch.is_empty() {
+            self.batch_start = msg.index;
+        }
+        self.batch.push(msg.data);
+        if self.batch.len() < self.pipeline.batch_blocks {
+            return Box::pin(fut::ready(Ok(())));
+        }
+        self.dispatch()
     }
 }
 
@@ -239,44 +292,78 @@ impl Handler<Finish> for Upload {
     type Result = ResponseActFuture<Self, Result<Cid>>;
 
     fn handle(&mut self, msg: Finish, _: &mut Self::Context) -> Self::Result {
-        Box::pin(self.drained().into_actor(self).then(move |(), act, _| {
-            let failure = act.failure.clone();
-            let leaves: Option<Vec<Digest>> = std::mem::take(&mut act.leaves).into_iter().collect();
-            let p = act.pipeline.clone();
-            let options = act.options.clone();
-            let started = act.started;
-            let pinned = act.pinned.clone();
-            async move {
-                if let Some(e) = failure {
-                    return Err(e);
-                }
-                if msg.dataset_size == 0 {
-                    return Err(Error::EmptyUpload);
-                }
-                let leaves = leaves.ok_or(Error::Unavailable)?;
-                let root = p.hasher.send(TreeRoot { leaves: leaves.clone() }).await?.ok_or(Error::EmptyUpload)?;
-                let tree_cid = cid_from_digest(ROOT_CODEC, &root);
-                let manifest = Manifest::new(tree_cid, msg.dataset_size, p.block_size, options.filename, options.mimetype);
-                let leaf_cids = leaves.iter().map(|d| cid_from_digest(crate::format::cid::BLOCK_CODEC, d)).collect();
-                let _ = pinned;
-                // Bytes must be durable before the metadata that makes them reachable is.
-                p.blocks.send(SyncBlocks).await??;
-                let cid = p.meta.send(CommitDataset { manifest, leaves: leaf_cids, expiry: p.expiry }).await??;
-                tracing::info!(cid = %crate::format::cid::cid_text(&cid), bytes = msg.dataset_size, blocks = leaves.len(), elapsed_ms = started.elapsed().as_millis() as u64, "upload stored");
-                Ok(cid)
-            }
-            .into_actor(act)
-            .map(|result: Result<Cid>, act, ctx| {
-                if result.is_ok() {
-                    act.done = true;
-                    act.pinned.clear();
-                } else {
-                    let release = act.release();
-                    ctx.spawn(release.into_actor(act));
-                }
-                result
-            })
-        }))
+        Box::pin(
+            self.dispatch()
+                .then(|admitted, act, _| {
+                    act.drained().into_actor(act).map(move |(), _, _| admitted)
+                })
+                .then(move |admitted, act, _| {
+                    let failure = admitted.err().or_else(|| act.failure.clone());
+                    let leaves: Option<Vec<Digest>> =
+                        std::mem::take(&mut act.leaves).into_iter().collect();
+                    let p = act.pipeline.clone();
+                    let options = act.options.clone();
+                    let started = act.started;
+                    async move {
+                        if let Some(e) = failure {
+                            return Err(e);
+                        }
+                        if msg.dataset_size == 0 {
+                            return Err(Error::EmptyUpload);
+                        }
+                        let leaves = leaves.ok_or(Error::Unavailable)?;
+                        let root = p
+                            .hasher
+                            .send(TreeRoot {
+                                leaves: leaves.clone(),
+                            })
+                            .await?
+                            .ok_or(Error::EmptyUpload)?;
+                        let manifest = Manifest::new(
+                            cid_from_digest(ROOT_CODEC, &root),
+                            msg.dataset_size,
+                            p.block_size,
+                            options.filename,
+                            options.mimetype,
+                        );
+                        let leaf_cids = leaves
+                            .iter()
+                            .map(|d| cid_from_digest(BLOCK_CODEC, d))
+                            .collect();
+                        let drained_ms = started.elapsed().as_millis() as u64;
+                        // Bytes must be durable before the metadata that makes them reachable is.
+                        p.blocks.send(SyncBlocks).await??;
+                        let synced_ms = started.elapsed().as_millis() as u64;
+                        let cid = p
+                            .meta
+                            .send(CommitDataset {
+                                manifest,
+                                leaves: leaf_cids,
+                                expiry: p.expiry,
+                            })
+                            .await??;
+                        tracing::debug!(drained_ms, synced_ms, "upload phases");
+                        tracing::info!(
+                            cid = %cid_text(&cid),
+                            bytes = msg.dataset_size,
+                            blocks = leaves.len(),
+                            ms = started.elapsed().as_millis() as u64,
+                            "upload stored"
+                        );
+                        Ok(cid)
+                    }
+                    .into_actor(act)
+                    .map(|result: Result<Cid>, act, ctx| {
+                        if result.is_ok() {
+                            act.done = true;
+                            act.pinned.clear();
+                        } else {
+                            ctx.spawn(act.release().into_actor(act));
+                        }
+                        result
+                    })
+                }),
+        )
     }
 }
 
@@ -284,6 +371,7 @@ impl Handler<Abort> for Upload {
     type Result = ResponseActFuture<Self, ()>;
 
     fn handle(&mut self, _: Abort, _: &mut Self::Context) -> Self::Result {
+        self.batch.clear();
         Box::pin(
             self.drained()
                 .into_actor(self)
@@ -292,8 +380,8 @@ impl Handler<Abort> for Upload {
     }
 }
 
-/// An upload in progress, for embedders: feed it bytes, then [`finish`](Self::finish) it.
-/// Dropping it without finishing aborts the upload and releases its blocks.
+/// An upload in progress, for embedders: [`write`](Self::write) bytes, then
+/// [`finish`](Self::finish). Dropping it unfinished aborts the upload and releases its blocks.
 pub struct UploadSession {
     chunker: Addr<Chunker>,
     upload: Addr<Upload>,
