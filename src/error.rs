@@ -39,6 +39,7 @@ impl ResponseError for ApiError {
                 Error::InvalidCid(_) | Error::UnsupportedCid(_) => StatusCode::BAD_REQUEST,
                 Error::EmptyUpload | Error::Stream(_) => StatusCode::BAD_REQUEST,
                 Error::NotFound(_) | Error::NotAManifest(_) => StatusCode::NOT_FOUND,
+                Error::BlockInUse(_) => StatusCode::CONFLICT,
                 Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
                 Error::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
                 Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,

@@ -32,6 +32,8 @@ pub struct HttpConfig {
     pub max_upload_bytes: u64,
     /// actix-web worker threads.
     pub workers: usize,
+    /// Where the API listens (filled in by [`run`], shown by `/debug/info`).
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl Default for HttpConfig {
@@ -39,6 +41,7 @@ impl Default for HttpConfig {
         Self {
             max_upload_bytes: u64::MAX,
             workers: 2,
+            listen: None,
         }
     }
 }
@@ -48,8 +51,9 @@ impl Default for HttpConfig {
 ///
 /// # Errors
 /// When the listener cannot be used.
-pub fn run(listener: TcpListener, node: Node, http: HttpConfig) -> std::io::Result<Server> {
+pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::Result<Server> {
     metrics::init();
+    http.listen = Some(listener.local_addr()?);
     let workers = http.workers.max(1);
     let node = web::Data::new(node);
     let http = web::Data::new(http);

@@ -24,6 +24,9 @@ pub enum Error {
     /// The CID names a block, but the operation needs a manifest.
     #[error("CID has invalid content type for manifest {}", cid_text(.0))]
     NotAManifest(Cid),
+    /// A block that a dataset (or an upload in progress) still uses cannot be deleted alone.
+    #[error("Directly deleting a block that is part of a dataset is not allowed.")]
+    BlockInUse(Cid),
     /// The upload had no bytes; Codex answers 500 "Empty leaves", we refuse it as bad input.
     #[error("The upload is empty: a dataset needs at least one byte")]
     EmptyUpload,

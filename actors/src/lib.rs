@@ -10,7 +10,8 @@
 //! - [`node`]: the [`Node`] handle that starts the actors and talks to them.
 //! - One actor per concern, each file holding its messages: [`chunker`] (bytes → blocks),
 //!   [`hasher`] (sha2-256 and tree root), [`upload`] (gathers CIDs, commits the manifest),
-//!   [`block_store`] (block bytes), [`meta_store`] (all metadata, the single writer).
+//!   [`block_store`] (block bytes), [`meta_store`] (all metadata, the single writer),
+//!   [`maintenance`] (expiry passes on a timer).
 //! - [`segments`]: block bytes in append-only files; [`records`]: the keys and bincode records
 //!   in fjall; [`repair`]: the start-up check.
 //!
@@ -45,6 +46,7 @@ mod download;
 pub mod error;
 pub mod format;
 pub mod hasher;
+pub mod maintenance;
 pub mod meta_store;
 pub mod node;
 pub mod records;
@@ -59,6 +61,6 @@ pub use format::{
     cid::{cid_text, parse_cid},
     manifest::Manifest,
 };
-pub use meta_store::Space;
+pub use meta_store::{Expired, Removed, Space};
 pub use node::{ByteStream, Node};
 pub use upload::{UploadOptions, UploadSession};

@@ -17,6 +17,10 @@ use actix::{Actor, Handler, Message, SyncContext};
 use cid::Cid;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
 
+mod removal;
+
+pub use removal::{DeleteBlock, DeleteDataset, ExpireBlocks, Expired, Removed};
+
 use crate::{
     error::{Error, Result},
     format::{
@@ -137,6 +141,8 @@ pub struct MetaStore {
     pub(crate) block_meta: Keyspace,
     pub(crate) leaves: Keyspace,
     pub(crate) manifests: Keyspace,
+    /// Tree CID → number of manifests using it (two names for the same content share a tree).
+    trees: Keyspace,
     counters_ks: Keyspace,
     /// Removes bytes inside our batches; never used to write.
     pub(crate) bytes: BlockBytes,
@@ -164,10 +170,11 @@ impl MetaStore {
     /// Opens the metadata keyspaces in `db` and loads the counters.
     pub(crate) fn open(db: Database, bytes: BlockBytes, quota_max: u64) -> Result<Self> {
         let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
-        let (block_meta, leaves, manifests, counters_ks) = (
+        let (block_meta, leaves, manifests, trees, counters_ks) = (
             ks(records::BLOCK_META)?,
             ks(records::LEAVES)?,
             ks(records::MANIFESTS)?,
+            ks(records::TREES)?,
             ks(records::COUNTERS)?,
         );
         let counters = match counters_ks.get(records::COUNTERS_KEY)? {
@@ -179,6 +186,7 @@ impl MetaStore {
             block_meta,
             leaves,
             manifests,
+            trees,
             counters_ks,
             bytes,
             counters,
@@ -202,7 +210,7 @@ impl MetaStore {
     }
 
     /// Adds `size` bytes and one block to `counters`, refusing to pass the quota.
-    fn take_quota(&self, counters: &mut Counters, size: u64) -> Result<()> {
+    pub(crate) fn take_quota(&self, counters: &mut Counters, size: u64) -> Result<()> {
         let after = counters
             .quota_used
             .saturating_add(counters.quota_reserved)
@@ -319,12 +327,29 @@ impl MetaStore {
             }
         };
         pending.insert(manifest_cid, Some(meta));
+        if !self.manifests.contains_key(manifest_cid.to_bytes())? {
+            let users = self.tree_users(&tree)? + 1;
+            batch.insert(&self.trees, tree.to_bytes(), records::encode(&users)?);
+        }
         batch.insert(&self.manifests, manifest_cid.to_bytes(), encoded);
         self.commit(batch, pending, counters)?;
         // The reply promises durability: sync the journal (block bytes included) first.
         self.db.persist(PersistMode::SyncAll)?;
         self.unpin(&msg.leaves);
         Ok(manifest_cid)
+    }
+
+    /// Manifests that use `tree`.
+    pub(crate) fn tree_users(&self, tree: &Cid) -> Result<u64> {
+        match self.trees.get(tree.to_bytes())? {
+            Some(v) => records::decode(&v),
+            None => Ok(0),
+        }
+    }
+
+    /// True while an upload in progress holds the block.
+    pub(crate) fn pinned(&self, cid: &Cid) -> bool {
+        self.pins.contains_key(cid)
     }
 
     fn unpin(&mut self, cids: &[Cid]) {

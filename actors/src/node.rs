@@ -8,7 +8,7 @@ use std::{
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use actix::{Addr, SyncArbiter};
+use actix::{Actor, Addr, SyncArbiter};
 use bytes::Bytes;
 use cid::Cid;
 use futures_util::{stream::BoxStream, Stream, StreamExt};
@@ -18,9 +18,14 @@ use crate::{
     config::{Config, BLOCK_SIZE},
     download,
     error::{Error, Result},
+    format::cid::MANIFEST_CODEC,
     format::manifest::Manifest,
     hasher::Hasher,
-    meta_store::{GetManifest, GetSpace, HasBlock, ListManifests, MetaStore, Persist, Space},
+    maintenance::Maintenance,
+    meta_store::{
+        DeleteBlock, DeleteDataset, ExpireBlocks, Expired, GetManifest, GetSpace, HasBlock,
+        ListManifests, MetaStore, Persist, Removed, Space,
+    },
     repair,
     upload::{Pipeline, UploadOptions, UploadSession},
 };
@@ -60,6 +65,12 @@ impl Node {
             BlockStore::new(block_bytes.clone())
         });
         let hasher = SyncArbiter::start(config.hasher_threads, Hasher::default);
+        Maintenance::new(
+            meta.clone(),
+            config.maintenance_interval,
+            config.maintenance_batch,
+        )
+        .start();
         tracing::info!(data_dir = %config.data_dir.display(), quota = config.quota_max_bytes, "repository open");
         Ok(Self {
             meta,
@@ -159,6 +170,46 @@ impl Node {
     /// A storage failure while iterating.
     pub async fn manifests(&self) -> Result<Vec<(Cid, Result<Manifest>)>> {
         self.meta.send(ListManifests).await?
+    }
+
+    /// Deletes a dataset (manifest CID) or a block no dataset uses (block CID). Blocks shared
+    /// with other datasets stay. Deleting something absent is not an error.
+    ///
+    /// # Errors
+    /// [`Error::BlockInUse`] for a block a dataset still needs; a storage failure.
+    pub async fn delete(&self, cid: Cid) -> Result<Removed> {
+        if cid.codec() == MANIFEST_CODEC {
+            self.meta.send(DeleteDataset { cid }).await?
+        } else {
+            self.meta.send(DeleteBlock { cid }).await?
+        }
+    }
+
+    /// Runs one whole expiry pass over every block record as if the time were `now` (unix
+    /// seconds), instead of waiting for the maintenance timer. For tests and operators.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn expire(&self, now: u64) -> Result<Expired> {
+        let mut total = Expired::default();
+        let mut after = None;
+        loop {
+            let step = self
+                .meta
+                .send(ExpireBlocks {
+                    now,
+                    after,
+                    limit: self.config.maintenance_batch,
+                })
+                .await??;
+            total.datasets += step.datasets;
+            total.removed.blocks += step.removed.blocks;
+            total.removed.bytes += step.removed.bytes;
+            match step.next {
+                Some(next) => after = Some(next),
+                None => return Ok(total),
+            }
+        }
     }
 
     /// True when a block or manifest with this CID is stored locally.

@@ -5,6 +5,7 @@
 //! | `block_meta`  | block CID bytes                  | [`BlockMeta`]              |
 //! | `leaves`      | tree CID bytes ‖ index (u64 BE)  | [`LeafRecord`]             |
 //! | `manifests`   | manifest CID bytes               | manifest protobuf (Codex)  |
+//! | `trees`       | tree CID bytes                   | manifests using it (u64)   |
 //! | `counters`    | `repo`                           | [`Counters`]               |
 //!
 //! Big-endian indexes keep a dataset's leaves in order for range scans. Manifests keep their
@@ -21,6 +22,8 @@ pub const BLOCK_META: &str = "block_meta";
 pub const LEAVES: &str = "leaves";
 /// Keyspace of manifest blocks.
 pub const MANIFESTS: &str = "manifests";
+/// Keyspace of `tree CID → number of manifests using it`.
+pub const TREES: &str = "trees";
 /// Keyspace of repository-wide counters.
 pub const COUNTERS: &str = "counters";
 /// The single key in [`COUNTERS`].

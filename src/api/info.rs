@@ -72,6 +72,39 @@ pub(crate) async fn exists(
     Ok(HttpResponse::Ok().json(json!({ cid_text(&cid): found })))
 }
 
+/// `DELETE /data/{cid}`: a dataset (manifest CID) or an unused block; 204, also when absent.
+pub(crate) async fn delete(
+    path: web::Path<String>,
+    node: web::Data<Node>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = parse_cid(&path)?;
+    let removed = node.delete(cid).await?;
+    tracing::info!(cid = %cid_text(&cid), blocks = removed.blocks, bytes = removed.bytes, "deleted");
+    Ok(HttpResponse::NoContent().finish())
+}
+
+/// `GET /debug/info`: what makes sense for a single node without a network identity.
+pub(crate) async fn debug_info(
+    node: web::Data<Node>,
+    http: web::Data<crate::HttpConfig>,
+) -> Result<HttpResponse, ApiError> {
+    let s = node.space().await?;
+    let body = json!({
+        "id": null,
+        "addrs": http.listen.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>(),
+        "repo": node.config().data_dir().display().to_string(),
+        "spr": "",
+        "announceAddresses": [],
+        "table": { "localNode": null, "nodes": [] },
+        "codex": { "version": env!("CARGO_PKG_VERSION"), "revision": "", "contracts": null },
+        "storage": { "totalBlocks": s.total_blocks, "quotaMaxBytes": s.quota_max_bytes, "quotaUsedBytes": s.quota_used_bytes },
+    });
+    let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(text))
+}
+
 /// `GET /space`.
 pub(crate) async fn space(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let s = node.space().await?;

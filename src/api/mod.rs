@@ -14,12 +14,14 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/data", web::post().to(upload::upload))
             .route("/data", web::get().to(info::list))
             .route("/data/{cid}", web::get().to(download::download))
+            .route("/data/{cid}", web::delete().to(info::delete))
             .route(
                 "/data/{cid}/network/manifest",
                 web::get().to(info::manifest),
             )
             .route("/data/{cid}/exists", web::get().to(info::exists))
-            .route("/space", web::get().to(info::space)),
+            .route("/space", web::get().to(info::space))
+            .route("/debug/info", web::get().to(info::debug_info)),
     )
     .route("/metrics", web::get().to(info::metrics))
     .default_service(web::to(not_found));

@@ -1,0 +1,234 @@
+//! The engine driven through its message API only (no HTTP): store, read, delete, expire.
+//! Time is passed explicitly to expiry passes, so these tests never sleep.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use codex_actors::{Cid, Config, Error, Node, UploadOptions};
+use futures_util::StreamExt;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+const DAY: u64 = 24 * 60 * 60;
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// Blocks whose content is given by one tag byte each, so tests can share blocks on purpose.
+fn blocks(tags: &[u8]) -> Vec<u8> {
+    tags.iter().flat_map(|t| vec![*t; 65536]).collect()
+}
+
+async fn store(node: &Node, data: &[u8], name: Option<&str>) -> Result<Cid, Error> {
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(data))]);
+    node.store(
+        body,
+        UploadOptions {
+            filename: name.map(Into::into),
+            mimetype: None,
+        },
+    )
+    .await
+}
+
+async fn read_all(node: &Node, cid: Cid) -> Result<Vec<u8>, Error> {
+    let (_, mut stream) = node.retrieve(cid).await?;
+    let mut out = Vec::new();
+    while let Some(piece) = stream.next().await {
+        out.extend_from_slice(&piece?);
+    }
+    Ok(out)
+}
+
+fn run<F: std::future::Future<Output = TestResult>>(
+    f: impl FnOnce(Node) -> F,
+    tune: impl FnOnce(Config) -> Config,
+) -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let config = tune(Config::new(dir.path()));
+    actix::System::new().block_on(async move {
+        let node = Node::start(config)?;
+        f(node.clone()).await?;
+        node.shutdown().await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn a_shared_block_survives_the_deletion_of_one_dataset() -> TestResult {
+    run(
+        |node| async move {
+            let a = store(&node, &blocks(&[1, 2, 3]), None).await?;
+            let b = store(&node, &blocks(&[1, 2, 4]), None).await?;
+            let before = node.space().await?;
+            assert_eq!(before.total_blocks, 4 + 2, "blocks 1..4 and two manifests");
+            let removed = node.delete(a).await?;
+            assert_eq!(removed.blocks, 2, "block 3 and A's manifest");
+            let after = node.space().await?;
+            assert_eq!(after.total_blocks, before.total_blocks - 2);
+            assert_eq!(
+                after.quota_used_bytes,
+                before.quota_used_bytes - removed.bytes
+            );
+            assert!(matches!(node.manifest(a).await, Err(Error::NotFound(_))));
+            assert_eq!(read_all(&node, b).await?, blocks(&[1, 2, 4]));
+            assert_eq!(node.delete(a).await?.blocks, 0, "deleting twice is fine");
+            node.delete(b).await?;
+            let empty = node.space().await?;
+            assert_eq!((empty.total_blocks, empty.quota_used_bytes), (0, 0));
+            Ok(())
+        },
+        |c| c,
+    )
+}
+
+#[test]
+fn two_names_for_the_same_content_share_a_tree() -> TestResult {
+    run(
+        |node| async move {
+            let data = blocks(&[7, 8]);
+            let x = store(&node, &data, Some("x.bin")).await?;
+            let y = store(&node, &data, Some("y.bin")).await?;
+            assert_ne!(x, y);
+            node.delete(x).await?;
+            assert_eq!(
+                read_all(&node, y).await?,
+                data,
+                "y keeps the shared leaves and blocks"
+            );
+            assert_eq!(node.space().await?.total_blocks, 3);
+            Ok(())
+        },
+        |c| c,
+    )
+}
+
+#[test]
+fn blocks_in_use_cannot_be_deleted_alone() -> TestResult {
+    run(
+        |node| async move {
+            store(&node, &blocks(&[5]), None).await?;
+            let block = codex_actors::format::cid::block_cid(&blocks(&[5]));
+            assert!(matches!(
+                node.delete(block).await,
+                Err(Error::BlockInUse(_))
+            ));
+            assert!(node.exists(block).await?);
+            Ok(())
+        },
+        |c| c,
+    )
+}
+
+#[test]
+fn expiry_removes_whole_datasets_and_never_live_blocks() -> TestResult {
+    run(
+        |node| async move {
+            let cid = store(&node, &blocks(&[1, 2]), None).await?;
+            // Within the TTL nothing goes.
+            assert_eq!(node.expire(now() + DAY).await?.removed.blocks, 0);
+            assert_eq!(read_all(&node, cid).await?.len(), 2 * 65536);
+            // Past the TTL the dataset goes whole: manifest, leaves and blocks (Codex #1291 would
+            // leave a manifest or delete blocks under a live one).
+            let expired = node.expire(now() + 3 * DAY).await?;
+            assert_eq!((expired.datasets, expired.removed.blocks), (1, 3));
+            assert!(node.manifests().await?.is_empty());
+            assert_eq!(node.space().await?.total_blocks, 0);
+            Ok(())
+        },
+        |c| c.block_ttl(Duration::from_secs(2 * DAY)),
+    )
+}
+
+#[test]
+fn reupload_extends_expiry() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let data = blocks(&[9, 10]);
+    let (path, data2) = (dir.path().to_path_buf(), data.clone());
+    // First stored with a one-day TTL, then stored again by a node configured for ten days.
+    let cid = actix::System::new().block_on(async move {
+        let node = Node::start(Config::new(&path).block_ttl(Duration::from_secs(DAY)))?;
+        let cid = store(&node, &data2, None).await?;
+        node.shutdown().await?;
+        Ok::<_, Error>(cid)
+    })?;
+    let path = dir.path().to_path_buf();
+    actix::System::new().block_on(async move {
+        let node = Node::start(Config::new(&path).block_ttl(Duration::from_secs(10 * DAY)))?;
+        assert_eq!(store(&node, &data, None).await?, cid);
+        let expired = node.expire(now() + 5 * DAY).await?;
+        assert_eq!(
+            expired.removed.blocks, 0,
+            "the second upload raised every expiry"
+        );
+        assert_eq!(read_all(&node, cid).await?, data);
+        assert_eq!(node.expire(now() + 11 * DAY).await?.datasets, 1);
+        node.shutdown().await?;
+        Ok::<_, Error>(())
+    })?;
+    Ok(())
+}
+
+#[test]
+fn zero_ttl_never_expires() -> TestResult {
+    run(
+        |node| async move {
+            let cid = store(&node, &blocks(&[3]), None).await?;
+            assert_eq!(
+                node.expire(u64::MAX - 1).await?.removed.blocks,
+                0,
+                "Codex #508 expires at once"
+            );
+            assert_eq!(read_all(&node, cid).await?, blocks(&[3]));
+            Ok(())
+        },
+        |c| c.block_ttl(Duration::ZERO),
+    )
+}
+
+#[test]
+fn expiry_passes_resume_over_small_batches() -> TestResult {
+    run(
+        |node| async move {
+            for tag in 0..5u8 {
+                store(&node, &blocks(&[tag, tag.wrapping_add(100)]), None).await?;
+            }
+            let expired = node.expire(now() + 2 * DAY).await?;
+            assert_eq!(expired.datasets, 5);
+            assert_eq!(node.space().await?.total_blocks, 0);
+            Ok(())
+        },
+        |c| c.block_ttl(Duration::from_secs(DAY)).maintenance_batch(2),
+    )
+}
+
+#[test]
+fn an_aborted_upload_leaves_nothing_behind() -> TestResult {
+    run(
+        |node| async move {
+            let kept = store(&node, &blocks(&[1, 2]), None).await?;
+            let before = node.space().await?;
+            let mut session = node.upload(UploadOptions::default());
+            // Shares block 1 with the kept dataset and adds two of its own.
+            for tag in [1u8, 30, 31] {
+                session.write(Bytes::from(vec![tag; 65536])).await?;
+            }
+            session.abort().await;
+            assert_eq!(
+                node.space().await?,
+                before,
+                "quota and block count are back"
+            );
+            assert_eq!(
+                read_all(&node, kept).await?,
+                blocks(&[1, 2]),
+                "the shared block stayed"
+            );
+            Ok(())
+        },
+        |c| c,
+    )
+}
