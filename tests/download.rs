@@ -107,3 +107,30 @@ fn datasets_survive_a_restart() -> TestResult {
     );
     Ok(())
 }
+
+#[test]
+fn a_corrupted_block_is_an_error_never_data() -> TestResult {
+    let node = TestNode::start()?;
+    let data: Vec<u8> = [11u8, 12, 13]
+        .iter()
+        .flat_map(|t| vec![*t; 65536])
+        .collect();
+    let cid = upload_ok(&node, &data)?;
+    // Flip bytes inside the first block's record in the segment file (47-byte record header).
+    let segment = node.data_dir.join("blocks").join("seg-00000000.dat");
+    let file = std::fs::OpenOptions::new().write(true).open(&segment)?;
+    std::os::unix::fs::FileExt::write_all_at(&file, b"\xff\x00\xff\x00", 47 + 1000)?;
+    file.sync_all()?;
+    let (status, _, body) = download(&node, &cid, None)?;
+    assert_eq!(status, 500);
+    assert!(
+        String::from_utf8_lossy(&body).contains("corrupted"),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    // Blocks that are intact are still served.
+    let (status, _, body) = download(&node, &cid, Some("bytes=65536-131071"))?;
+    assert_eq!(status, 206);
+    assert!(body.iter().all(|b| *b == 12));
+    Ok(())
+}

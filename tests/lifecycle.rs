@@ -1,0 +1,228 @@
+//! The data API's lifecycle over HTTP: delete, expiry on the maintenance timer, aborted
+//! uploads, metrics, and the OpenAPI description matching the routes.
+
+mod common;
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    time::{Duration, Instant},
+};
+
+use common::*;
+
+/// Polls `check` until it holds or `limit` passes (for work the node does in the background).
+fn eventually(limit: Duration, mut check: impl FnMut() -> TestResult<bool>) -> TestResult<bool> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if check()? {
+            return Ok(true);
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(false)
+}
+
+fn delete(node: &TestNode, cid: &str) -> TestResult<(u16, String)> {
+    text(agent().delete(node.url(&format!("/data/{cid}"))).call()?)
+}
+
+#[test]
+fn delete_is_204_and_frees_exactly_the_dataset() -> TestResult {
+    let node = TestNode::start()?;
+    let a: Vec<u8> = [1u8, 2, 3].iter().flat_map(|t| vec![*t; 65536]).collect();
+    let b: Vec<u8> = [1u8, 2, 4].iter().flat_map(|t| vec![*t; 65536]).collect();
+    let cid_a = upload_ok(&node, &a)?;
+    let cid_b = upload_ok(&node, &b)?;
+    let (_, before) = get_json(&node, "/space")?;
+    assert_eq!(delete(&node, &cid_a)?, (204, String::new()));
+    let (_, after) = get_json(&node, "/space")?;
+    assert_eq!(
+        after["totalBlocks"],
+        before["totalBlocks"].as_u64().unwrap_or(0) - 2
+    );
+    let freed = before["quotaUsedBytes"].as_u64().unwrap_or(0)
+        - after["quotaUsedBytes"].as_u64().unwrap_or(0);
+    assert!(
+        (65536 + 50..65536 + 70).contains(&freed),
+        "one block and one manifest: {freed}"
+    );
+    assert_eq!(download(&node, &cid_a, None)?.0, 404);
+    let (status, _, body) = download(&node, &cid_b, None)?;
+    assert!(status == 200 && body == b, "the shared blocks stay");
+    assert_eq!(delete(&node, &cid_a)?.0, 204, "absent: still 204");
+    assert_eq!(delete(&node, "not-a-cid")?.0, 400);
+    let (status, list) = get_json(&node, "/data")?;
+    assert_eq!(status, 200);
+    let content = list["content"].as_array().cloned().unwrap_or_default();
+    assert_eq!(content.len(), 1);
+    assert_eq!(content[0]["cid"], cid_b.as_str());
+    Ok(())
+}
+
+#[test]
+fn a_block_in_use_cannot_be_deleted_directly() -> TestResult {
+    let node = TestNode::start()?;
+    upload_ok(&node, b"some file contents")?;
+    let (status, body) = delete(
+        &node,
+        "zDxWB8ED98hxJ51XwYaoQAwMdskCcmTaPR6Ce2wq88bjvjXRYuR9",
+    )?;
+    assert_eq!(
+        (status, body.as_str()),
+        (
+            409,
+            "Directly deleting a block that is part of a dataset is not allowed."
+        )
+    );
+    Ok(())
+}
+
+#[test]
+fn the_maintenance_timer_expires_datasets() -> TestResult {
+    let node = TestNode::start_with(|c| {
+        c.block_ttl(Duration::from_secs(1))
+            .maintenance_interval(Duration::from_millis(100))
+    })?;
+    upload_ok(&node, &pattern(200_000))?;
+    let gone = eventually(Duration::from_secs(20), || {
+        Ok(get_json(&node, "/space")?.1["totalBlocks"] == 0)
+    })?;
+    assert!(gone, "expired dataset still stored");
+    assert_eq!(
+        get_json(&node, "/data")?.1["content"],
+        serde_json::json!([])
+    );
+    Ok(())
+}
+
+#[test]
+fn a_client_that_disconnects_mid_upload_leaves_nothing() -> TestResult {
+    let node = TestNode::start()?;
+    let kept = upload_ok(&node, &pattern(100_000))?;
+    let (_, before) = get_json(&node, "/space")?;
+    let mut stream = TcpStream::connect(node.addr)?;
+    write!(
+        stream,
+        "POST /api/codex/v1/data HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+    )?;
+    let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
+    stream.write_all(&body)?;
+    stream.flush()?;
+    std::thread::sleep(Duration::from_millis(100));
+    drop(stream);
+    let clean = eventually(Duration::from_secs(10), || {
+        Ok(get_json(&node, "/space")?.1 == before)
+    })?;
+    assert!(
+        clean,
+        "the aborted upload left blocks: {}",
+        get_json(&node, "/space")?.1
+    );
+    let (status, _, body) = download(&node, &kept, None)?;
+    assert!(
+        status == 200 && body == pattern(100_000),
+        "the node keeps serving"
+    );
+    Ok(())
+}
+
+#[test]
+fn a_body_shorter_than_its_content_length_is_rejected() -> TestResult {
+    let node = TestNode::start()?;
+    let (_, before) = get_json(&node, "/space")?;
+    let mut stream = TcpStream::connect(node.addr)?;
+    write!(
+        stream,
+        "POST /api/codex/v1/data HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n"
+    )?;
+    stream.write_all(&vec![7u8; 200_000])?;
+    stream.shutdown(std::net::Shutdown::Write)?;
+    let mut reply = String::new();
+    let _ = stream.read_to_string(&mut reply);
+    assert!(!reply.starts_with("HTTP/1.1 200"), "{reply}");
+    let clean = eventually(Duration::from_secs(10), || {
+        Ok(get_json(&node, "/space")?.1 == before)
+    })?;
+    assert!(clean);
+    Ok(())
+}
+
+#[test]
+fn metrics_count_uploads_downloads_and_space() -> TestResult {
+    let node = TestNode::start()?;
+    let cid = upload_ok(&node, &pattern(70_000))?;
+    download(&node, &cid, None)?;
+    let resp = agent()
+        .get(format!("http://{}/metrics", node.addr))
+        .call()?;
+    assert!(resp
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("text/plain")));
+    let body = resp.into_body().read_to_string()?;
+    let value = |name: &str| -> Option<f64> {
+        body.lines()
+            .find(|l| l.starts_with(name) && l[name.len()..].starts_with(' '))
+            .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+    };
+    assert!(
+        value("codex_api_uploads_total").is_some_and(|v| v >= 1.0),
+        "{body}"
+    );
+    assert!(
+        value("codex_api_downloads_total").is_some_and(|v| v >= 1.0),
+        "{body}"
+    );
+    assert_eq!(value("codex_repostore_blocks"), Some(3.0));
+    assert_eq!(
+        value("codex_repostore_bytes_used").map(|v| v > 131_072.0),
+        Some(true)
+    );
+    assert_eq!(value("codex_repostore_bytes_reserved"), Some(0.0));
+    assert!(
+        body.contains("codex_api_upload_duration_seconds_bucket"),
+        "{body}"
+    );
+    Ok(())
+}
+
+#[test]
+fn every_route_in_the_openapi_description_answers() -> TestResult {
+    let node = TestNode::start()?;
+    let cid = upload_ok(&node, b"some file contents")?;
+    let spec: serde_json::Value = serde_json::from_str(include_str!("../openapi.json"))?;
+    let paths = spec["paths"].as_object().ok_or("no paths")?;
+    assert!(paths.len() >= 6);
+    // Deletions last, so the GETs find the dataset.
+    let mut calls: Vec<(&String, &String, &serde_json::Value)> = Vec::new();
+    for (path, ops) in paths {
+        for (method, op) in ops.as_object().ok_or("no ops")? {
+            if method != "parameters" {
+                calls.push((path, method, op));
+            }
+        }
+    }
+    calls.sort_by_key(|(_, method, _)| *method == "delete");
+    for (path, method, op) in calls {
+        let url = format!("http://{}{}", node.addr, path.replace("{cid}", &cid));
+        let resp = match method.as_str() {
+            "get" => agent().get(&url).call()?,
+            "delete" => agent().delete(&url).call()?,
+            "post" => agent().post(&url).send(&b"abc"[..])?,
+            other => return Err(format!("unexpected method {other}").into()),
+        };
+        let status = resp.status().as_u16();
+        assert!(
+            (200..300).contains(&status),
+            "{method} {path} answered {status}"
+        );
+        let documented = op["responses"].as_object().ok_or("no responses")?;
+        assert!(
+            documented.contains_key(&status.to_string()),
+            "{method} {path}: {status} not documented"
+        );
+    }
+    Ok(())
+}
