@@ -26,9 +26,10 @@ impl std::fmt::Debug for HashBlocks {
     }
 }
 
-/// Compute the Merkle root over block digests; `None` for no leaves.
+/// Compute the Merkle root over block digests; `None` for no leaves. The leaves come back with
+/// the root, so a large list is moved, never copied.
 #[derive(Debug, Message)]
-#[rtype(result = "Option<Digest>")]
+#[rtype(result = "(Option<Digest>, Vec<Digest>)")]
 pub struct TreeRoot {
     /// Block digests in order.
     pub leaves: Vec<Digest>,
@@ -52,6 +53,6 @@ impl Handler<HashBlocks> for Hasher {
 impl Handler<TreeRoot> for Hasher {
     type Result = MessageResult<TreeRoot>;
     fn handle(&mut self, msg: TreeRoot, _: &mut Self::Context) -> Self::Result {
-        MessageResult(merkle::root(&msg.leaves))
+        MessageResult((merkle::root(&msg.leaves), msg.leaves))
     }
 }

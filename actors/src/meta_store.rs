@@ -15,7 +15,7 @@ use std::collections::HashMap;
 
 use actix::{Actor, Handler, Message, SyncContext};
 use cid::Cid;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch, PersistMode};
+use fjall::{Database, Keyspace, OwnedWriteBatch, PersistMode};
 
 mod removal;
 
@@ -24,12 +24,15 @@ pub use removal::{DeleteBlock, DeleteDataset, ExpireBlocks, Expired, Removed};
 use crate::{
     error::{Error, Result},
     format::{
-        cid::BLOCK_CODEC,
+        cid::{cid_from_digest, digest_of, Digest, BLOCK_CODEC},
         manifest::{cid_of_encoded, Manifest},
     },
     records::{self, BlockMeta, Counters, LeafRecord},
     segments::BlockBytes,
 };
+
+/// Leaf records written per batch when a dataset is committed.
+const LEAF_BATCH: usize = 4096;
 
 /// Record that these blocks (already written by the block store) are stored, and pin them for
 /// the sending upload. A new block takes quota; if the quota would overflow, nothing of the
@@ -62,8 +65,9 @@ pub enum Placed {
 pub struct CommitDataset {
     /// The manifest to store.
     pub manifest: Manifest,
-    /// Block CIDs in tree order, all pinned by earlier [`PutBlocks`].
-    pub leaves: Vec<Cid>,
+    /// Block digests in tree order (`codex-block` sha2-256 CIDs), all pinned by earlier
+    /// [`PutBlocks`]. Digests rather than CIDs: a third of the memory for large datasets.
+    pub leaves: Vec<Digest>,
     /// Expiry for the manifest block (unix seconds).
     pub expiry: u64,
 }
@@ -73,8 +77,8 @@ pub struct CommitDataset {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<u64>")]
 pub struct ReleaseBlocks {
-    /// Every CID the upload pinned, once per pin.
-    pub cids: Vec<Cid>,
+    /// Digest of every block the upload pinned, once per pin.
+    pub blocks: Vec<Digest>,
 }
 
 /// The encoded manifest stored under a CID.
@@ -142,7 +146,7 @@ pub struct MetaStore {
     pub(crate) leaves: Keyspace,
     pub(crate) manifests: Keyspace,
     /// Tree CID → number of manifests using it (two names for the same content share a tree).
-    trees: Keyspace,
+    pub(crate) trees: Keyspace,
     counters_ks: Keyspace,
     /// Removes bytes inside our batches; never used to write.
     pub(crate) bytes: BlockBytes,
@@ -150,8 +154,9 @@ pub struct MetaStore {
     pub(crate) counters: Counters,
     /// Quota from the configuration (Codex does not persist it either).
     quota_max: u64,
-    /// Pins held by uploads in progress. Lost on restart, when no upload is in progress.
-    pins: HashMap<Cid, u32>,
+    /// Pins held by uploads in progress, by block digest. Lost on restart, when no upload is
+    /// in progress.
+    pins: HashMap<Digest, u32>,
 }
 
 impl MetaStore {
@@ -169,7 +174,7 @@ impl MetaStore {
 
     /// Opens the metadata keyspaces in `db` and loads the counters.
     pub(crate) fn open(db: Database, bytes: BlockBytes, quota_max: u64) -> Result<Self> {
-        let ks = |name: &str| db.keyspace(name, KeyspaceCreateOptions::default);
+        let ks = |name: &str| db.keyspace(name, records::keyspace_options);
         let (block_meta, leaves, manifests, trees, counters_ks) = (
             ks(records::BLOCK_META)?,
             ks(records::LEAVES)?,
@@ -195,7 +200,7 @@ impl MetaStore {
         })
     }
 
-    fn meta(
+    pub(crate) fn meta(
         &self,
         pending: &HashMap<Cid, Option<BlockMeta>>,
         cid: &Cid,
@@ -251,7 +256,7 @@ impl MetaStore {
         Ok(())
     }
 
-    fn put_blocks(&mut self, msg: PutBlocks) -> Result<Vec<Placed>> {
+    pub(crate) fn put_blocks(&mut self, msg: PutBlocks) -> Result<Vec<Placed>> {
         let mut pending = HashMap::new();
         let mut counters = self.counters;
         let mut placed = Vec::with_capacity(msg.blocks.len());
@@ -282,42 +287,27 @@ impl MetaStore {
         self.commit(self.db.batch(), pending, counters)?;
         for ((cid, _), outcome) in msg.blocks.iter().zip(&placed) {
             if *outcome != Placed::BytesMissing {
-                *self.pins.entry(*cid).or_default() += 1;
+                if let Some(d) = digest_of(cid) {
+                    *self.pins.entry(d).or_default() += 1;
+                }
             }
         }
         Ok(placed)
     }
 
-    fn commit_dataset(&mut self, msg: CommitDataset) -> Result<Cid> {
-        let mut batch = self.db.batch();
-        let mut pending = HashMap::new();
-        let mut counters = self.counters;
+    pub(crate) fn commit_dataset(&mut self, msg: CommitDataset) -> Result<Cid> {
         let tree = msg.manifest.tree_cid;
-        for (index, cid) in (0u64..).zip(&msg.leaves) {
-            let key = records::leaf_key(&tree, index);
-            if self.leaves.contains_key(&key)? {
-                continue; // same content uploaded before: the leaf already counts once
-            }
-            let mut meta = self.meta(&pending, cid)?.ok_or(Error::NotFound(*cid))?;
-            meta.ref_count += 1;
-            pending.insert(*cid, Some(meta));
-            batch.insert(
-                &self.leaves,
-                key,
-                records::encode(&LeafRecord {
-                    block_cid: cid.to_bytes(),
-                })?,
-            );
-        }
         let encoded = msg.manifest.encode();
         let manifest_cid = cid_of_encoded(&encoded);
         let size = encoded.len() as u64;
-        let meta = match self.meta(&pending, &manifest_cid)? {
+        let mut counters = self.counters;
+        let manifest_meta = match self.meta(&HashMap::new(), &manifest_cid)? {
             Some(mut m) => {
                 m.expiry = m.expiry.max(msg.expiry);
                 m
             }
             None => {
+                // Checked before any leaf is written, so the final batch cannot fail on quota.
                 self.take_quota(&mut counters, size)?;
                 BlockMeta {
                     expiry: msg.expiry,
@@ -326,14 +316,47 @@ impl MetaStore {
                 }
             }
         };
-        pending.insert(manifest_cid, Some(meta));
+        // Leaf records and refcounts go in bounded batches, so memory stays flat however large
+        // the dataset. They stay invisible until the final batch below adds the manifest and
+        // the tree's user count; after a crash in between, the start-up check removes leaves
+        // of trees that no manifest uses.
+        for (chunk_no, chunk) in msg.leaves.chunks(LEAF_BATCH).enumerate() {
+            let mut batch = self.db.batch();
+            let mut pending = HashMap::new();
+            let first = (chunk_no * LEAF_BATCH) as u64;
+            for (index, digest) in (first..).zip(chunk) {
+                let cid = &cid_from_digest(BLOCK_CODEC, digest);
+                let key = records::leaf_key(&tree, index);
+                if self.leaves.contains_key(&key)? {
+                    continue; // same content stored before: the leaf already counts once
+                }
+                let mut meta = self.meta(&pending, cid)?.ok_or(Error::NotFound(*cid))?;
+                meta.ref_count += 1;
+                pending.insert(*cid, Some(meta));
+                batch.insert(
+                    &self.leaves,
+                    key,
+                    records::encode(&LeafRecord {
+                        block_cid: cid.to_bytes(),
+                    })?,
+                );
+            }
+            if !pending.is_empty() {
+                self.commit(batch, pending, self.counters)?;
+            }
+        }
+        let mut batch = self.db.batch();
         if !self.manifests.contains_key(manifest_cid.to_bytes())? {
             let users = self.tree_users(&tree)? + 1;
             batch.insert(&self.trees, tree.to_bytes(), records::encode(&users)?);
         }
         batch.insert(&self.manifests, manifest_cid.to_bytes(), encoded);
-        self.commit(batch, pending, counters)?;
-        // The reply promises durability: sync the journal (block bytes included) first.
+        self.commit(
+            batch,
+            HashMap::from([(manifest_cid, Some(manifest_meta))]),
+            counters,
+        )?;
+        // The reply promises durability: sync the journal before answering.
         self.db.persist(PersistMode::SyncAll)?;
         self.unpin(&msg.leaves);
         Ok(manifest_cid)
@@ -349,29 +372,30 @@ impl MetaStore {
 
     /// True while an upload in progress holds the block.
     pub(crate) fn pinned(&self, cid: &Cid) -> bool {
-        self.pins.contains_key(cid)
+        digest_of(cid).is_some_and(|d| self.pins.contains_key(&d))
     }
 
-    fn unpin(&mut self, cids: &[Cid]) {
-        for cid in cids {
-            if let Some(n) = self.pins.get_mut(cid) {
+    fn unpin(&mut self, blocks: &[Digest]) {
+        for d in blocks {
+            if let Some(n) = self.pins.get_mut(d) {
                 *n -= 1;
                 if *n == 0 {
-                    self.pins.remove(cid);
+                    self.pins.remove(d);
                 }
             }
         }
     }
 
     fn release_blocks(&mut self, msg: ReleaseBlocks) -> Result<u64> {
-        self.unpin(&msg.cids);
+        self.unpin(&msg.blocks);
         let mut batch = self.db.batch();
         let mut pending = HashMap::new();
         let mut counters = self.counters;
         let mut freed = 0;
         let mut released = Vec::new();
-        for cid in &msg.cids {
-            if self.pins.contains_key(cid) || cid.codec() != BLOCK_CODEC {
+        for digest in &msg.blocks {
+            let cid = &cid_from_digest(BLOCK_CODEC, digest);
+            if self.pins.contains_key(digest) {
                 continue;
             }
             if let Some(m) = self.meta(&pending, cid)? {

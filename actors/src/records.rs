@@ -58,6 +58,12 @@ pub struct Counters {
     pub quota_reserved: u64,
 }
 
+/// Options of every metadata keyspace. Small memtables keep memory flat however large an
+/// upload is: a 4 GiB upload writes about 200 000 small records.
+pub fn keyspace_options() -> fjall::KeyspaceCreateOptions {
+    fjall::KeyspaceCreateOptions::default().max_memtable_size(8 * 1024 * 1024 /* 8 MiB */)
+}
+
 /// Encodes a record with bincode 2's standard (varint) configuration.
 pub fn encode<T: Encode>(value: &T) -> Result<Vec<u8>> {
     Ok(bincode::encode_to_vec(value, config::standard())?)

@@ -27,7 +27,7 @@ use std::{
 use bincode::{Decode, Encode};
 use bytes::{Bytes, BytesMut};
 use cid::Cid;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, OwnedWriteBatch};
+use fjall::{Database, Keyspace, OwnedWriteBatch};
 
 use crate::{
     error::{Error, Result},
@@ -106,7 +106,7 @@ impl BlockBytes {
     /// start-up repair then sees those blocks as missing.
     pub(crate) fn open(db: &Database, dir: &Path, segment_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(dir)?;
-        let index = db.keyspace(BLOCK_INDEX, KeyspaceCreateOptions::default)?;
+        let index = db.keyspace(BLOCK_INDEX, records::keyspace_options)?;
         let mut lengths = HashMap::new();
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
