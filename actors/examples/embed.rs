@@ -28,13 +28,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let mut session = node.upload(UploadOptions::default());
         loop {
             // Reading 1 MiB from a local file is quick enough to do inline; a slow source
-            // would be read on another thread and fed in the same way.
-            let mut piece = vec![0u8; 1 << 20];
-            let n = input.read(&mut piece)?;
-            if n == 0 {
+            // would be read on another thread and fed in the same way. `take` fills the piece
+            // even from a pipe, whose reads return 64 KiB at a time.
+            let mut piece = Vec::with_capacity(1 << 20);
+            (&mut input).take(1 << 20).read_to_end(&mut piece)?;
+            if piece.is_empty() {
                 break;
             }
-            piece.truncate(n);
             session.write(Bytes::from(piece)).await?; // backpressure: waits for storage
         }
         let cid = session.finish().await?;

@@ -30,6 +30,7 @@ pub struct Config {
     pub(crate) maintenance_interval: Duration,
     pub(crate) maintenance_batch: usize,
     pub(crate) segment_bytes: u64,
+    pub(crate) cache_bytes: u64,
 }
 
 impl Config {
@@ -48,6 +49,7 @@ impl Config {
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
             maintenance_batch: DEFAULT_MAINTENANCE_BATCH,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
+            cache_bytes: 16 * 1024 * 1024, /* 16 MiB */
         }
     }
 
@@ -116,6 +118,13 @@ impl Config {
     #[must_use]
     pub fn segment_bytes(mut self, bytes: u64) -> Self {
         self.segment_bytes = bytes.max(1024 * 1024);
+        self
+    }
+
+    /// Size of the metadata block cache. Default = 16 MiB.
+    #[must_use]
+    pub fn cache_bytes(mut self, bytes: u64) -> Self {
+        self.cache_bytes = bytes;
         self
     }
 

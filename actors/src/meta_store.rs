@@ -8,8 +8,9 @@
 //! Senders: the upload actor ([`PutBlocks`], [`CommitDataset`], [`ReleaseBlocks`]), the node
 //! handle for reads ([`GetManifest`], [`GetLeaves`], [`HasBlock`], [`GetSpace`]).
 //!
-//! Uploads in progress *pin* their blocks in memory, so that a concurrent abort or deletion
-//! never removes a block another upload is about to reference.
+//! Uploads in progress *pin* their blocks (a count in the block's record, on disk so memory
+//! stays flat), so that a concurrent abort, delete or expiry never removes a block another
+//! upload is about to reference. The start-up check clears pins left by a crash.
 
 use std::collections::HashMap;
 
@@ -24,7 +25,7 @@ pub use removal::{DeleteBlock, DeleteDataset, ExpireBlocks, Expired, Removed};
 use crate::{
     error::{Error, Result},
     format::{
-        cid::{cid_from_digest, digest_of, Digest, BLOCK_CODEC},
+        cid::{cid_from_digest, Digest, BLOCK_CODEC},
         manifest::{cid_of_encoded, Manifest},
     },
     records::{self, BlockMeta, Counters, LeafRecord},
@@ -154,9 +155,6 @@ pub struct MetaStore {
     pub(crate) counters: Counters,
     /// Quota from the configuration (Codex does not persist it either).
     quota_max: u64,
-    /// Pins held by uploads in progress, by block digest. Lost on restart, when no upload is
-    /// in progress.
-    pins: HashMap<Digest, u32>,
 }
 
 impl MetaStore {
@@ -165,9 +163,13 @@ impl MetaStore {
         data_dir: &std::path::Path,
         quota_max: u64,
         segment_bytes: u64,
+        cache_bytes: u64,
     ) -> Result<(Self, BlockBytes)> {
         std::fs::create_dir_all(data_dir)?;
-        let db = Database::builder(data_dir.join("repo")).open()?;
+        // An explicit, small block cache: it is the one part of fjall's memory that reads grow.
+        let db = Database::builder(data_dir.join("repo"))
+            .cache_size(cache_bytes)
+            .open()?;
         let bytes = BlockBytes::open(&db, &data_dir.join("blocks"), segment_bytes)?;
         Ok((Self::open(db, bytes.clone(), quota_max)?, bytes))
     }
@@ -196,7 +198,6 @@ impl MetaStore {
             bytes,
             counters,
             quota_max,
-            pins: HashMap::new(),
         })
     }
 
@@ -264,6 +265,7 @@ impl MetaStore {
             let outcome = match self.meta(&pending, cid)? {
                 Some(mut m) if m.size == *size => {
                     m.expiry = m.expiry.max(msg.expiry);
+                    m.pins += 1;
                     pending.insert(*cid, Some(m));
                     Placed::AlreadyStored
                 }
@@ -277,6 +279,7 @@ impl MetaStore {
                             expiry: msg.expiry,
                             size: *size,
                             ref_count: 0,
+                            pins: 1,
                         }),
                     );
                     Placed::Stored
@@ -285,13 +288,6 @@ impl MetaStore {
             placed.push(outcome);
         }
         self.commit(self.db.batch(), pending, counters)?;
-        for ((cid, _), outcome) in msg.blocks.iter().zip(&placed) {
-            if *outcome != Placed::BytesMissing {
-                if let Some(d) = digest_of(cid) {
-                    *self.pins.entry(d).or_default() += 1;
-                }
-            }
-        }
         Ok(placed)
     }
 
@@ -313,6 +309,7 @@ impl MetaStore {
                     expiry: msg.expiry,
                     size,
                     ref_count: 0,
+                    pins: 0,
                 }
             }
         };
@@ -327,12 +324,16 @@ impl MetaStore {
             for (index, digest) in (first..).zip(chunk) {
                 let cid = &cid_from_digest(BLOCK_CODEC, digest);
                 let key = records::leaf_key(&tree, index);
-                if self.leaves.contains_key(&key)? {
+                let mut meta = self.meta(&pending, cid)?.ok_or(Error::NotFound(*cid))?;
+                meta.pins = meta.pins.saturating_sub(1); // the upload's hold becomes a reference
+                let known = self.leaves.contains_key(&key)?;
+                if !known {
+                    meta.ref_count += 1;
+                }
+                pending.insert(*cid, Some(meta));
+                if known {
                     continue; // same content stored before: the leaf already counts once
                 }
-                let mut meta = self.meta(&pending, cid)?.ok_or(Error::NotFound(*cid))?;
-                meta.ref_count += 1;
-                pending.insert(*cid, Some(meta));
                 batch.insert(
                     &self.leaves,
                     key,
@@ -341,9 +342,7 @@ impl MetaStore {
                     })?,
                 );
             }
-            if !pending.is_empty() {
-                self.commit(batch, pending, self.counters)?;
-            }
+            self.commit(batch, pending, self.counters)?;
         }
         let mut batch = self.db.batch();
         if !self.manifests.contains_key(manifest_cid.to_bytes())? {
@@ -358,7 +357,6 @@ impl MetaStore {
         )?;
         // The reply promises durability: sync the journal before answering.
         self.db.persist(PersistMode::SyncAll)?;
-        self.unpin(&msg.leaves);
         Ok(manifest_cid)
     }
 
@@ -370,24 +368,7 @@ impl MetaStore {
         }
     }
 
-    /// True while an upload in progress holds the block.
-    pub(crate) fn pinned(&self, cid: &Cid) -> bool {
-        digest_of(cid).is_some_and(|d| self.pins.contains_key(&d))
-    }
-
-    fn unpin(&mut self, blocks: &[Digest]) {
-        for d in blocks {
-            if let Some(n) = self.pins.get_mut(d) {
-                *n -= 1;
-                if *n == 0 {
-                    self.pins.remove(d);
-                }
-            }
-        }
-    }
-
     fn release_blocks(&mut self, msg: ReleaseBlocks) -> Result<u64> {
-        self.unpin(&msg.blocks);
         let mut batch = self.db.batch();
         let mut pending = HashMap::new();
         let mut counters = self.counters;
@@ -395,17 +376,18 @@ impl MetaStore {
         let mut released = Vec::new();
         for digest in &msg.blocks {
             let cid = &cid_from_digest(BLOCK_CODEC, digest);
-            if self.pins.contains_key(digest) {
+            let Some(mut m) = self.meta(&pending, cid)? else {
                 continue;
-            }
-            if let Some(m) = self.meta(&pending, cid)? {
-                if m.ref_count == 0 {
-                    released.extend(self.bytes.remove_in(&mut batch, cid)?);
-                    pending.insert(*cid, None);
-                    counters.quota_used = counters.quota_used.saturating_sub(m.size);
-                    counters.total_blocks = counters.total_blocks.saturating_sub(1);
-                    freed += m.size;
-                }
+            };
+            m.pins = m.pins.saturating_sub(1);
+            if m.unused() {
+                released.extend(self.bytes.remove_in(&mut batch, cid)?);
+                pending.insert(*cid, None);
+                counters.quota_used = counters.quota_used.saturating_sub(m.size);
+                counters.total_blocks = counters.total_blocks.saturating_sub(1);
+                freed += m.size;
+            } else {
+                pending.insert(*cid, Some(m));
             }
         }
         self.commit(batch, pending, counters)?;

@@ -53,6 +53,7 @@ impl Node {
             &config.data_dir,
             config.quota_max_bytes,
             config.segment_bytes,
+            config.cache_bytes,
         )?;
         let report = repair::run(&mut meta)?;
         if !report.is_clean() {

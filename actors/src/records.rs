@@ -38,6 +38,16 @@ pub struct BlockMeta {
     pub size: u64,
     /// Leaf records pointing at the block.
     pub ref_count: u64,
+    /// Uploads in progress that hold the block (one per occurrence). Kept on disk rather than
+    /// in memory so memory stays flat; reset by the start-up check, when no upload runs.
+    pub pins: u64,
+}
+
+impl BlockMeta {
+    /// True when neither a dataset nor an upload in progress needs the block.
+    pub fn unused(&self) -> bool {
+        self.ref_count == 0 && self.pins == 0
+    }
 }
 
 /// Codex's `LeafMetadata` without the proof (this node serves no proofs; see the README).
@@ -61,7 +71,7 @@ pub struct Counters {
 /// Options of every metadata keyspace. Small memtables keep memory flat however large an
 /// upload is: a 4 GiB upload writes about 200 000 small records.
 pub fn keyspace_options() -> fjall::KeyspaceCreateOptions {
-    fjall::KeyspaceCreateOptions::default().max_memtable_size(8 * 1024 * 1024 /* 8 MiB */)
+    fjall::KeyspaceCreateOptions::default().max_memtable_size(4 * 1024 * 1024 /* 4 MiB */)
 }
 
 /// Encodes a record with bincode 2's standard (varint) configuration.
@@ -92,6 +102,7 @@ mod tests {
             expiry: u64::MAX,
             size: 65536,
             ref_count: 3,
+            pins: 1,
         };
         assert_eq!(
             decode::<BlockMeta>(&encode(&m).expect("enc")).expect("dec"),

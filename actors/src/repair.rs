@@ -29,6 +29,8 @@ pub struct RepairReport {
     pub orphan_bytes: u64,
     /// Leaf records of trees without a manifest, removed.
     pub orphan_leaves: u64,
+    /// Blocks still held by uploads that died with the process, released.
+    pub stale_pins: u64,
     /// Data blocks with no referring dataset, removed.
     pub unreferenced_blocks: u64,
     /// Metadata records whose bytes were missing, removed.
@@ -53,8 +55,12 @@ impl RepairReport {
 /// # Errors
 /// When the repository cannot be opened or read.
 pub fn inspect(data_dir: &std::path::Path) -> Result<RepairReport> {
-    let (mut meta, _) =
-        MetaStore::open_dir(data_dir, u64::MAX, crate::config::DEFAULT_SEGMENT_BYTES)?;
+    let (mut meta, _) = MetaStore::open_dir(
+        data_dir,
+        u64::MAX,
+        crate::config::DEFAULT_SEGMENT_BYTES,
+        8 << 20,
+    )?;
     check(&mut meta, false)
 }
 
@@ -118,7 +124,13 @@ fn check(meta: &mut MetaStore, apply: bool) -> Result<RepairReport> {
             continue;
         };
         let stored: BlockMeta = records::decode(&value)?;
-        let m = pending.get(&cid).copied().flatten().unwrap_or(stored);
+        let mut m = pending.get(&cid).copied().flatten().unwrap_or(stored);
+        if m.pins > 0 {
+            // Holds of uploads that died with the process.
+            m.pins = 0;
+            pending.insert(cid, Some(m));
+            report.stale_pins += 1;
+        }
         recorded.total_blocks += 1;
         recorded.quota_used += m.size;
         let is_data = cid.codec() == BLOCK_CODEC;
@@ -171,7 +183,7 @@ mod tests {
     #[test]
     fn leaves_of_a_commit_cut_short_are_removed_with_their_blocks() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let (mut meta, bytes) = MetaStore::open_dir(dir.path(), u64::MAX, 1 << 30)?;
+        let (mut meta, bytes) = MetaStore::open_dir(dir.path(), u64::MAX, 1 << 30, 8 << 20)?;
         let blocks: Vec<Bytes> = (1u8..=3).map(|i| Bytes::from(vec![i; 65536])).collect();
         let cids: Vec<Cid> = blocks.iter().map(|b| block_cid(b)).collect();
         bytes.write(&cids.iter().copied().zip(blocks).collect::<Vec<_>>())?;

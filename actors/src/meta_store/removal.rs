@@ -147,7 +147,7 @@ impl MetaStore {
                 continue;
             };
             meta.ref_count = meta.ref_count.saturating_sub(1);
-            if meta.ref_count == 0 && !self.pinned(&block) {
+            if meta.unused() {
                 self.drop_block(r, &block, &meta)?;
             } else {
                 r.pending.insert(block, Some(meta));
@@ -169,7 +169,7 @@ impl MetaStore {
         let Some(meta) = self.meta(&r.pending, &cid)? else {
             return Ok(Removed::default());
         };
-        if meta.ref_count > 0 || self.pinned(&cid) || cid.codec() != BLOCK_CODEC {
+        if !meta.unused() || cid.codec() != BLOCK_CODEC {
             return Err(Error::BlockInUse(cid));
         }
         self.drop_block(&mut r, &cid, &meta)?;
@@ -210,7 +210,7 @@ impl MetaStore {
             } else if r.pending.get(&cid).is_none_or(Option::is_some) {
                 // Skip blocks a dataset removal above already dropped or still references.
                 let current = self.meta(&r.pending, &cid)?.unwrap_or(meta);
-                if current.ref_count == 0 && !self.pinned(&cid) {
+                if current.unused() {
                     self.drop_block(&mut r, &cid, &current)?;
                 }
             }
