@@ -2,14 +2,59 @@
 
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use codex_actors::{config::DEFAULT_QUOTA_BYTES, Config};
 
 use crate::HttpConfig;
 
-/// A Codex-compatible storage node: `codex-node` serves the REST data API.
+/// A Codex-compatible storage node. Without a command it serves the REST data API; `upload`
+/// and `download` talk to a running node.
 #[derive(Debug, Parser)]
-#[command(version, about)]
+#[command(version, about, args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// A client command; none runs the node.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// Flags of the node.
+    #[command(flatten)]
+    pub serve: Args,
+}
+
+/// Client commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Upload a file to a running node; prints the manifest CID on stdout.
+    Upload {
+        /// The file to upload.
+        file: PathBuf,
+        /// The node's API base URL.
+        #[arg(long, default_value = DEFAULT_API)]
+        api: String,
+        /// Filename to record in the manifest (changes the CID).
+        #[arg(long)]
+        filename: Option<String>,
+        /// MIME type to record in the manifest (changes the CID).
+        #[arg(long)]
+        mime: Option<String>,
+    },
+    /// Download a dataset from a running node.
+    Download {
+        /// The manifest CID.
+        cid: String,
+        /// Output file; stdout when absent.
+        #[arg(short, long)]
+        output: Option<PathBuf>,
+        /// The node's API base URL.
+        #[arg(long, default_value = DEFAULT_API)]
+        api: String,
+    },
+}
+
+/// Where the client commands look for a node.
+pub const DEFAULT_API: &str = "http://127.0.0.1:8080";
+
+/// Flags of the node (Codex's names).
+#[derive(Debug, clap::Args)]
 pub struct Args {
     /// Repository directory (created if missing).
     #[arg(long, default_value = "codex-data")]

@@ -5,7 +5,8 @@
 //!   (from the `codex-actors` crate, which knows nothing of HTTP).
 //! - `api/`: one file per group of routes (`upload`, `download`, `info`).
 //! - `error`: the single mapping from engine errors to status codes and plain-text bodies.
-//! - `cli`: command-line flags (Codex's names); `main.rs` only wires them together.
+//! - `cli`: command-line flags (Codex's names); [`client`]: the `upload`/`download` commands;
+//!   `main.rs` only wires them together.
 //!
 //! Follow an upload: `api/upload.rs` → `codex_actors::upload` (session) → `chunker` →
 //! `hasher` → `block_store` → `meta_store`.
@@ -16,6 +17,7 @@
 
 mod api;
 pub mod cli;
+pub mod client;
 mod error;
 mod metrics;
 

@@ -3,11 +3,40 @@
 use std::net::TcpListener;
 
 use clap::Parser;
-use codex_node::{cli::Args, Node};
+use codex_node::{
+    cli::{Args, Cli, Command},
+    client, Node,
+};
 use tracing_subscriber::EnvFilter;
 
 fn main() -> std::io::Result<()> {
-    let args = Args::parse();
+    let cli = Cli::parse();
+    let result = match cli.command {
+        None => return serve(cli.serve),
+        Some(Command::Upload {
+            file,
+            api,
+            filename,
+            mime,
+        }) => client::upload(
+            api.trim_end_matches('/'),
+            &file,
+            filename.as_deref(),
+            mime.as_deref(),
+        )
+        .map(|cid| println!("{cid}")),
+        Some(Command::Download { cid, output, api }) => {
+            client::download(api.trim_end_matches('/'), &cid, output.as_deref()).map(|_| ())
+        }
+    };
+    if let Err(e) = result {
+        eprintln!("codex-node: {e}");
+        std::process::exit(e.exit_code());
+    }
+    Ok(())
+}
+
+fn serve(args: Args) -> std::io::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info")),
