@@ -71,6 +71,12 @@ pub struct Args {
     /// Block time-to-live in seconds; 0 means blocks never expire.
     #[arg(long, short = 't', default_value_t = 30 * 24 * 60 * 60)]
     pub block_ttl: u64,
+    /// Seconds between two block-maintenance (expiry) passes.
+    #[arg(long = "block-mi", default_value_t = 600)]
+    pub block_maintenance_interval: u64,
+    /// Block records looked at per maintenance pass.
+    #[arg(long = "block-mn", default_value_t = 1000)]
+    pub block_maintenance_number: usize,
     /// Largest upload body in bytes (413 beyond); the quota applies as well.
     #[arg(long, default_value_t = u64::MAX)]
     pub max_upload_bytes: u64,
@@ -82,6 +88,8 @@ impl Args {
         Config::new(&self.data_dir)
             .quota_max_bytes(self.storage_quota)
             .block_ttl(Duration::from_secs(self.block_ttl))
+            .maintenance_interval(Duration::from_secs(self.block_maintenance_interval.max(1)))
+            .maintenance_batch(self.block_maintenance_number)
     }
 
     /// The HTTP configuration these flags describe.

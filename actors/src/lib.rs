@@ -6,7 +6,7 @@
 //! No HTTP here: embedders drive it through [`Node`].
 //!
 //! # Layout
-//! - [`format`]: pure Codex formats (CIDs, manifest protobuf, Merkle tree).
+//! - [`format`](mod@format): pure Codex formats (CIDs, manifest protobuf, Merkle tree).
 //! - [`node`]: the [`Node`] handle that starts the actors and talks to them.
 //! - One actor per concern, each file holding its messages: [`chunker`] (bytes → blocks),
 //!   [`hasher`] (sha2-256 and tree root), [`upload`] (gathers CIDs, commits the manifest),
