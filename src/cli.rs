@@ -77,6 +77,9 @@ pub struct Args {
     /// Block records looked at per maintenance pass.
     #[arg(long = "block-mn", default_value_t = 1000)]
     pub block_maintenance_number: usize,
+    /// Largest total size of a request's headers in bytes (431 beyond).
+    #[arg(long, default_value_t = 16 * 1024)]
+    pub max_header_bytes: usize,
     /// Largest upload body in bytes (413 beyond); the quota applies as well.
     #[arg(long, default_value_t = u64::MAX)]
     pub max_upload_bytes: u64,
@@ -96,6 +99,7 @@ impl Args {
     pub fn http_config(&self) -> HttpConfig {
         HttpConfig {
             max_upload_bytes: self.max_upload_bytes,
+            max_header_bytes: self.max_header_bytes,
             ..HttpConfig::default()
         }
     }

@@ -41,7 +41,9 @@ impl ResponseError for ApiError {
                 Error::NotFound(_) | Error::NotAManifest(_) => StatusCode::NOT_FOUND,
                 Error::BlockInUse(_) => StatusCode::CONFLICT,
                 Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
-                Error::QuotaExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+                Error::QuotaExceeded { .. } | Error::DiskFull(_) => {
+                    StatusCode::INSUFFICIENT_STORAGE
+                }
                 Error::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
                 Error::BadManifest { .. }
                 | Error::Corrupted(_)

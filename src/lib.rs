@@ -23,9 +23,14 @@ mod metrics;
 
 use std::net::TcpListener;
 
-use actix_web::{dev::Server, middleware, web, App, HttpServer};
+use actix_web::{
+    dev::{Server, Service},
+    http::StatusCode,
+    middleware, web, App, HttpResponse, HttpServer,
+};
 pub use codex_actors::Node;
 pub use error::ApiError;
+use futures_util::future::LocalBoxFuture;
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -34,6 +39,8 @@ pub struct HttpConfig {
     pub max_upload_bytes: u64,
     /// actix-web worker threads.
     pub workers: usize,
+    /// Largest total size of a request's header names and values (431 beyond).
+    pub max_header_bytes: usize,
     /// Where the API listens (filled in by [`run`], shown by `/debug/info`).
     pub listen: Option<std::net::SocketAddr>,
 }
@@ -43,9 +50,24 @@ impl Default for HttpConfig {
         Self {
             max_upload_bytes: u64::MAX,
             workers: 2,
+            max_header_bytes: 16 * 1024, /* 16 KiB */
             listen: None,
         }
     }
+}
+
+/// Binds the API listener with a backlog of 1024 pending connections (the standard library's
+/// `TcpListener::bind` allows 128, and a burst of clients then waits on SYN retries).
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    Ok(socket.into())
 }
 
 /// Serves the API on `listener` until the returned server is stopped (it also stops on
@@ -57,12 +79,30 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
     metrics::init();
     http.listen = Some(listener.local_addr()?);
     let workers = http.workers.max(1);
+    let max_header_bytes = http.max_header_bytes;
     let node = web::Data::new(node);
     let http = web::Data::new(http);
     let server = HttpServer::new(move || {
         App::new()
             .app_data(node.clone())
             .app_data(http.clone())
+            .wrap_fn(move |req, srv| {
+                // actix-web's own header limits are fixed; this one is ours and configurable.
+                let size: usize = req
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| k.as_str().len() + v.len())
+                    .sum();
+                if size > max_header_bytes {
+                    let resp = HttpResponse::build(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                        .content_type("text/plain; charset=utf-8")
+                        .body(format!("Request headers exceed {max_header_bytes} bytes"));
+                    let resp = req.into_response(resp).map_into_right_body();
+                    return Box::pin(async move { Ok(resp) }) as LocalBoxFuture<'static, _>;
+                }
+                let call = srv.call(req);
+                Box::pin(async move { Ok(call.await?.map_into_left_body()) })
+            })
             .wrap(middleware::Logger::new("%r %s %b %Dms").log_target("codex_node::http"))
             .configure(api::routes)
     })

@@ -1,7 +1,5 @@
 //! The `codex-node` binary: parse flags, set up logs, open the repository, serve.
 
-use std::net::TcpListener;
-
 use clap::Parser;
 use codex_node::{
     cli::{Args, Cli, Command},
@@ -46,7 +44,7 @@ fn serve(args: Args) -> std::io::Result<()> {
         .init();
     actix_web::rt::System::new().block_on(async move {
         let node = Node::start(args.engine_config())?;
-        let listener = TcpListener::bind((args.api_bindaddr, args.api_port))?;
+        let listener = codex_node::bind((args.api_bindaddr, args.api_port).into())?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "codex-node listening on http://{addr}/api/codex/v1");
         codex_node::run(listener, node.clone(), args.http_config())?.await?;

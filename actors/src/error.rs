@@ -62,6 +62,9 @@ pub enum Error {
     /// The upload stream from the client failed or stopped before its end.
     #[error("Upload stream failed: {0}")]
     Stream(String),
+    /// The disk (or the file-size limit) is full; nothing of the failed write is kept.
+    #[error("Insufficient storage: the disk is full ({0})")]
+    DiskFull(StorageError),
     /// The embedded database or a file failed.
     #[error("Storage failure: {0}")]
     Storage(StorageError),
@@ -93,15 +96,37 @@ impl fmt::Display for StorageError {
     }
 }
 
+fn disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::FileTooLarge
+    )
+}
+
 impl From<fjall::Error> for Error {
     fn from(e: fjall::Error) -> Self {
-        Error::Storage(StorageError(Arc::new(e)))
+        let full = match &e {
+            fjall::Error::Io(io) | fjall::Error::Storage(fjall::LsmError::Io(io)) => disk_full(io),
+            _ => false,
+        };
+        let inner = StorageError(Arc::new(e));
+        if full {
+            Error::DiskFull(inner)
+        } else {
+            Error::Storage(inner)
+        }
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Storage(StorageError(Arc::new(e)))
+        let full = disk_full(&e);
+        let inner = StorageError(Arc::new(e));
+        if full {
+            Error::DiskFull(inner)
+        } else {
+            Error::Storage(inner)
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 use std::{
-    net::{SocketAddr, TcpListener},
+    net::SocketAddr,
     path::{Path, PathBuf},
     sync::mpsc,
     thread::JoinHandle,
@@ -60,7 +60,7 @@ impl TestNode {
         dir: &Path,
         tune: impl FnOnce(Config) -> Config + Send + 'static,
     ) -> TestResult<Self> {
-        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let listener = codex_node::bind(([127, 0, 0, 1], 0).into())?;
         let addr = listener.local_addr()?;
         let config = tune(Config::new(dir));
         let (tx, rx) = mpsc::channel();
