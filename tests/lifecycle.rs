@@ -128,6 +128,29 @@ fn a_client_that_disconnects_mid_upload_leaves_nothing() -> TestResult {
 }
 
 #[test]
+fn a_client_that_leaves_mid_download_breaks_nothing() -> TestResult {
+    let node = TestNode::start()?;
+    let data = pattern(8 << 20);
+    let cid = upload_ok(&node, &data)?;
+    for _ in 0..20 {
+        let mut stream = TcpStream::connect(node.addr)?;
+        write!(
+            stream,
+            "GET /api/codex/v1/data/{cid} HTTP/1.1\r\nHost: x\r\n\r\n"
+        )?;
+        let mut first = [0u8; 100_000];
+        stream.read_exact(&mut first)?;
+        drop(stream); // gone after 100 kB of 8 MiB
+    }
+    let (status, _, body) = download(&node, &cid, None)?;
+    assert!(
+        status == 200 && body == data,
+        "the node serves whole downloads afterwards"
+    );
+    Ok(())
+}
+
+#[test]
 fn a_body_shorter_than_its_content_length_is_rejected() -> TestResult {
     let node = TestNode::start()?;
     let (_, before) = get_json(&node, "/space")?;

@@ -103,42 +103,45 @@ fn disk_full(e: &std::io::Error) -> bool {
     )
 }
 
+impl Error {
+    /// Wraps a backend failure; a full disk gets its own variant because callers answer it
+    /// differently (507, not 500).
+    fn storage(e: impl std::error::Error + Send + Sync + 'static, full: bool) -> Self {
+        let inner = StorageError(Arc::new(e));
+        if full {
+            Error::DiskFull(inner)
+        } else {
+            Error::Storage(inner)
+        }
+    }
+}
+
 impl From<fjall::Error> for Error {
     fn from(e: fjall::Error) -> Self {
         let full = match &e {
             fjall::Error::Io(io) | fjall::Error::Storage(fjall::LsmError::Io(io)) => disk_full(io),
             _ => false,
         };
-        let inner = StorageError(Arc::new(e));
-        if full {
-            Error::DiskFull(inner)
-        } else {
-            Error::Storage(inner)
-        }
+        Error::storage(e, full)
     }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
         let full = disk_full(&e);
-        let inner = StorageError(Arc::new(e));
-        if full {
-            Error::DiskFull(inner)
-        } else {
-            Error::Storage(inner)
-        }
+        Error::storage(e, full)
     }
 }
 
 impl From<bincode::error::DecodeError> for Error {
     fn from(e: bincode::error::DecodeError) -> Self {
-        Error::Storage(StorageError(Arc::new(e)))
+        Error::storage(e, false)
     }
 }
 
 impl From<bincode::error::EncodeError> for Error {
     fn from(e: bincode::error::EncodeError) -> Self {
-        Error::Storage(StorageError(Arc::new(e)))
+        Error::storage(e, false)
     }
 }
 
