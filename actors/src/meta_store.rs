@@ -257,7 +257,25 @@ impl MetaStore {
         Ok(())
     }
 
+    /// [`PutBlocks`]; when it fails (quota), the bytes of its blocks that have no metadata
+    /// are removed again, so a refused write leaves nothing on disk either.
     pub(crate) fn put_blocks(&mut self, msg: PutBlocks) -> Result<Vec<Placed>> {
+        let result = self.try_put_blocks(&msg);
+        if result.is_err() {
+            let mut batch = self.db.batch();
+            let mut released = Vec::new();
+            for (cid, _) in &msg.blocks {
+                if self.block_meta.get(cid.to_bytes())?.is_none() {
+                    released.extend(self.bytes.remove_in(&mut batch, cid)?);
+                }
+            }
+            batch.commit()?;
+            self.bytes.released(&released);
+        }
+        result
+    }
+
+    fn try_put_blocks(&mut self, msg: &PutBlocks) -> Result<Vec<Placed>> {
         let mut pending = HashMap::new();
         let mut counters = self.counters;
         let mut placed = Vec::with_capacity(msg.blocks.len());

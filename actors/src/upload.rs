@@ -207,7 +207,7 @@ impl Upload {
 }
 
 /// Hashes, writes and records one batch. Returns the CIDs once their metadata is committed and
-/// pinned.
+/// pinned; on failure, releases whatever this batch had pinned.
 async fn store_batch(p: Pipeline, blocks: Vec<Bytes>) -> Result<Vec<Cid>> {
     let cids = p
         .hasher
@@ -215,30 +215,27 @@ async fn store_batch(p: Pipeline, blocks: Vec<Bytes>) -> Result<Vec<Cid>> {
             blocks: blocks.clone(),
         })
         .await?;
-    let sizes: Vec<(Cid, u64)> = cids
-        .iter()
-        .zip(&blocks)
-        .map(|(c, b)| (*c, b.len() as u64))
-        .collect();
-    let mut todo: Vec<(Cid, Bytes)> = cids.iter().copied().zip(blocks).collect();
-    // A concurrent delete can remove known bytes between our write and our metadata; the
-    // metadata actor then says so and we write those again. Twice in a row needs two deletes.
+    let mut pinned: Vec<Digest> = Vec::with_capacity(cids.len());
+    let result = place(&p, cids.iter().copied().zip(blocks).collect(), &mut pinned).await;
+    if result.is_err() && !pinned.is_empty() {
+        // Best effort: the start-up check clears pins that a lost message leaves behind.
+        let _ = p.meta.send(ReleaseBlocks { blocks: pinned }).await;
+    }
+    result.map(|()| cids)
+}
+
+/// Writes the bytes, then records the metadata. A concurrent delete can remove known bytes
+/// between the two steps; the metadata actor then answers `BytesMissing` and those blocks are
+/// written again (a third miss in a row would need three deletes of the same block).
+async fn place(p: &Pipeline, mut todo: Vec<(Cid, Bytes)>, pinned: &mut Vec<Digest>) -> Result<()> {
+    let mut last_missing = None;
     for _ in 0..3 {
         p.blocks
             .send(WriteBlocks {
                 blocks: todo.clone(),
             })
             .await??;
-        let entries = todo
-            .iter()
-            .map(|(c, _)| {
-                sizes
-                    .iter()
-                    .find(|(s, _)| s == c)
-                    .copied()
-                    .unwrap_or((*c, 0))
-            })
-            .collect();
+        let entries = todo.iter().map(|(c, b)| (*c, b.len() as u64)).collect();
         let placed = p
             .meta
             .send(PutBlocks {
@@ -246,17 +243,22 @@ async fn store_batch(p: Pipeline, blocks: Vec<Bytes>) -> Result<Vec<Cid>> {
                 expiry: p.expiry,
             })
             .await??;
-        todo = todo
-            .into_iter()
-            .zip(placed)
-            .filter(|(_, pl)| *pl == Placed::BytesMissing)
-            .map(|(b, _)| b)
-            .collect();
-        if todo.is_empty() {
-            return Ok(cids);
+        let mut missing = Vec::new();
+        for (block, outcome) in todo.into_iter().zip(placed) {
+            if outcome == Placed::BytesMissing {
+                missing.push(block);
+            } else {
+                pinned.extend(digest_of(&block.0));
+            }
         }
+        let Some((first, _)) = missing.first() else {
+            return Ok(());
+        };
+        tracing::debug!(cid = %cid_text(first), "block deleted while being stored; writing it again");
+        last_missing = Some(*first);
+        todo = missing;
     }
-    Err(Error::NotFound(todo.first().map_or(cids[0], |(c, _)| *c)))
+    Err(last_missing.map_or(Error::Unavailable, Error::NotFound))
 }
 
 impl Actor for Upload {

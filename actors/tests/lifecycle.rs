@@ -232,3 +232,25 @@ fn an_aborted_upload_leaves_nothing_behind() -> TestResult {
         |c| c,
     )
 }
+
+#[test]
+fn a_refused_upload_leaves_no_bytes_on_disk() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_path_buf();
+    actix::System::new().block_on(async move {
+        let node = Node::start(Config::new(&path).quota_max_bytes(3 * 65536 + 100))?;
+        let kept = store(&node, &blocks(&[1, 2]), None).await?;
+        let refused = store(&node, &blocks(&[1, 3, 4, 5, 6]), None).await;
+        assert!(
+            matches!(refused, Err(Error::QuotaExceeded { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(read_all(&node, kept).await?, blocks(&[1, 2]));
+        node.shutdown().await?;
+        Ok::<_, Error>(())
+    })?;
+    // Neither metadata nor bytes of the refused upload remain: nothing for the check to fix.
+    let report = codex_actors::repair::inspect(dir.path())?;
+    assert!(report.is_clean(), "{report:?}");
+    Ok(())
+}
