@@ -254,3 +254,42 @@ fn a_refused_upload_leaves_no_bytes_on_disk() -> TestResult {
     assert!(report.is_clean(), "{report:?}");
     Ok(())
 }
+
+#[test]
+fn one_unreadable_manifest_does_not_hide_the_others() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_path_buf();
+    actix::System::new().block_on(async move {
+        let node = Node::start(Config::new(&path))?;
+        store(&node, &blocks(&[1]), None).await?;
+        store(&node, &blocks(&[2]), None).await?;
+        node.shutdown().await
+    })?;
+    // Damage the store from outside: a manifest record whose bytes are not a manifest.
+    {
+        let db = fjall::Database::builder(dir.path().join("repo")).open()?;
+        let manifests = db.keyspace(
+            codex_actors::records::MANIFESTS,
+            fjall::KeyspaceCreateOptions::default,
+        )?;
+        let bogus = codex_actors::format::manifest::cid_of_encoded(b"garbage");
+        manifests.insert(bogus.to_bytes(), b"garbage".to_vec())?;
+        db.persist(fjall::PersistMode::SyncAll)?;
+    }
+    let path = dir.path().to_path_buf();
+    actix::System::new().block_on(async move {
+        let node = Node::start(Config::new(&path))?;
+        let listed = node.manifests().await?;
+        assert_eq!(listed.len(), 3);
+        assert_eq!(
+            listed.iter().filter(|(_, m)| m.is_ok()).count(),
+            2,
+            "both good manifests listed"
+        );
+        assert!(listed
+            .iter()
+            .any(|(_, m)| matches!(m, Err(Error::BadManifest { .. }))));
+        node.shutdown().await
+    })?;
+    Ok(())
+}

@@ -34,8 +34,9 @@ fn next_layer(layer: &[Digest], bottom: bool) -> Vec<Digest> {
         .chunks(2)
         .map(|pair| match pair {
             [l, r] => compress(l, r, pair_key),
-            [l] => compress(l, &ZERO, odd_key),
-            _ => unreachable!("chunks(2) yields one or two items"),
+            // The lone last node of an odd layer (chunks(2) never yields an empty slice).
+            [l, ..] => compress(l, &ZERO, odd_key),
+            [] => ZERO,
         })
         .collect()
 }
