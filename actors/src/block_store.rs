@@ -13,7 +13,10 @@ use actix::{Actor, Handler, Message, SyncContext};
 use bytes::Bytes;
 use cid::Cid;
 
-use crate::{error::Result, segments::BlockBytes};
+use crate::{
+    error::Result,
+    segments::{BlockBytes, Move},
+};
 
 /// Write padded blocks under their CIDs (already computed by the hasher). Blocks already
 /// present are not written again.
@@ -28,6 +31,12 @@ pub struct WriteBlocks {
 #[derive(Debug, Message)]
 #[rtype(result = "Result<()>")]
 pub struct SyncBlocks;
+
+/// One compaction step: copy the live blocks of the sparsest sealed segment (if any is under
+/// half live) and reply with the moves, for the metadata actor to commit with `Relocate`.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<Vec<Move>>>")]
+pub struct CompactStep;
 
 /// Read a block's bytes, verified against its CID.
 #[derive(Message)]
@@ -65,6 +74,14 @@ impl Handler<WriteBlocks> for BlockStore {
 
     fn handle(&mut self, msg: WriteBlocks, _: &mut Self::Context) -> Self::Result {
         self.bytes.write(&msg.blocks)
+    }
+}
+
+impl Handler<CompactStep> for BlockStore {
+    type Result = Result<Option<Vec<Move>>>;
+
+    fn handle(&mut self, _: CompactStep, _: &mut Self::Context) -> Self::Result {
+        self.bytes.compact_step()
     }
 }
 

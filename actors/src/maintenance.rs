@@ -2,6 +2,8 @@
 //! to `maintenance_batch` block records, resuming where the previous pass stopped and starting
 //! over once it reaches the end (Codex's BlockMaintainer, without its #1291 and #508 bugs: the
 //! metadata actor never removes what a live dataset needs, and a zero TTL never expires).
+//! After each pass it runs one compaction step: the block store copies the live blocks of a
+//! mostly-dead segment file and the metadata actor points the index at the copies.
 //!
 //! It owns only its cursor. Stops with the actix system.
 
@@ -10,13 +12,16 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
 
 use crate::{
-    meta_store::{ExpireBlocks, MetaStore},
+    block_store::{BlockStore, CompactStep},
+    error::Result,
+    meta_store::{ExpireBlocks, Expired, MetaStore, Relocate},
     node::unix_now,
 };
 
 /// The maintenance actor; see the module docs.
 pub struct Maintenance {
     meta: Addr<MetaStore>,
+    blocks: Addr<BlockStore>,
     interval: Duration,
     batch: usize,
     /// Key after which the next pass resumes.
@@ -26,10 +31,17 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
-    /// A maintainer sending passes of `batch` records to `meta` every `interval`.
-    pub fn new(meta: Addr<MetaStore>, interval: Duration, batch: usize) -> Self {
+    /// A maintainer sending passes of `batch` records to `meta`, and compaction steps to
+    /// `blocks`, every `interval`.
+    pub fn new(
+        meta: Addr<MetaStore>,
+        blocks: Addr<BlockStore>,
+        interval: Duration,
+        batch: usize,
+    ) -> Self {
         Self {
             meta,
+            blocks,
             interval,
             batch,
             cursor: None,
@@ -47,14 +59,14 @@ impl Maintenance {
             after: self.cursor.take(),
             limit: self.batch,
         };
-        let meta = self.meta.clone();
+        let (meta, blocks) = (self.meta.clone(), self.blocks.clone());
         ctx.spawn(
-            async move { meta.send(msg).await }
+            pass(meta, blocks, msg)
                 .into_actor(self)
                 .map(|result, act, _| {
                     act.busy = false;
                     match result {
-                        Ok(Ok(expired)) => {
+                        Ok((expired, moved)) => {
                             if expired.removed.blocks > 0 {
                                 tracing::info!(
                                     datasets = expired.datasets,
@@ -63,14 +75,30 @@ impl Maintenance {
                                     "expired blocks removed"
                                 );
                             }
+                            if moved > 0 {
+                                tracing::info!(moved, "compacted a segment");
+                            }
                             act.cursor = expired.next;
                         }
-                        Ok(Err(e)) => tracing::warn!(error = %e, "maintenance pass failed"),
-                        Err(_) => tracing::debug!("metadata actor gone; maintenance idle"),
+                        Err(e) => tracing::warn!(error = %e, "maintenance pass failed"),
                     }
                 }),
         );
     }
+}
+
+/// One expiry step, then one compaction step.
+async fn pass(
+    meta: Addr<MetaStore>,
+    blocks: Addr<BlockStore>,
+    msg: ExpireBlocks,
+) -> Result<(Expired, u64)> {
+    let expired = meta.send(msg).await??;
+    let moved = match blocks.send(CompactStep).await?? {
+        Some(moves) => meta.send(Relocate { moves }).await??,
+        None => 0,
+    };
+    Ok((expired, moved))
 }
 
 impl Actor for Maintenance {

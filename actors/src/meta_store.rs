@@ -22,7 +22,7 @@ mod reads;
 mod removal;
 
 pub use reads::{GetLeaves, GetManifest, HasBlock, ListManifests};
-pub use removal::{DeleteBlock, DeleteDataset, ExpireBlocks, Expired, Removed};
+pub use removal::{DeleteBlock, DeleteDataset, ExpireBlocks, Expired, Relocate, Removed};
 
 use crate::{
     error::{Error, Result},

@@ -14,7 +14,7 @@ use cid::Cid;
 use futures_util::{stream::BoxStream, Stream, StreamExt};
 
 use crate::{
-    block_store::BlockStore,
+    block_store::{BlockStore, CompactStep},
     config::{Config, BLOCK_SIZE},
     download,
     error::{Error, Result},
@@ -24,7 +24,7 @@ use crate::{
     maintenance::Maintenance,
     meta_store::{
         DeleteBlock, DeleteDataset, ExpireBlocks, Expired, GetManifest, GetSpace, HasBlock,
-        ListManifests, MetaStore, Persist, Removed, Space,
+        ListManifests, MetaStore, Persist, Relocate, Removed, Space,
     },
     repair,
     upload::{Pipeline, UploadOptions, UploadSession},
@@ -68,6 +68,7 @@ impl Node {
         let hasher = SyncArbiter::start(config.hasher_threads, Hasher::default);
         Maintenance::new(
             meta.clone(),
+            blocks.clone(),
             config.maintenance_interval,
             config.maintenance_batch,
         )
@@ -211,6 +212,25 @@ impl Node {
                 None => return Ok(total),
             }
         }
+    }
+
+    /// Reclaims the space of deleted blocks now: compacts every sealed segment file that is
+    /// less than half live (the maintenance timer does one step per pass). Returns the number
+    /// of blocks moved.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn compact(&self) -> Result<u64> {
+        let mut moved = 0;
+        // Each step empties one segment; the bound only guards against a segment that cannot
+        // be emptied (a corrupted block is left in place).
+        for _ in 0..10_000 {
+            let Some(moves) = self.blocks.send(CompactStep).await?? else {
+                break;
+            };
+            moved += self.meta.send(Relocate { moves }).await??;
+        }
+        Ok(moved)
     }
 
     /// True when a block or manifest with this CID is stored locally.

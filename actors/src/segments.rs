@@ -14,7 +14,7 @@
 //! every `SYNC_EVERY` bytes so the final sync of a large upload is short.
 //!
 //! Space: a segment whose blocks are all deleted is removed once it is no longer the active
-//! one. Partly dead segments are not compacted yet (see the README's storage notes).
+//! one; a sealed segment less than half live is compacted (`compaction.rs`).
 
 use std::{
     collections::HashMap,
@@ -28,6 +28,10 @@ use bincode::{Decode, Encode};
 use bytes::{Bytes, BytesMut};
 use cid::Cid;
 use fjall::{Database, Keyspace, OwnedWriteBatch};
+
+mod compaction;
+
+pub use compaction::Move;
 
 use crate::{
     error::{Error, Result},
@@ -85,6 +89,15 @@ fn segment_path(dir: &Path, segment: u32) -> PathBuf {
     dir.join(format!("seg-{segment:08}.dat"))
 }
 
+/// The number of a segment file name (`seg-NNNNNNNN.dat`).
+fn segment_number(name: &std::ffi::OsStr) -> Option<u32> {
+    name.to_str()?
+        .strip_prefix("seg-")?
+        .strip_suffix(".dat")?
+        .parse()
+        .ok()
+}
+
 fn open_segment(dir: &Path, segment: u32) -> Result<File> {
     Ok(OpenOptions::new()
         .read(true)
@@ -111,12 +124,7 @@ impl BlockBytes {
         for entry in std::fs::read_dir(dir)? {
             let entry = entry?;
             let name = entry.file_name();
-            let Some(n) = name.to_str().and_then(|s| {
-                s.strip_prefix("seg-")?
-                    .strip_suffix(".dat")?
-                    .parse::<u32>()
-                    .ok()
-            }) else {
+            let Some(n) = segment_number(&name) else {
                 continue;
             };
             lengths.insert(n, entry.metadata()?.len());
@@ -202,34 +210,7 @@ impl BlockBytes {
                 if self.inner.index.contains_key(&key)? {
                     continue;
                 }
-                let len = u32::try_from(data.len())
-                    .map_err(|_| Error::Config("block larger than 4 GiB".into()))?;
-                let mut header = Vec::with_capacity(4 + 1 + key.len() + 4);
-                header.extend_from_slice(MAGIC);
-                header.push(key.len() as u8); // a CID is far shorter than 256 bytes
-                header.extend_from_slice(&key);
-                header.extend_from_slice(&len.to_le_bytes());
-                let record = header.len() as u64 + u64::from(len);
-                if w.len > 0 && w.len + record > self.inner.segment_bytes {
-                    self.rotate(&mut w)?;
-                }
-                let start = w.len;
-                w.file.write_all_at(&header, start)?;
-                w.file.write_all_at(data, start + header.len() as u64)?;
-                w.len += record;
-                w.written_since_sync += record;
-                if w.written_since_sync >= SYNC_EVERY {
-                    // Start writeback now, off this thread, so that the commit's sync is short.
-                    w.written_since_sync = 0;
-                    let _ = self.inner.flusher.send(w.file.clone());
-                }
-                let (segment, file) = (w.segment, w.file.clone());
-                w.dirty.insert(segment, file);
-                let loc = Location {
-                    segment,
-                    offset: start + header.len() as u64,
-                    len,
-                };
+                let loc = self.append(&mut w, &key, data)?;
                 batch.insert(&self.inner.index, key, records::encode(&loc)?);
                 added.push(loc);
             }
@@ -243,6 +224,39 @@ impl BlockBytes {
             *live.entry(loc.segment).or_default() += u64::from(loc.len);
         }
         Ok(())
+    }
+
+    /// Appends one record to the active segment (rotating when full); the caller holds the
+    /// writer lock and records the returned location.
+    fn append(&self, w: &mut Writer, key: &[u8], data: &[u8]) -> Result<Location> {
+        let len = u32::try_from(data.len())
+            .map_err(|_| Error::Config("block larger than 4 GiB".into()))?;
+        let mut header = Vec::with_capacity(4 + 1 + key.len() + 4);
+        header.extend_from_slice(MAGIC);
+        header.push(key.len() as u8); // a CID is far shorter than 256 bytes
+        header.extend_from_slice(key);
+        header.extend_from_slice(&len.to_le_bytes());
+        let record = header.len() as u64 + u64::from(len);
+        if w.len > 0 && w.len + record > self.inner.segment_bytes {
+            self.rotate(w)?;
+        }
+        let start = w.len;
+        w.file.write_all_at(&header, start)?;
+        w.file.write_all_at(data, start + header.len() as u64)?;
+        w.len += record;
+        w.written_since_sync += record;
+        if w.written_since_sync >= SYNC_EVERY {
+            // Start writeback now, off this thread, so that the commit's sync is short.
+            w.written_since_sync = 0;
+            let _ = self.inner.flusher.send(w.file.clone());
+        }
+        let (segment, file) = (w.segment, w.file.clone());
+        w.dirty.insert(segment, file);
+        Ok(Location {
+            segment,
+            offset: start + header.len() as u64,
+            len,
+        })
     }
 
     fn rotate(&self, w: &mut Writer) -> Result<()> {
@@ -298,14 +312,21 @@ impl BlockBytes {
     /// The bytes of `cid`, checked against the CID: `NotFound` when absent, `Corrupted` when the
     /// bytes on disk no longer hash to the CID.
     pub fn read(&self, cid: &Cid) -> Result<Bytes> {
-        let loc = self
-            .location(&cid.to_bytes())?
-            .ok_or(Error::NotFound(*cid))?;
+        let key = cid.to_bytes();
+        let loc = self.location(&key)?.ok_or(Error::NotFound(*cid))?;
         let mut buf = BytesMut::zeroed(loc.len as usize);
-        let file = self.file(loc.segment)?;
-        if let Err(e) = file.read_exact_at(&mut buf, loc.offset) {
-            tracing::error!(cid = %cid_text(cid), error = %e, "block unreadable");
-            return Err(Error::Corrupted(*cid));
+        let read = self
+            .file(loc.segment)
+            .and_then(|f| Ok(f.read_exact_at(&mut buf, loc.offset)?));
+        if let Err(e) = read {
+            // Compaction may have moved the block and removed its old segment since the lookup.
+            match self.location(&key)? {
+                Some(moved) if moved != loc => return self.read(cid),
+                _ => {
+                    tracing::error!(cid = %cid_text(cid), error = %e, "block unreadable");
+                    return Err(Error::Corrupted(*cid));
+                }
+            }
         }
         let bytes = buf.freeze();
         if !verify(cid, &bytes) {

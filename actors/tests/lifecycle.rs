@@ -293,3 +293,53 @@ fn one_unreadable_manifest_does_not_hide_the_others() -> TestResult {
     })?;
     Ok(())
 }
+
+fn blocks_dir_bytes(dir: &std::path::Path) -> std::io::Result<u64> {
+    std::fs::read_dir(dir.join("blocks"))?
+        .map(|e| Ok(e?.metadata()?.len()))
+        .sum()
+}
+
+#[test]
+fn compaction_gives_back_the_space_of_deleted_blocks() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().to_path_buf();
+    let a_tags: Vec<u8> = (1..=10).collect();
+    let b_tags: Vec<u8> = (101..=110).collect();
+    let b_data = blocks(&b_tags);
+    let b_copy = b_data.clone();
+    let b = actix::System::new().block_on(async move {
+        // 1 MiB segments hold 15 blocks: A and the first third of B share segment 0.
+        let node = Node::start(Config::new(&path).segment_bytes(1 << 20))?;
+        let a = store(&node, &blocks(&a_tags), None).await?;
+        let b = store(&node, &b_copy, None).await?;
+        let before = blocks_dir_bytes(&path)?;
+        node.delete(a).await?;
+        assert_eq!(
+            node.compact().await?,
+            5,
+            "B's five blocks in segment 0 move"
+        );
+        let after = blocks_dir_bytes(&path)?;
+        assert!(
+            before - after >= 9 * 65536,
+            "segment 0 is gone: {before} -> {after}"
+        );
+        assert_eq!(read_all(&node, b).await?, b_copy);
+        assert_eq!(node.compact().await?, 0, "nothing left to compact");
+        node.shutdown().await?;
+        Ok::<_, Error>(b)
+    })?;
+    assert!(codex_actors::repair::inspect(dir.path())?.is_clean());
+    let path = dir.path().to_path_buf();
+    actix::System::new().block_on(async move {
+        let node = Node::start(Config::new(&path).segment_bytes(1 << 20))?;
+        assert_eq!(
+            read_all(&node, b).await?,
+            b_data,
+            "the moved blocks survive a restart"
+        );
+        node.shutdown().await
+    })?;
+    Ok(())
+}

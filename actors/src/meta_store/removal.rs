@@ -19,7 +19,7 @@ use crate::{
         manifest::Manifest,
     },
     records::{self, BlockMeta, LeafRecord},
-    segments::Location,
+    segments::{Location, Move},
 };
 
 /// Delete a dataset: its manifest, and — when no other manifest shares its tree — its leaf
@@ -37,6 +37,15 @@ pub struct DeleteDataset {
 pub struct DeleteBlock {
     /// The block CID.
     pub cid: Cid,
+}
+
+/// Point the block index at blocks that compaction copied, where it still points at the
+/// originals. Replies with the number of blocks moved.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<u64>")]
+pub struct Relocate {
+    /// The copies made by the block store.
+    pub moves: Vec<Move>,
 }
 
 /// What a removal freed.
@@ -217,6 +226,25 @@ impl MetaStore {
         }
         out.removed = self.finish(r)?;
         Ok(out)
+    }
+}
+
+impl Handler<Relocate> for MetaStore {
+    type Result = Result<u64>;
+    fn handle(&mut self, msg: Relocate, _: &mut Self::Context) -> Self::Result {
+        let mut batch = self.db.batch();
+        let (mut moved, mut dead) = (Vec::new(), Vec::new());
+        for mv in &msg.moves {
+            if self.bytes.relocate_in(&mut batch, mv)? {
+                moved.push(mv.from);
+            } else {
+                dead.push(mv.to); // deleted or stored anew meanwhile: the copy is garbage
+            }
+        }
+        batch.commit()?;
+        self.bytes.released(&moved);
+        self.bytes.released(&dead);
+        Ok(moved.len() as u64)
     }
 }
 
