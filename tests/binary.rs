@@ -127,43 +127,34 @@ fn content(seed: u64, len: usize) -> Vec<u8> {
 const KILL_ITERATIONS: u64 = 12;
 const UPLOADERS: u64 = 4;
 
+#[derive(Default)]
+struct Outcomes {
+    /// (cid, seed, len) of uploads answered 200 and not deleted since.
+    stored: Vec<(String, u64, usize)>,
+    /// Datasets whose DELETE was answered 204.
+    deleted: Vec<String>,
+}
+
 #[test]
-fn sigkill_during_uploads_loses_nothing_acknowledged() -> TestResult {
+fn sigkill_during_uploads_and_deletes_loses_nothing_acknowledged() -> TestResult {
     let dir = tempfile::tempdir()?;
     let mut rng = Rng(0x5EED_C0DE);
-    // (cid, seed, len) of every upload answered with 200 before a kill.
-    let acked: Arc<Mutex<Vec<(String, u64, usize)>>> = Arc::default();
+    let outcomes: Arc<Mutex<Outcomes>> = Arc::default();
+    let mut kills = 0;
     for iteration in 0..KILL_ITERATIONS {
         let mut p = spawn_node(dir.path(), &[])?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let workers: Vec<_> = (0..UPLOADERS)
             .map(|w| {
-                let (acked, stop, addr) = (acked.clone(), stop.clone(), p.addr);
+                let (outcomes, stop, addr) = (outcomes.clone(), stop.clone(), p.addr);
                 let mut rng = Rng(rng.next());
-                std::thread::spawn(move || {
-                    let mut n = 0;
-                    while !stop.load(std::sync::atomic::Ordering::Relaxed) && n < 200 {
-                        n += 1;
-                        let seed = (iteration << 40) | (w << 32) | n;
-                        let len = 1 + rng.below(400_000) as usize;
-                        let data = content(seed, len);
-                        match agent().post(url(addr, "/data")).send(&data[..]) {
-                            Ok(resp) if resp.status() == 200 => {
-                                if let Ok(cid) = resp.into_body().read_to_string() {
-                                    if let Ok(mut a) = acked.lock() {
-                                        a.push((cid, seed, len));
-                                    }
-                                }
-                            }
-                            _ => break, // the node is gone
-                        }
-                    }
-                })
+                std::thread::spawn(move || worker(iteration, w, addr, &mut rng, &stop, &outcomes))
             })
             .collect();
         std::thread::sleep(Duration::from_millis(30 + rng.below(400)));
         p.child.kill()?; // SIGKILL
         p.child.wait()?;
+        kills += 1;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for w in workers {
             let _ = w.join();
@@ -182,14 +173,14 @@ fn sigkill_during_uploads_loses_nothing_acknowledged() -> TestResult {
     }
 
     let mut p = spawn_node(dir.path(), &[])?;
-    let acked = acked.lock().map_err(|_| "poisoned")?.clone();
+    let outcomes = outcomes.lock().map_err(|_| "poisoned")?;
     assert!(
-        acked.len() > KILL_ITERATIONS as usize,
-        "too few uploads finished: {}",
-        acked.len()
+        outcomes.stored.len() > KILL_ITERATIONS as usize,
+        "too few uploads finished"
     );
+    assert!(!outcomes.deleted.is_empty(), "no delete finished");
     let listing = text(agent().get(url(p.addr, "/data")).call()?)?.1;
-    for (cid, seed, len) in &acked {
+    for (cid, seed, len) in &outcomes.stored {
         let resp = agent().get(url(p.addr, &format!("/data/{cid}"))).call()?;
         assert_eq!(resp.status(), 200, "{cid}");
         let body = resp
@@ -206,6 +197,13 @@ fn sigkill_during_uploads_loses_nothing_acknowledged() -> TestResult {
             "{cid} missing from GET /data"
         );
     }
+    for cid in &outcomes.deleted {
+        let status = agent()
+            .get(url(p.addr, &format!("/data/{cid}")))
+            .call()?
+            .status();
+        assert_eq!(status, 404, "{cid} was deleted (204) but came back");
+    }
     assert!(terminate(&mut p)?.success());
     let report = codex_actors::repair::inspect(dir.path())?;
     assert!(
@@ -213,8 +211,57 @@ fn sigkill_during_uploads_loses_nothing_acknowledged() -> TestResult {
         "after the repair and a clean stop: {report:?}"
     );
     eprintln!(
-        "{} acknowledged uploads survived {KILL_ITERATIONS} kills",
-        acked.len()
+        "{} acknowledged uploads and {} acknowledged deletes survived {kills} kills",
+        outcomes.stored.len(),
+        outcomes.deleted.len()
     );
     Ok(())
+}
+
+/// Uploads distinct files; every third round deletes its oldest upload. Records only what the
+/// node acknowledged; a request cut by the kill has an unknown outcome and is forgotten.
+fn worker(
+    iteration: u64,
+    w: u64,
+    addr: SocketAddr,
+    rng: &mut Rng,
+    stop: &std::sync::atomic::AtomicBool,
+    outcomes: &Mutex<Outcomes>,
+) {
+    let mut mine: Vec<(String, u64, usize)> = Vec::new();
+    for n in 1..=200u64 {
+        if stop.load(std::sync::atomic::Ordering::Relaxed) {
+            break;
+        }
+        if n % 3 == 0 && !mine.is_empty() {
+            let (cid, _, _) = mine.remove(0);
+            if let Ok(mut o) = outcomes.lock() {
+                o.stored.retain(|(c, _, _)| *c != cid);
+            }
+            match agent().delete(url(addr, &format!("/data/{cid}"))).call() {
+                Ok(resp) if resp.status() == 204 => {
+                    if let Ok(mut o) = outcomes.lock() {
+                        o.deleted.push(cid);
+                    }
+                }
+                _ => break, // outcome unknown: neither stored nor deleted for sure
+            }
+            continue;
+        }
+        let seed = (iteration << 40) | (w << 32) | n;
+        let len = 1 + rng.below(400_000) as usize;
+        let data = content(seed, len);
+        match agent().post(url(addr, "/data")).send(&data[..]) {
+            Ok(resp) if resp.status() == 200 => {
+                let Ok(cid) = resp.into_body().read_to_string() else {
+                    break;
+                };
+                if let Ok(mut o) = outcomes.lock() {
+                    o.stored.push((cid.clone(), seed, len));
+                }
+                mine.push((cid, seed, len));
+            }
+            _ => break, // the node is gone
+        }
+    }
 }

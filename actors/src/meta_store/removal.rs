@@ -102,7 +102,12 @@ impl MetaStore {
     }
 
     fn finish(&mut self, r: Removal) -> Result<Removed> {
+        let changed = !r.pending.is_empty();
         self.commit(r.batch, r.pending, r.counters)?;
+        if changed {
+            // A 204 means the deletion survives a crash, as a 200 means the upload does.
+            self.db.persist(fjall::PersistMode::SyncAll)?;
+        }
         self.bytes.released(&r.released);
         Ok(r.removed)
     }
