@@ -71,7 +71,7 @@ impl TestNode {
                     Ok(n) => n,
                     Err(e) => return drop(tx.send(Err(e.to_string()))),
                 };
-                let server = match codex_node::run(listener, node.clone(), HttpConfig::default()) {
+                let server = match codex_node::run(listener, node.clone(), http) {
                     Ok(s) => s,
                     Err(e) => return drop(tx.send(Err(e.to_string()))),
                 };
