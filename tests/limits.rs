@@ -161,12 +161,19 @@ fn hostile_headers_and_methods_get_4xx() -> TestResult {
 
 #[test]
 fn uploads_over_the_configured_limit_are_413_and_leave_nothing() -> TestResult {
-    let node = TestNode::start_http(codex_node::HttpConfig { max_upload_bytes: 200_000, ..Default::default() })?;
+    let node = TestNode::start_http(codex_node::HttpConfig {
+        max_upload_bytes: 200_000,
+        ..Default::default()
+    })?;
     let (status, body) = upload(&node, &pattern(300_000), None, None)?;
     assert_eq!(status, 413, "{body}");
     let space = eventually_space_zero(&node)?;
     assert_eq!(space["totalBlocks"], 0);
-    assert_eq!(upload(&node, &pattern(200_000), None, None)?.0, 200, "at the limit is fine");
+    assert_eq!(
+        upload(&node, &pattern(200_000), None, None)?.0,
+        200,
+        "at the limit is fine"
+    );
     Ok(())
 }
 

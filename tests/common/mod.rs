@@ -60,6 +60,22 @@ impl TestNode {
         dir: &Path,
         tune: impl FnOnce(Config) -> Config + Send + 'static,
     ) -> TestResult<Self> {
+        Self::start_full(dir, tune, HttpConfig::default())
+    }
+
+    /// Starts a node with its own HTTP limits, in a temporary directory.
+    pub fn start_http(http: HttpConfig) -> TestResult<Self> {
+        let tmp = tempfile::tempdir()?;
+        let mut node = Self::start_full(tmp.path(), |c| c, http)?;
+        node._tmp = Some(tmp);
+        Ok(node)
+    }
+
+    fn start_full(
+        dir: &Path,
+        tune: impl FnOnce(Config) -> Config + Send + 'static,
+        http: HttpConfig,
+    ) -> TestResult<Self> {
         let listener = codex_node::bind(([127, 0, 0, 1], 0).into())?;
         let addr = listener.local_addr()?;
         let config = tune(Config::new(dir));
