@@ -6,22 +6,10 @@ mod common;
 use std::{
     io::{Read, Write},
     net::TcpStream,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use common::*;
-
-/// Polls `check` until it holds or `limit` passes (for work the node does in the background).
-fn eventually(limit: Duration, mut check: impl FnMut() -> TestResult<bool>) -> TestResult<bool> {
-    let start = Instant::now();
-    while start.elapsed() < limit {
-        if check()? {
-            return Ok(true);
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-    Ok(false)
-}
 
 fn delete(node: &TestNode, cid: &str) -> TestResult<(u16, String)> {
     text(agent().delete(node.url(&format!("/data/{cid}"))).call()?)

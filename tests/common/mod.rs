@@ -202,3 +202,18 @@ pub fn get_json(node: &TestNode, path: &str) -> TestResult<(u16, serde_json::Val
         serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body)),
     ))
 }
+
+/// Polls `check` until it holds or `limit` passes (for work the node does in the background).
+pub fn eventually(
+    limit: std::time::Duration,
+    mut check: impl FnMut() -> TestResult<bool>,
+) -> TestResult<bool> {
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if check()? {
+            return Ok(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    Ok(false)
+}
