@@ -132,9 +132,4 @@ impl Config {
     pub fn data_dir(&self) -> &std::path::Path {
         &self.data_dir
     }
-
-    /// The configured quota in bytes.
-    pub fn quota(&self) -> u64 {
-        self.quota_max_bytes
-    }
 }

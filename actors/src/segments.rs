@@ -414,8 +414,8 @@ impl BlockBytes {
     }
 
     /// Overwrites the stored bytes of `cid` in place (tests of corruption detection only).
-    #[doc(hidden)]
-    pub fn corrupt_for_test(&self, cid: &Cid) -> Result<()> {
+    #[cfg(test)]
+    fn corrupt_for_test(&self, cid: &Cid) -> Result<()> {
         let loc = self
             .location(&cid.to_bytes())?
             .ok_or(Error::NotFound(*cid))?;
