@@ -61,9 +61,8 @@ impl Node {
         }
         // One thread, so one instance: the factory hands out clones of the opened store.
         let meta = SyncArbiter::start(1, move || meta.clone());
-        let block_bytes = bytes.clone();
         let blocks = SyncArbiter::start(config.block_store_threads, move || {
-            BlockStore::new(block_bytes.clone())
+            BlockStore::new(bytes.clone())
         });
         let hasher = SyncArbiter::start(config.hasher_threads, Hasher::default);
         Maintenance::new(
