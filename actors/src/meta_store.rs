@@ -354,33 +354,6 @@ impl MetaStore {
         }
     }
 
-    fn release_blocks(&mut self, msg: ReleaseBlocks) -> Result<u64> {
-        let mut batch = self.db.batch();
-        let mut pending = HashMap::new();
-        let mut counters = self.counters;
-        let mut freed = 0;
-        let mut released = Vec::new();
-        for digest in &msg.blocks {
-            let cid = &cid_from_digest(BLOCK_CODEC, digest);
-            let Some(mut m) = self.meta(&pending, cid)? else {
-                continue;
-            };
-            m.pins = m.pins.saturating_sub(1);
-            if m.unused() {
-                released.extend(self.bytes.remove_in(&mut batch, cid)?);
-                pending.insert(*cid, None);
-                counters.quota_used = counters.quota_used.saturating_sub(m.size);
-                counters.total_blocks = counters.total_blocks.saturating_sub(1);
-                freed += m.size;
-            } else {
-                pending.insert(*cid, Some(m));
-            }
-        }
-        self.commit(batch, pending, counters)?;
-        self.bytes.released(&released);
-        Ok(freed)
-    }
-
     fn space(&self) -> Space {
         Space {
             total_blocks: self.counters.total_blocks,
@@ -412,7 +385,7 @@ impl Handler<CommitDataset> for MetaStore {
 impl Handler<ReleaseBlocks> for MetaStore {
     type Result = Result<u64>;
     fn handle(&mut self, msg: ReleaseBlocks, _: &mut Self::Context) -> Self::Result {
-        self.release_blocks(msg)
+        self.release_blocks(&msg.blocks)
     }
 }
 

@@ -15,7 +15,7 @@ use super::MetaStore;
 use crate::{
     error::{Error, Result},
     format::{
-        cid::{BLOCK_CODEC, MANIFEST_CODEC},
+        cid::{cid_from_digest, Digest, BLOCK_CODEC, MANIFEST_CODEC},
         manifest::Manifest,
     },
     records::{self, BlockMeta, LeafRecord},
@@ -101,15 +101,35 @@ impl MetaStore {
         }
     }
 
-    fn finish(&mut self, r: Removal) -> Result<Removed> {
+    /// Commits the removal; `durable` syncs the journal before the reply (a 204 means the
+    /// deletion survives a crash, as a 200 means an upload does).
+    fn finish(&mut self, r: Removal, durable: bool) -> Result<Removed> {
         let changed = !r.pending.is_empty();
         self.commit(r.batch, r.pending, r.counters)?;
-        if changed {
-            // A 204 means the deletion survives a crash, as a 200 means the upload does.
+        if durable && changed {
             self.db.persist(fjall::PersistMode::SyncAll)?;
         }
         self.bytes.released(&r.released);
         Ok(r.removed)
+    }
+
+    /// Unpins an abandoned upload's blocks and drops those nothing else uses. Not synced: a
+    /// crash before the next sync only leaves what the start-up check removes anyway.
+    pub(super) fn release_blocks(&mut self, blocks: &[Digest]) -> Result<u64> {
+        let mut r = self.removal();
+        for digest in blocks {
+            let cid = &cid_from_digest(BLOCK_CODEC, digest);
+            let Some(mut m) = self.meta(&r.pending, cid)? else {
+                continue;
+            };
+            m.pins = m.pins.saturating_sub(1);
+            if m.unused() {
+                self.drop_block(&mut r, cid, &m)?;
+            } else {
+                r.pending.insert(*cid, Some(m));
+            }
+        }
+        Ok(self.finish(r, false)?.bytes)
     }
 
     /// Drops the block's metadata and bytes into the removal.
@@ -175,7 +195,7 @@ impl MetaStore {
         if cid.codec() != MANIFEST_CODEC || !self.remove_dataset(&mut r, &cid)? {
             return Ok(Removed::default());
         }
-        self.finish(r)
+        self.finish(r, true)
     }
 
     fn delete_block(&mut self, cid: Cid) -> Result<Removed> {
@@ -187,7 +207,7 @@ impl MetaStore {
             return Err(Error::BlockInUse(cid));
         }
         self.drop_block(&mut r, &cid, &meta)?;
-        self.finish(r)
+        self.finish(r, true)
     }
 
     fn expire(&mut self, msg: ExpireBlocks) -> Result<Expired> {
@@ -229,7 +249,7 @@ impl MetaStore {
                 }
             }
         }
-        out.removed = self.finish(r)?;
+        out.removed = self.finish(r, true)?;
         Ok(out)
     }
 }
