@@ -78,7 +78,7 @@ fn binary_serves_on_port_zero_and_stops_on_sigterm() -> TestResult {
     )?;
     assert_eq!(
         (status, cid.as_str()),
-        (200, "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK")
+        (200, "zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy")
     );
     let exit = terminate(&mut p)?;
     assert!(exit.success(), "{exit:?}");

@@ -60,7 +60,7 @@ fn upload_prints_the_cid_and_download_writes_the_file() -> TestResult {
     ])?;
     assert_eq!(
         (code, stdout.trim()),
-        (0, "zDvZRwzm7J64AGKFPqyQmpSfb8aZ1gipZ1ZkG8TUg8KToAH1uMyv")
+        (0, "zDvZRwzkx7sNa99SWiHbcZTgC6TwnH8NbadoGWqT6JmJXRu5i8LY")
     );
     Ok(())
 }
@@ -82,7 +82,7 @@ fn failures_have_distinct_exit_codes_and_messages() -> TestResult {
     let free = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?;
     let (code, _, stderr) = cli(&[
         "download",
-        "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK",
+        "zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy",
         "--api",
         &format!("http://{free}"),
     ])?;

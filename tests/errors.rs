@@ -65,7 +65,7 @@ fn bad_and_unknown_cids() -> TestResult {
     // A well-formed manifest CID that is not stored.
     let (status, _, body) = download(
         &node,
-        "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK",
+        "zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy",
         None,
     )?;
     assert_eq!(status, 404);
@@ -86,11 +86,11 @@ fn bad_and_unknown_cids() -> TestResult {
     assert_eq!(status, 400);
     let (status, exists) = get_json(
         &node,
-        "/data/zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK/exists",
+        "/data/zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy/exists",
     )?;
     assert_eq!(status, 200);
     assert_eq!(
-        exists["zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK"],
+        exists["zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy"],
         true
     );
     Ok(())

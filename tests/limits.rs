@@ -110,14 +110,14 @@ fn expect_100_continue_and_chunked_bodies_work() -> TestResult {
     let reply = String::from_utf8_lossy(&reply[..n]);
     assert!(
         reply.starts_with("HTTP/1.1 200")
-            && reply.ends_with("zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK"),
+            && reply.ends_with("zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy"),
         "{reply}"
     );
 
     let chunked = b"POST /api/codex/v1/data HTTP/1.1\r\nHost: x\r\nConnection: close\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nsome \r\nd\r\nfile contents\r\n0\r\n\r\n";
     let reply = raw(&node, chunked)?;
     assert!(
-        reply.contains("zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK"),
+        reply.contains("zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy"),
         "{reply}"
     );
     Ok(())

@@ -26,7 +26,7 @@
 //!     let node = Node::start(Config::new(dir.path()))?;
 //!     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"some file contents"))]);
 //!     let cid = node.store(body, UploadOptions::default()).await?;
-//!     assert_eq!(codex_actors::cid_text(&cid), "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK");
+//!     assert_eq!(codex_actors::cid_text(&cid), "zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy");
 //!     let (manifest, mut bytes) = node.retrieve(cid).await?;
 //!     assert_eq!(manifest.dataset_size, 18);
 //!     assert_eq!(bytes.next().await.transpose()?.as_deref(), Some(&b"some file contents"[..]));

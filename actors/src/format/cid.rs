@@ -16,8 +16,13 @@ pub const BLOCK_CODEC: u64 = 0xCD02;
 pub const ROOT_CODEC: u64 = 0xCD03;
 /// `sha2-256`, the only hash Codex uses for blocks, trees and manifests.
 pub const SHA2_256: u64 = 0x12;
-/// The CIDv1 version number, as written in the manifest's `version` field.
-pub const CID_VERSION: u64 = 1;
+/// CIDv1 as Codex writes it in the manifest's `version` field: the ordinal of nim-libp2p's
+/// `CidVersion` enum (`CIDvIncorrect` = 0, `CIDv0` = 1, `CIDv1` = 2, `CIDv2` = 3), not the
+/// version number. Checked against a live Codex node (v0.2.5).
+pub const MANIFEST_CID_V1: u64 = 2;
+/// What this node wrote for CIDv1 before it matched Codex (the plain version number). Still
+/// decoded, so manifests stored then keep being served under the CIDs they were given.
+pub const LEGACY_MANIFEST_CID_V1: u64 = 1;
 
 /// Longest CID text we try to parse. A Codex CID is 53 characters; anything far longer is junk
 /// and is refused before any decoding work.

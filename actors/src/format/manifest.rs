@@ -8,7 +8,8 @@ use cid::Cid;
 use prost::Message as _;
 
 use crate::format::cid::{
-    cid_from_digest, sha256, BLOCK_CODEC, CID_VERSION, MANIFEST_CODEC, SHA2_256,
+    cid_from_digest, sha256, BLOCK_CODEC, LEGACY_MANIFEST_CID_V1, MANIFEST_CID_V1, MANIFEST_CODEC,
+    SHA2_256,
 };
 
 /// A dataset's description: what a manifest CID names.
@@ -24,7 +25,10 @@ pub struct Manifest {
     pub codec: u64,
     /// Hash codec of the blocks (`sha2-256`).
     pub hcodec: u64,
-    /// CID version of the blocks (1).
+    /// CID version of the blocks as the manifest's field 6 holds it: Codex's enum ordinal,
+    /// [`MANIFEST_CID_V1`] (2) for CIDv1. A manifest this node stored before it matched Codex
+    /// holds [`LEGACY_MANIFEST_CID_V1`] (1); it is kept as read so its bytes, and so its CID,
+    /// do not change.
     pub version: u64,
     /// The filename given at upload, if any.
     pub filename: Option<String>,
@@ -50,6 +54,9 @@ pub enum ManifestError {
     /// The block size is zero, so the block count would be undefined.
     #[error("block size is zero")]
     ZeroBlockSize,
+    /// Field 6 names no CID version a dataset of this node can have (only CIDv1 exists).
+    #[error("unsupported CID version field {0}")]
+    Version(u64),
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -96,7 +103,7 @@ impl Manifest {
             block_size,
             codec: BLOCK_CODEC,
             hcodec: SHA2_256,
-            version: CID_VERSION,
+            version: MANIFEST_CID_V1,
             filename,
             mimetype,
         }
@@ -155,7 +162,10 @@ impl Manifest {
             block_size,
             codec: h.codec.ok_or(ManifestError::Missing("codec"))?,
             hcodec: h.hcodec.ok_or(ManifestError::Missing("hcodec"))?,
-            version: h.version.ok_or(ManifestError::Missing("version"))?,
+            version: match h.version.ok_or(ManifestError::Missing("version"))? {
+                v @ (MANIFEST_CID_V1 | LEGACY_MANIFEST_CID_V1) => v,
+                other => return Err(ManifestError::Version(other)),
+            },
             filename: h.filename.filter(|s| !s.is_empty()),
             mimetype: h.mimetype.filter(|s| !s.is_empty()),
         })
@@ -183,41 +193,60 @@ mod tests {
         )
     }
 
+    /// The shared vectors (manifest CIDs taken from a live Codex node), not copies by hand.
+    const VECTORS: &str = include_str!("../../../tests/data/codex-vectors.json");
+
     #[test]
     fn encodes_the_codex_vectors_byte_for_byte() {
-        let cases = [
-            // (treeCid, datasetSize, filename, mimetype, manifestCid, manifest bytes)
-            (
-                "zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL",
-                18,
-                None,
-                None,
-                "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK",
-                56,
-            ),
-            (
-                "zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL",
-                18,
-                Some("hello.txt"),
-                None,
-                "zDvZRwzmBQmJ9K1LLQ9dKe1xuAQY9xh32xuSaBW3UAGR1opbNiYh",
-                67,
-            ),
-            (
-                "zDzSvJTf8k9Mr6wekrjuTPLtoCNxvB2757Dg22rpLxPmjcoZzkgq",
-                458_752,
-                Some("data.bin"),
-                Some("application/octet-stream"),
-                "zDvZRwzm7J64AGKFPqyQmpSfb8aZ1gipZ1ZkG8TUg8KToAH1uMyv",
-                94,
-            ),
-        ];
-        for (tree, size, name, mime, want, len) in cases {
-            let m = manifest(tree, size, name, mime);
+        let doc: serde_json::Value = serde_json::from_str(VECTORS).expect("vectors parse");
+        let vectors = doc["vectors"].as_array().expect("vector list");
+        assert!(vectors.len() >= 8, "vector file is incomplete");
+        for v in vectors {
+            let text = |k: &str| v[k].as_str().map(str::to_owned);
+            let m = Manifest::new(
+                parse_cid(&text("treeCid").expect("treeCid")).expect("tree cid"),
+                v["bytes"].as_u64().expect("bytes"),
+                65536,
+                text("filename"),
+                text("mimetype"),
+            );
             let bytes = m.encode();
-            assert_eq!(bytes.len(), len, "{want}");
-            assert_eq!(cid_text(&m.cid()), want);
+            let want = text("manifestCid").expect("manifestCid");
+            assert_eq!(Some(bytes.len() as u64), v["manifestBytes"].as_u64(), "{want}");
+            assert_eq!(cid_text(&m.cid()), want, "{}", v["input"]);
             assert_eq!(Manifest::decode(&bytes).expect("round trip"), m);
+        }
+    }
+
+    #[test]
+    fn cid_v1_is_written_as_codex_enum_ordinal_two() {
+        let tree = "zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL";
+        let bytes = manifest(tree, 18, None, None).encode();
+        let pb = PbManifest::decode(bytes.as_slice()).expect("decodes");
+        assert_eq!(pb.header.and_then(|h| h.version), Some(2));
+    }
+
+    #[test]
+    fn legacy_manifests_keep_their_bytes_and_cid() {
+        // What this node wrote before matching Codex: version 1 for CIDv1.
+        let tree = "zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL";
+        let mut legacy = manifest(tree, 18, None, None);
+        legacy.version = LEGACY_MANIFEST_CID_V1;
+        let bytes = legacy.encode();
+        assert_eq!(
+            cid_text(&cid_of_encoded(&bytes)),
+            "zDvZRwzmC3Q7e7NLkfsPmtgSCfectUc1ssn5xK2rzC9yRz1yeZuK",
+            "the CID this node used to give"
+        );
+        let decoded = Manifest::decode(&bytes).expect("legacy manifests still decode");
+        assert_eq!(decoded.encode(), bytes, "re-encoding keeps the stored bytes");
+        for bad in [0, 3, 7] {
+            let mut m = legacy.clone();
+            m.version = bad;
+            assert_eq!(
+                Manifest::decode(&m.encode()),
+                Err(ManifestError::Version(bad))
+            );
         }
     }
 
