@@ -86,6 +86,11 @@ struct Inner {
     files: RwLock<HashMap<u32, Arc<File>>>,
     /// Live data bytes per segment, to delete segments that become empty.
     live: Mutex<HashMap<u32, u64>>,
+    /// Held for the whole of a [`BlockBytes::sync`].
+    sync_lock: Mutex<()>,
+    /// Test hook run inside `sync` between taking the dirty set and syncing it.
+    #[cfg(test)]
+    sync_pause: Mutex<Option<std::sync::mpsc::Receiver<()>>>,
 }
 
 /// Handle on the block bytes. Cheap to clone; safe to use from several threads.
@@ -203,6 +208,9 @@ impl BlockBytes {
                 writer: Mutex::new(writer),
                 files: RwLock::new(files),
                 live: Mutex::new(live),
+                sync_lock: Mutex::new(()),
+                #[cfg(test)]
+                sync_pause: Mutex::new(None),
             }),
         })
     }
@@ -305,15 +313,25 @@ impl BlockBytes {
         Ok(())
     }
 
-    /// fdatasyncs every segment written since the last call.
+    /// fdatasyncs every segment written before this call. Syncs are serialized: a caller whose
+    /// bytes another caller is syncing right now waits for that sync to end instead of finding
+    /// the dirty set empty and returning early. Files whose sync failed go back into the set.
     pub fn sync(&self) -> Result<()> {
-        let dirty: Vec<Arc<File>> = lock(&self.inner.writer)
-            .dirty
-            .drain()
-            .map(|(_, f)| f)
-            .collect();
-        for file in dirty {
-            file.sync_data()?;
+        let _one_at_a_time = lock(&self.inner.sync_lock);
+        let dirty: Vec<(u32, Arc<File>)> = lock(&self.inner.writer).dirty.drain().collect();
+        #[cfg(test)]
+        {
+            let pause = lock(&self.inner.sync_pause).take();
+            if let Some(rx) = pause {
+                let _ = rx.recv();
+            }
+        }
+        for (i, (_, file)) in dirty.iter().enumerate() {
+            if let Err(e) = file.sync_data() {
+                let mut w = lock(&self.inner.writer);
+                w.dirty.extend(dirty.into_iter().skip(i));
+                return Err(e.into());
+            }
         }
         Ok(())
     }
@@ -458,6 +476,49 @@ mod tests {
             bytes.read(&block_cid(b"absent")),
             Err(Error::NotFound(_))
         ));
+        Ok(())
+    }
+
+    /// Issue 10, item 1: a sync must not return while bytes written before it are still being
+    /// synced by another caller.
+    #[test]
+    fn sync_waits_for_a_concurrent_sync_of_its_bytes() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let (_db, bytes) = open(dir.path(), 1 << 30)?;
+        let a = Bytes::from(vec![1u8; 65536]);
+        let b = Bytes::from(vec![2u8; 65536]);
+        // Two uploads' bytes, both written before either syncs.
+        bytes.write(&[(block_cid(&a), a)])?;
+        bytes.write(&[(block_cid(&b), b)])?;
+        let (release, pause) = std::sync::mpsc::channel();
+        *lock(&bytes.inner.sync_pause) = Some(pause);
+        let first = {
+            let bytes = bytes.clone();
+            std::thread::spawn(move || bytes.sync())
+        };
+        // The first sync has taken the dirty set and is "in fdatasync" (paused).
+        while lock(&bytes.inner.sync_pause).is_some() {
+            std::thread::yield_now();
+        }
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let second = {
+            let bytes = bytes.clone();
+            std::thread::spawn(move || {
+                let r = bytes.sync();
+                let _ = done_tx.send(());
+                r
+            })
+        };
+        let returned_early = done_rx
+            .recv_timeout(std::time::Duration::from_millis(300))
+            .is_ok();
+        let _ = release.send(());
+        first.join().expect("first sync")?;
+        second.join().expect("second sync")?;
+        assert!(
+            !returned_early,
+            "the second sync returned while the first was still syncing its bytes"
+        );
         Ok(())
     }
 
