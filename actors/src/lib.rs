@@ -48,6 +48,7 @@ pub mod format;
 pub mod hasher;
 pub mod maintenance;
 pub mod meta_store;
+pub mod net;
 pub mod node;
 pub mod records;
 pub mod repair;
