@@ -371,3 +371,108 @@ async fn codex_connects_to_us_and_fetches_a_manifest_only_we_have() -> TestResul
     assert_eq!(m["filename"].as_str(), Some("rust.bin"));
     Ok(())
 }
+
+#[actix_rt::test]
+async fn codex_spr_and_key_file_read_as_ours() -> TestResult {
+    let Some(codex) = start_codex().await? else {
+        return Ok(());
+    };
+    let (codex_id, _) = codex_peer(&codex).await?;
+    let v: serde_json::Value = serde_json::from_str(&get(&codex, "/spr").await?)?;
+    let text = v["spr"].as_str().ok_or("no spr")?;
+    let (peer, addrs) = codex_actors::net::spr::decode(text)?;
+    assert_eq!(peer, codex_id);
+    // Codex's /spr is its DHT record: the UDP discovery port, not the TCP listen port.
+    assert!(
+        addrs.iter().all(|a| a.to_string().contains("/udp/")),
+        "{addrs:?}"
+    );
+
+    // Codex's `key` file is libp2p's protobuf private key, as ours: loading it gives its id.
+    let key_file = codex._dir.path().join("data").join("key");
+    let key = codex_actors::net::identity::load_or_create(&key_file)?;
+    assert_eq!(key.public().to_peer_id(), codex_id);
+    Ok(())
+}
+
+/// A bare peer for reading Codex's frames byte for byte: mplex only, identify, raw streams.
+#[derive(libp2p::swarm::NetworkBehaviour)]
+struct RawBehaviour {
+    identify: libp2p::identify::Behaviour,
+    stream: libp2p_stream::Behaviour,
+}
+
+#[actix_rt::test]
+async fn codex_frames_carry_nims_default_fields_and_decode() -> TestResult {
+    use codex_actors::net::{framing, BLOCKEXC_PROTOCOL};
+    use futures::StreamExt as _;
+    use libp2p::{identify, identity::Keypair, noise, swarm::dial_opts::DialOpts, tcp};
+
+    let Some(codex) = start_codex().await? else {
+        return Ok(());
+    };
+    let manifest_cid = parse_cid(&upload(&codex, pseudo_random(1000)).await?)?;
+    let (codex_id, codex_addr) = codex_peer(&codex).await?;
+
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            libp2p_mplex::Config::new,
+        )?
+        .with_behaviour(|k| RawBehaviour {
+            identify: identify::Behaviour::new(identify::Config::new(
+                "ipfs/0.1.0".into(),
+                k.public(),
+            )),
+            stream: libp2p_stream::Behaviour::new(),
+        })?
+        .build();
+    let mut control = swarm.behaviour().stream.new_control();
+    let mut incoming = control.accept(BLOCKEXC_PROTOCOL)?;
+    swarm.dial(
+        DialOpts::peer_id(codex_id)
+            .addresses(vec![codex_addr])
+            .build(),
+    )?;
+    tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+    let mut out = control.open_stream(codex_id, BLOCKEXC_PROTOCOL).await?;
+    let have = WantEntry::new(BlockAddress::Cid(manifest_cid), WantType::Have);
+    framing::write_frame(&mut out, &wants(vec![have]).encode()).await?;
+
+    // Codex answers on a stream of its own.
+    let wait = Duration::from_secs(20);
+    let (peer, mut inbound) = tokio::time::timeout(wait, incoming.next())
+        .await?
+        .ok_or("no stream")?;
+    assert_eq!(peer, codex_id);
+    let frame = tokio::time::timeout(wait, framing::read_frame(&mut inbound, 4 << 20)).await??;
+    eprintln!("Codex presence frame: {}", hex(&frame));
+    // minprotobuf writes defaults: an empty want list first, then pendingBytes = 0 and the
+    // empty account / payment submessages last.
+    assert_eq!(&frame[..4], &[0x0a, 0x02, 0x10, 0x00]);
+    assert!(frame.ends_with(&[0x28, 0x00, 0x32, 0x02, 0x0a, 0x00, 0x3a, 0x02, 0x0a, 0x00]));
+    let msg = Message::decode(frame)?;
+    assert_eq!(
+        msg.presences,
+        vec![BlockPresence::have(BlockAddress::Cid(manifest_cid))]
+    );
+
+    let block = WantEntry::new(BlockAddress::Cid(manifest_cid), WantType::Block);
+    framing::write_frame(&mut out, &wants(vec![block]).encode()).await?;
+    let frame = tokio::time::timeout(wait, framing::read_frame(&mut inbound, 4 << 20)).await??;
+    eprintln!("Codex delivery frame: {}", hex(&frame));
+    let msg = Message::decode(frame)?;
+    assert_eq!(msg.deliveries.len(), 1);
+    assert!(msg.deliveries[0].is_authentic());
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -380,3 +380,57 @@ fn garbage_is_refused_not_panicked_on() {
         );
     }
 }
+
+/// A presence reply captured from Codex v0.2.5 (`tests/net_codex.rs` prints these): Have for a
+/// manifest CID, with every default field minprotobuf writes.
+const CODEX_PRESENCE_FRAME: &str = "0a02100022500a2a0800222601819a0312206a42e9592f8c8e92cf037d33385f\
+4567d421f9f385c8c61e714e02faf668844110001a2000000000000000000000000000000000000000000000000000000000\
+00000000280032020a003a020a00";
+
+/// The delivery of that manifest, captured the same way: no proof field for a CID address.
+const CODEX_DELIVERY_FRAME: &str = "0a0210001aa9010a2601819a0312206a42e9592f8c8e92cf037d33385f4567\
+d421f9f385c8c61e714e02faf668844112530a510a2601839a03122041f4946979ba48e4f9c10138228f2a76ee2ed20537d3\
+e37b957817464a3a2b761080800418e80720829a03281230024a186170706c69636174696f6e2f6f637465742d7374726561\
+6d1a2a0800222601819a0312206a42e9592f8c8e92cf037d33385f4567d421f9f385c8c61e714e02faf6688441280032020a\
+003a020a00";
+
+fn unhex(s: &str) -> Bytes {
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).expect("hex"))
+        .collect::<Vec<u8>>()
+        .into()
+}
+
+#[test]
+fn frames_captured_from_codex_decode() {
+    let presence = Message::decode(unhex(CODEX_PRESENCE_FRAME)).expect("presence frame");
+    let [p] = presence.presences.as_slice() else {
+        panic!("one presence expected: {presence:?}")
+    };
+    assert_eq!(p.presence, PresenceType::Have);
+    assert_eq!(
+        p.price,
+        ZERO_PRICE.to_vec(),
+        "Codex prices everything at 32 zero bytes"
+    );
+    let BlockAddress::Cid(manifest_cid) = p.address else {
+        panic!("a manifest is a standalone address")
+    };
+    assert_eq!(manifest_cid.codec(), MANIFEST_CODEC);
+    assert!(presence.wantlist == Wantlist::default() && presence.deliveries.is_empty());
+
+    let delivery = Message::decode(unhex(CODEX_DELIVERY_FRAME)).expect("delivery frame");
+    let [d] = delivery.deliveries.as_slice() else {
+        panic!("one delivery expected")
+    };
+    assert_eq!(d.cid, manifest_cid);
+    assert!(d.is_authentic() && d.proof.is_none());
+    let manifest = crate::format::manifest::Manifest::decode(&d.data).expect("a manifest");
+    assert_eq!(manifest.dataset_size, 1000);
+    assert_eq!(
+        manifest.cid(),
+        manifest_cid,
+        "our encoder gives Codex's bytes back"
+    );
+}
