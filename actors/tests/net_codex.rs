@@ -185,7 +185,7 @@ async fn codex_serves_a_manifest_and_leaves_whose_proofs_verify() -> TestResult 
         .await?;
     let delivery = node
         .expect("the manifest block", |e| match e {
-            NetEvent::Message { peer, message } if peer == codex_id => message
+            NetEvent::Message { peer, message, .. } if peer == codex_id => message
                 .deliveries
                 .into_iter()
                 .find(|d| d.cid == manifest_cid),
@@ -212,7 +212,7 @@ async fn codex_serves_a_manifest_and_leaves_whose_proofs_verify() -> TestResult 
     while (got.len() as u64) < n {
         let deliveries = node
             .expect("leaf deliveries", |e| match e {
-                NetEvent::Message { peer, message }
+                NetEvent::Message { peer, message, .. }
                     if peer == codex_id && !message.deliveries.is_empty() =>
                 {
                     Some(message.deliveries)
@@ -327,7 +327,7 @@ async fn codex_connects_to_us_and_fetches_a_manifest_only_we_have() -> TestResul
             tokio::select! {
                 done = &mut fetch => return done,
                 event = node.events.recv() => {
-                    let Some(NetEvent::Message { peer, message }) = event else { continue };
+                    let Some(NetEvent::Message { peer, message, .. }) = event else { continue };
                     if peer != codex_id {
                         continue;
                     }

@@ -273,3 +273,63 @@ async fn a_misbehaving_peer_loses_its_stream_while_others_are_served() -> TestRe
     assert_eq!(got, want(block(3, 3).cid));
     Ok(())
 }
+
+#[actix_rt::test]
+async fn held_messages_count_against_the_read_budget() -> TestResult {
+    // Room for one ~600 KiB frame at a time.
+    let mut a = start(|c| NetConfig {
+        max_frame_bytes: 1 << 20,
+        max_inflight_frame_bytes: 1 << 20,
+        ..c
+    })
+    .await?;
+    let b = start(|c| c).await?;
+    b.handle.dial(a.peer_id(), vec![a.addr.clone()]).await?;
+    let big = |fill: u8| Message {
+        deliveries: vec![block(fill, 600 * 1024)],
+        ..Message::default()
+    };
+    b.handle.send(a.peer_id(), big(1)).await?;
+    b.handle.send(a.peer_id(), big(2)).await?;
+    let first = a
+        .expect("first frame", |e| {
+            matches!(e, NetEvent::Message { .. }).then_some(e)
+        })
+        .await?;
+    let waited = tokio::time::timeout(Duration::from_millis(500), async {
+        loop {
+            if let Some(NetEvent::Message { .. }) = a.events.recv().await {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(
+        waited.is_err(),
+        "the second frame must wait for the first to be released"
+    );
+    drop(first);
+    let second = a.expect("second frame", message_from(b.peer_id())).await?;
+    assert_eq!(second, big(2));
+    Ok(())
+}
+
+#[actix_rt::test]
+async fn a_message_over_the_frame_limit_is_not_sent() -> TestResult {
+    let a = start(|c| c).await?;
+    let mut b = start(|c| c.max_frame_bytes(100 * 1024)).await?;
+    b.handle.dial(a.peer_id(), vec![a.addr.clone()]).await?;
+    let too_big = Message {
+        deliveries: vec![block(1, 200 * 1024)],
+        ..Message::default()
+    };
+    b.handle.send(a.peer_id(), too_big).await?;
+    let reason = b
+        .expect("send failure", |e| match e {
+            NetEvent::SendFailed { reason, .. } => Some(reason),
+            _ => None,
+        })
+        .await?;
+    assert!(matches!(reason, codex_actors::net::SendFailure::TooLarge(n) if n > 200 * 1024));
+    Ok(())
+}

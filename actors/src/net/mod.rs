@@ -26,8 +26,8 @@
 //! # Limits
 //! Every queue is bounded: commands, events, each peer's send queue (a full one makes
 //! [`NetHandle::send`] fail with [`NetError::QueueFull`] instead of growing). Frames are at most
-//! [`NetConfig::max_frame_bytes`]; the bytes of frames being read at once are capped by a shared
-//! budget; each peer may run a few inbound block-exchange streams at a time. A peer that sends an
+//! [`NetConfig::max_frame_bytes`]; the bytes of frames being read or queued as events are
+//! capped by a shared budget ([`FrameBudget`]); each peer may run a few inbound block-exchange streams at a time. A peer that sends an
 //! oversized frame, garbage or an out-of-range enum has that stream reset and a
 //! [`NetEvent::Violation`] is reported; its other streams and all other peers carry on.
 
@@ -70,7 +70,8 @@ pub struct NetConfig {
     pub max_peers: u32,
     /// Largest frame read or written. Default [`DEFAULT_MAX_FRAME_BYTES`].
     pub max_frame_bytes: usize,
-    /// Bytes of frames being read at once, over all streams. Default 64 MiB.
+    /// Bytes of frames being read or waiting in the event queue, over all streams. Default
+    /// 64 MiB. At least one frame always fits.
     pub max_inflight_frame_bytes: usize,
     /// Inbound block-exchange streams a peer may have open at once. Default 4 (Codex opens one).
     pub max_inbound_streams_per_peer: usize,
@@ -157,6 +158,9 @@ pub enum NetEvent {
         peer: PeerId,
         /// The message.
         message: Message,
+        /// The frame's share of the read budget, held until this event is dropped, so queued
+        /// messages count against [`NetConfig::max_inflight_frame_bytes`] too.
+        budget: FrameBudget,
     },
     /// A peer broke the protocol; the stream it came on is reset.
     Violation {
@@ -172,6 +176,13 @@ pub enum NetEvent {
         /// Why.
         reason: SendFailure,
     },
+}
+
+/// Bytes of the read budget held by one received frame; dropping it gives them back. Keep it
+/// while the message's blocks are held in memory, drop it once they are stored.
+#[derive(Debug)]
+pub struct FrameBudget {
+    _permit: tokio::sync::OwnedSemaphorePermit,
 }
 
 /// A protocol violation by a peer.

@@ -11,7 +11,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use crate::format::blockexc::Message;
 use crate::net::framing::{self, FrameError};
-use crate::net::{NetEvent, SendFailure, Violation, BLOCKEXC_PROTOCOL};
+use crate::net::{FrameBudget, NetEvent, SendFailure, Violation, BLOCKEXC_PROTOCOL};
 
 /// Time allowed to negotiate a new outbound stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -26,7 +26,7 @@ pub(crate) struct ReadCtx {
     pub events: mpsc::Sender<NetEvent>,
     /// Largest frame accepted.
     pub max_frame: usize,
-    /// Bytes of frames being read at once, over all streams; one permit per byte.
+    /// Bytes of frames being read or queued as events, over all streams; one permit per byte.
     pub budget: Arc<Semaphore>,
     /// Time allowed to receive a frame's body once its length arrived.
     pub frame_timeout: Duration,
@@ -69,7 +69,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         };
         // `len <= max_frame <= budget size <= u32::MAX`, checked when the budget was made.
         let permits = u32::try_from(len).unwrap_or(u32::MAX);
-        let Ok(_permit) = ctx.budget.acquire_many(permits).await else {
+        let Ok(permit) = ctx.budget.clone().acquire_many_owned(permits).await else {
             return ReadEnd::Gone;
         };
         let body =
@@ -87,7 +87,11 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
             };
         // Decoding hashes the delivered blocks (≤ 20 × 64 KiB): about a millisecond.
         let event = match Message::decode(body) {
-            Ok(message) => NetEvent::Message { peer, message },
+            Ok(message) => NetEvent::Message {
+                peer,
+                message,
+                budget: FrameBudget { _permit: permit },
+            },
             Err(e) => {
                 let _ = ctx.events.send(violation(Violation::Message(e))).await;
                 return ReadEnd::Violation;
@@ -162,14 +166,15 @@ pub(crate) async fn write_loop(
                 continue;
             }
         };
-        let body = message.encode();
-        if body.len() > ctx.max_frame {
-            let _ = ctx
-                .events
-                .send(failed(SendFailure::TooLarge(body.len())))
-                .await;
+        let wire = message.to_wire();
+        let len = prost::Message::encoded_len(&wire);
+        if len > ctx.max_frame {
+            let _ = ctx.events.send(failed(SendFailure::TooLarge(len))).await;
             continue;
         }
+        // prost's length delimiter is the same unsigned varint as the frame prefix.
+        let frame = prost::Message::encode_length_delimited_to_vec(&wire);
+        drop(wire);
         if out.is_none() {
             if let Some(r) = reader.take() {
                 r.abort();
@@ -213,7 +218,7 @@ pub(crate) async fn write_loop(
             out = Some(w);
         }
         let Some(w) = out.as_mut() else { continue };
-        let written = tokio::time::timeout(WRITE_TIMEOUT, framing::write_frame(w, &body)).await;
+        let written = tokio::time::timeout(WRITE_TIMEOUT, write_all_flush(w, &frame)).await;
         let kind = match written {
             Ok(Ok(())) => continue,
             Ok(Err(e)) => e.kind(),
@@ -231,4 +236,12 @@ pub(crate) async fn write_loop(
     if let Some(r) = reader {
         r.abort();
     }
+}
+
+async fn write_all_flush<W: futures::AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
 }

@@ -86,7 +86,7 @@ pub async fn expect<T>(
 /// A message from `from`, if `e` is one.
 pub fn message_from(from: PeerId) -> impl FnMut(NetEvent) -> Option<Message> {
     move |e| match e {
-        NetEvent::Message { peer, message } if peer == from => Some(message),
+        NetEvent::Message { peer, message, .. } if peer == from => Some(message),
         _ => None,
     }
 }
