@@ -333,3 +333,25 @@ async fn a_message_over_the_frame_limit_is_not_sent() -> TestResult {
     assert!(matches!(reason, codex_actors::net::SendFailure::TooLarge(n) if n > 200 * 1024));
     Ok(())
 }
+
+#[actix_rt::test]
+async fn a_peer_without_block_exchange_is_reported_unsupported() -> TestResult {
+    let mut a = start(|c| c).await?;
+    // The raw peer dials in but never registers /codex/blockexc/1.0.0.
+    let _raw = raw_peer(a.peer_id(), a.addr.clone()).await?;
+    let raw_id = a
+        .expect("raw peer connects", |e| match e {
+            NetEvent::PeerConnected { peer, .. } => Some(peer),
+            _ => None,
+        })
+        .await?;
+    a.handle.send(raw_id, Message::default()).await?;
+    let reason = a
+        .expect("send failure", |e| match e {
+            NetEvent::SendFailed { peer, reason } if peer == raw_id => Some(reason),
+            _ => None,
+        })
+        .await?;
+    assert_eq!(reason, codex_actors::net::SendFailure::Unsupported);
+    Ok(())
+}

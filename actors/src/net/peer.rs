@@ -184,31 +184,13 @@ pub(crate) async fn write_loop(
                     .await;
             let stream = match opened {
                 Ok(Ok(s)) => s,
-                Ok(Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(_))) => {
-                    let _ = ctx.events.send(failed(SendFailure::Unsupported)).await;
-                    continue;
-                }
-                Ok(Err(libp2p_stream::OpenStreamError::Io(e))) => {
-                    let _ = ctx
-                        .events
-                        .send(failed(SendFailure::OpenStream(e.kind())))
-                        .await;
-                    continue;
-                }
-                Ok(Err(_)) => {
-                    let _ = ctx
-                        .events
-                        .send(failed(SendFailure::OpenStream(std::io::ErrorKind::Other)))
-                        .await;
+                Ok(Err(e)) => {
+                    let _ = ctx.events.send(failed(open_failure(&e))).await;
                     continue;
                 }
                 Err(_) => {
-                    let _ = ctx
-                        .events
-                        .send(failed(SendFailure::OpenStream(
-                            std::io::ErrorKind::TimedOut,
-                        )))
-                        .await;
+                    let timed_out = SendFailure::OpenStream(std::io::ErrorKind::TimedOut);
+                    let _ = ctx.events.send(failed(timed_out)).await;
                     continue;
                 }
             };
@@ -244,4 +226,13 @@ async fn write_all_flush<W: futures::AsyncWrite + Unpin>(
 ) -> std::io::Result<()> {
     w.write_all(bytes).await?;
     w.flush().await
+}
+
+fn open_failure(e: &libp2p_stream::OpenStreamError) -> SendFailure {
+    match e {
+        libp2p_stream::OpenStreamError::UnsupportedProtocol(_) => SendFailure::Unsupported,
+        libp2p_stream::OpenStreamError::Io(e) => SendFailure::OpenStream(e.kind()),
+        // The enum is non-exhaustive; a future variant is still a failure to open.
+        _ => SendFailure::OpenStream(std::io::ErrorKind::Other),
+    }
 }
