@@ -6,7 +6,9 @@
 //! No HTTP here: embedders drive it through [`Node`].
 //!
 //! # Layout
-//! - [`format`](mod@format): pure Codex formats (CIDs, manifest protobuf, Merkle tree).
+//! - [`format`](mod@format): pure Codex formats (CIDs, manifest protobuf, Merkle tree and
+//!   proofs, block-exchange messages).
+//! - [`net`]: the libp2p network component that speaks `/codex/blockexc/1.0.0` with Codex.
 //! - [`node`]: the [`Node`] handle that starts the actors and talks to them.
 //! - One actor per concern, each file holding its messages: [`chunker`] (bytes → blocks),
 //!   [`hasher`] (sha2-256 and tree root), [`upload`] (gathers CIDs, commits the manifest),
@@ -48,6 +50,7 @@ pub mod format;
 pub mod hasher;
 pub mod maintenance;
 pub mod meta_store;
+pub mod net;
 pub mod node;
 pub mod records;
 pub mod repair;

@@ -212,7 +212,11 @@ mod tests {
             );
             let bytes = m.encode();
             let want = text("manifestCid").expect("manifestCid");
-            assert_eq!(Some(bytes.len() as u64), v["manifestBytes"].as_u64(), "{want}");
+            assert_eq!(
+                Some(bytes.len() as u64),
+                v["manifestBytes"].as_u64(),
+                "{want}"
+            );
             assert_eq!(cid_text(&m.cid()), want, "{}", v["input"]);
             assert_eq!(Manifest::decode(&bytes).expect("round trip"), m);
         }
@@ -239,7 +243,11 @@ mod tests {
             "the CID this node used to give"
         );
         let decoded = Manifest::decode(&bytes).expect("legacy manifests still decode");
-        assert_eq!(decoded.encode(), bytes, "re-encoding keeps the stored bytes");
+        assert_eq!(
+            decoded.encode(),
+            bytes,
+            "re-encoding keeps the stored bytes"
+        );
         for bad in [0, 3, 7] {
             let mut m = legacy.clone();
             m.version = bad;

@@ -1,0 +1,266 @@
+//! The driver task: owns the swarm, answers the handle's commands, turns swarm events into
+//! [`NetEvent`]s, and starts a writer task per connected peer.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::format::blockexc::Message;
+use crate::net::peer::{self, ReadCtx};
+use crate::net::transport::{self, Behaviour, BehaviourEvent};
+use crate::net::{identity, Command, NetConfig, NetError, NetEvent, NetHandle, BLOCKEXC_PROTOCOL};
+
+/// Commands queued from handles before senders wait.
+const COMMAND_QUEUE: usize = 64;
+/// Time allowed for the listen addresses to be bound at start.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The network component. Start it with [`Net::start`]; then talk to it through the
+/// [`NetHandle`] and read its [`NetEvent`]s.
+pub struct Net {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    /// Lifecycle events waiting for room in the event channel. While it is full the swarm is not
+    /// polled, so this stays short and nothing is dropped.
+    pending: VecDeque<NetEvent>,
+    /// Each connected peer's send queue (its writer task holds the other end).
+    writers: HashMap<PeerId, mpsc::Sender<Message>>,
+    /// Handles waiting for a dial to a peer to finish.
+    dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
+    control: libp2p_stream::Control,
+    ctx: Arc<ReadCtx>,
+    peer_queue_len: usize,
+}
+
+impl Net {
+    /// Loads (or creates) the identity, builds the swarm, binds every listen address and spawns
+    /// the driver on the current tokio runtime (an actix System or Arbiter is one).
+    ///
+    /// # Errors
+    /// [`NetError::Identity`] for an unusable key file, [`NetError::Listen`] when an address
+    /// cannot be bound.
+    pub async fn start(
+        config: NetConfig,
+    ) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
+        let key = identity::load_or_create(&config.key_path)?;
+        let mut swarm = transport::build(key.clone(), &config)?;
+        let mut control = swarm.behaviour().stream.new_control();
+        let incoming = control
+            .accept(BLOCKEXC_PROTOCOL)
+            .map_err(|_| NetError::Listen("protocol registered twice".into()))?;
+        let mut pending = VecDeque::new();
+        for addr in &config.listen_addrs {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen(format!("{addr}: {e}")))?;
+        }
+        // Wait until each listener has its address, so callers can hand it out at once.
+        let wait = async {
+            let mut bound = 0;
+            while bound < config.listen_addrs.len() {
+                match swarm.select_next_some().await {
+                    SwarmEvent::NewListenAddr { address, .. } => {
+                        bound += 1;
+                        pending.push_back(NetEvent::Listening(address));
+                    }
+                    SwarmEvent::ListenerClosed { reason: Err(e), .. }
+                    | SwarmEvent::ListenerError { error: e, .. } => {
+                        return Err(NetError::Listen(e.to_string()))
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(LISTEN_TIMEOUT, wait)
+            .await
+            .map_err(|_| NetError::Listen("timed out binding listen addresses".into()))??;
+
+        let (events_tx, events_rx) = mpsc::channel(config.event_queue_len.max(1));
+        // One frame must always fit the budget, or its reader would wait forever; semaphores
+        // count in u32 per acquire.
+        let budget = config
+            .max_inflight_frame_bytes
+            .max(config.max_frame_bytes)
+            .min(u32::MAX as usize);
+        let ctx = Arc::new(ReadCtx {
+            events: events_tx,
+            max_frame: config.max_frame_bytes.min(budget),
+            budget: Arc::new(Semaphore::new(budget)),
+            frame_timeout: config.frame_timeout,
+        });
+        tokio::spawn(peer::accept_loop(
+            incoming,
+            ctx.clone(),
+            config.max_inbound_streams_per_peer.max(1),
+        ));
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let net = Net {
+            swarm,
+            commands,
+            pending,
+            writers: HashMap::new(),
+            dials: HashMap::new(),
+            control,
+            ctx,
+            peer_queue_len: config.peer_queue_len.max(1),
+        };
+        tokio::spawn(net.run());
+        let handle = NetHandle {
+            commands: commands_tx,
+            key,
+        };
+        Ok((handle, events_rx))
+    }
+
+    async fn run(mut self) {
+        /// Lifecycle events held back before the swarm stops being polled.
+        const MAX_PENDING: usize = 64;
+        let events = self.ctx.events.clone();
+        loop {
+            tokio::select! {
+                permit = events.reserve(), if !self.pending.is_empty() => {
+                    let Ok(permit) = permit else { break }; // the consumer is gone
+                    if let Some(e) = self.pending.pop_front() {
+                        permit.send(e);
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    None => break,
+                    Some(Command::Shutdown { reply }) => {
+                        let _ = reply.send(());
+                        break;
+                    }
+                    Some(c) => self.command(c),
+                },
+                event = self.swarm.select_next_some(), if self.pending.len() < MAX_PENDING => {
+                    self.swarm_event(event);
+                }
+                _ = events.closed() => break,
+            }
+        }
+        // Dropping the swarm closes every connection; dropping the writers' queues ends them.
+        self.writers.clear();
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Dial { peer, addrs, reply } => self.dial(peer, addrs, reply),
+            Command::Send {
+                peer,
+                message,
+                reply,
+            } => {
+                let sent = match self.writers.get(&peer) {
+                    None => Err(NetError::NotConnected(peer)),
+                    Some(q) => q.try_send(message).map_err(|e| match e {
+                        mpsc::error::TrySendError::Full(_) => NetError::QueueFull(peer),
+                        mpsc::error::TrySendError::Closed(_) => NetError::NotConnected(peer),
+                    }),
+                };
+                let _ = reply.send(sent);
+            }
+            Command::Disconnect { peer, reply } => {
+                let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            // Handled by the loop, which must stop.
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+        }
+    }
+
+    fn dial(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    ) {
+        if self.swarm.is_connected(&peer) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            // A dial already under way answers this caller too.
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {
+                self.dials.entry(peer).or_default().push(reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Dial(e.to_string())));
+            }
+        }
+    }
+
+    fn finish_dials(&mut self, peer: PeerId, result: &Result<(), NetError>) {
+        for waiter in self.dials.remove(&peer).unwrap_or_default() {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                self.pending.push_back(NetEvent::Listening(address));
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.finish_dials(peer_id, &Ok(()));
+                if num_established.get() == 1 {
+                    let (tx, rx) = mpsc::channel(self.peer_queue_len);
+                    self.writers.insert(peer_id, tx);
+                    let control = self.control.clone();
+                    tokio::spawn(peer::write_loop(peer_id, rx, control, self.ctx.clone()));
+                    self.pending.push_back(NetEvent::PeerConnected {
+                        peer: peer_id,
+                        addr: endpoint.get_remote_address().clone(),
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.writers.remove(&peer_id);
+                self.pending
+                    .push_back(NetEvent::PeerDisconnected { peer: peer_id });
+            }
+            // Unless another connection is up already (both sides dialled at once).
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if !self.swarm.is_connected(&peer) => {
+                self.finish_dials(peer, &Err(NetError::Dial(error.to_string())));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                self.pending.push_back(NetEvent::Identified {
+                    peer: peer_id,
+                    agent_version: info.agent_version,
+                });
+            }
+            _ => {}
+        }
+    }
+}
