@@ -2,6 +2,7 @@
 //! thread and actix system, exactly as `main.rs` does, and talks to it over real HTTP.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod answer;
 pub mod codex;
 
 use std::{
@@ -137,6 +138,12 @@ impl Drop for TestNode {
 pub trait Api {
     /// The full URL of an API path such as `/space`.
     fn url(&self, path: &str) -> String;
+}
+
+impl<T: Api + ?Sized> Api for &T {
+    fn url(&self, path: &str) -> String {
+        (**self).url(path)
+    }
 }
 
 impl Api for TestNode {
