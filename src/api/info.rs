@@ -33,8 +33,36 @@ impl From<&Manifest> for ManifestJson {
 }
 
 /// `{"cid": …, "manifest": {…}}`, the item of `GET /data` and the body of `/network/manifest`.
-pub(crate) fn manifest_entry(cid: &Cid, manifest: &Manifest) -> serde_json::Value {
-    json!({ "cid": cid_text(cid), "manifest": ManifestJson::from(manifest) })
+/// Structs rather than `json!` keep Codex's key order (a `json!` object sorts its keys).
+#[derive(Serialize)]
+pub(crate) struct ManifestEntry {
+    cid: String,
+    manifest: ManifestJson,
+}
+
+impl ManifestEntry {
+    fn new(cid: &Cid, manifest: &Manifest) -> Self {
+        Self {
+            cid: cid_text(cid),
+            manifest: manifest.into(),
+        }
+    }
+}
+
+/// The body of `GET /data`.
+#[derive(Serialize)]
+struct Listing {
+    content: Vec<ManifestEntry>,
+}
+
+/// The body of `GET /space`, keys in Codex's order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpaceJson {
+    total_blocks: u64,
+    quota_max_bytes: u64,
+    quota_used_bytes: u64,
+    quota_reserved_bytes: u64,
 }
 
 /// `GET /data/{cid}/network/manifest`: this node has no network, so only local manifests.
@@ -44,7 +72,7 @@ pub(crate) async fn manifest(
 ) -> Result<HttpResponse, ApiError> {
     let cid = parse_cid(&path)?;
     let manifest = node.manifest(cid).await?;
-    Ok(HttpResponse::Ok().json(manifest_entry(&cid, &manifest)))
+    Ok(HttpResponse::Ok().json(ManifestEntry::new(&cid, &manifest)))
 }
 
 /// `GET /data`: every local manifest. A record that cannot be decoded is logged and skipped;
@@ -53,13 +81,13 @@ pub(crate) async fn list(node: web::Data<Node>) -> Result<HttpResponse, ApiError
     let mut content = Vec::new();
     for (cid, manifest) in node.manifests().await? {
         match manifest {
-            Ok(m) => content.push(manifest_entry(&cid, &m)),
+            Ok(m) => content.push(ManifestEntry::new(&cid, &m)),
             Err(e) => {
                 tracing::warn!(cid = %cid_text(&cid), error = %e, "skipping unreadable manifest")
             }
         }
     }
-    Ok(HttpResponse::Ok().json(json!({ "content": content })))
+    Ok(HttpResponse::Ok().json(Listing { content }))
 }
 
 /// `GET /data/{cid}/exists`: `{"<cid>": bool}` as the Codex server answers (not openapi's `has`).
@@ -108,12 +136,12 @@ pub(crate) async fn debug_info(
 /// `GET /space`.
 pub(crate) async fn space(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let s = node.space().await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "totalBlocks": s.total_blocks,
-        "quotaMaxBytes": s.quota_max_bytes,
-        "quotaUsedBytes": s.quota_used_bytes,
-        "quotaReservedBytes": s.quota_reserved_bytes,
-    })))
+    Ok(HttpResponse::Ok().json(SpaceJson {
+        total_blocks: s.total_blocks,
+        quota_max_bytes: s.quota_max_bytes,
+        quota_used_bytes: s.quota_used_bytes,
+        quota_reserved_bytes: s.quota_reserved_bytes,
+    }))
 }
 
 /// `GET /metrics`: Prometheus text format.
