@@ -19,11 +19,15 @@ fn invalid_mime_and_filename_get_422_and_store_nothing() -> TestResult {
     );
     let (status, _) = upload(&node, b"abc", None, Some("text/plain; charset=utf-8"))?;
     assert_eq!(status, 422, "parameters are refused, as Codex does");
+    // Codex's rules apply to the part after the last '/' (checked against a live node in
+    // codex_live.rs): a name, then an extension after the last usable dot.
     for bad in [
-        "../../etc/passwd",
-        "a/b",
         "CON",
+        "x/COM1.txt",
         "trailing.",
+        "x..txt",
+        "a .txt",
+        "dir/",
         &"x".repeat(10_000),
     ] {
         let (status, body) = upload(&node, b"abc", Some(bad), None)?;
@@ -34,6 +38,36 @@ fn invalid_mime_and_filename_get_422_and_store_nothing() -> TestResult {
         );
     }
     assert_eq!(space(&node)?, before);
+    Ok(())
+}
+
+#[test]
+fn filenames_with_directories_are_kept_and_echoed_well_formed() -> TestResult {
+    // As on Codex, a name with directories is only a label: stored in the manifest, echoed in
+    // Content-Disposition, never used as a path (so the upload gets Codex's CID).
+    let node = TestNode::start()?;
+    for (name, header) in [
+        (
+            "../../etc/passwd",
+            r#"attachment; filename="../../etc/passwd""#,
+        ),
+        (
+            "dir/ünïcode.txt",
+            "attachment; filename=\"dir/ünïcode.txt\"",
+        ),
+        ("COM1.tar.gz", r#"attachment; filename="COM1.tar.gz""#),
+        // A quote or backslash can only be in the directory part; escaped on the way out.
+        (r#"q"u\d/b.txt"#, r#"attachment; filename="q\"u\\d/b.txt""#),
+    ] {
+        let (status, cid) = upload(&node, b"abc", Some(name), None)?;
+        assert_eq!(status, 200, "{name}: {cid}");
+        let (_, m) = get_json(&node, &format!("/data/{cid}/network/manifest"))?;
+        assert_eq!(m["manifest"]["filename"], name);
+        let (status, headers, body) = download(&node, &cid, None)?;
+        assert_eq!((status, body.as_slice()), (200, &b"abc"[..]));
+        let got = headers.get("content-disposition").map(|v| v.as_bytes());
+        assert_eq!(got, Some(header.as_bytes()), "{name}");
+    }
     Ok(())
 }
 
