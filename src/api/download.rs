@@ -51,13 +51,10 @@ pub(crate) async fn download(
             .as_deref()
             .unwrap_or("application/octet-stream"),
     );
-    let disposition = match &manifest.filename {
-        Some(name) => format!("attachment; filename=\"{name}\""),
-        None => "attachment".to_owned(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        resp.insert_header((header::CONTENT_DISPOSITION, v));
-    }
+    resp.insert_header((
+        header::CONTENT_DISPOSITION,
+        content_disposition(manifest.filename.as_deref()),
+    ));
     resp.insert_header((header::ACCEPT_RANGES, "bytes"));
     resp.insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Content-Disposition"));
     let length = range.as_ref().map_or(size, |r| r.end - r.start);
@@ -76,6 +73,27 @@ pub(crate) async fn download(
         item
     });
     Ok(resp.no_chunking(length).streaming(rest))
+}
+
+/// `attachment; filename="<name>"` as Codex sends it, with `"` and `\` escaped so the
+/// quoted-string stays well-formed (RFC 9110 §5.6.4; Codex writes the name raw). UTF-8 goes out
+/// as is, as on Codex. Just `attachment` without a name, or for a name no header can carry
+/// (control characters, refused at upload since).
+fn content_disposition(filename: Option<&str>) -> HeaderValue {
+    let attachment = HeaderValue::from_static("attachment");
+    let Some(name) = filename else {
+        return attachment;
+    };
+    let mut value = String::with_capacity(name.len() + 24);
+    value.push_str("attachment; filename=\"");
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            value.push('\\');
+        }
+        value.push(c);
+    }
+    value.push('"');
+    HeaderValue::from_str(&value).unwrap_or(attachment)
 }
 
 /// Parses one `bytes=` range against a dataset of `size` bytes into a half-open range.
@@ -127,6 +145,19 @@ mod tests {
 
     fn parse(v: &str, size: u64) -> Result<Option<Range<u64>>, ApiError> {
         parse_range(&HeaderValue::from_str(v).expect("header"), size)
+    }
+
+    #[test]
+    fn disposition_is_a_well_formed_quoted_string() {
+        let value = |name| content_disposition(name).as_bytes().to_vec();
+        assert_eq!(value(None), b"attachment");
+        assert_eq!(value(Some("a b.txt")), br#"attachment; filename="a b.txt""#);
+        assert_eq!(
+            value(Some(r#"q"u\d/x"#)),
+            br#"attachment; filename="q\"u\\d/x""#
+        );
+        assert_eq!(value(Some("é")), "attachment; filename=\"é\"".as_bytes());
+        assert_eq!(value(Some("a\nb")), b"attachment");
     }
 
     #[test]
