@@ -218,16 +218,31 @@ mod tests {
     }
 
     #[test]
-    fn mime_types_come_from_the_table() {
+    fn mime_types_come_from_codex_table() {
+        // Answers of a live Codex node (codex_live.rs checks the whole table against it).
         for good in [
             "application/octet-stream",
             "text/plain",
             "image/PNG",
             "application/json",
+            "audio/x-wav",
+            "application/ecmascript",
+            "x-conference/x-cooltalk",
         ] {
             assert!(is_known_mime(good), "{good}");
         }
-        for bad in ["text/plain; charset=utf-8", "nonsense", "foo/bar"] {
+        for bad in [
+            "text/plain; charset=utf-8",
+            " text/plain",
+            "nonsense",
+            "foo/bar",
+            "text/markdown",
+            "application/gzip",
+            "image/avif",
+            "audio/wav",
+            "",
+            "# the",
+        ] {
             assert!(!is_known_mime(bad), "{bad}");
         }
     }
