@@ -121,14 +121,16 @@ fn split_extension(file: &str) -> (&str, &str) {
     }
 }
 
-/// True for a MIME type from the well-known table (after lowercasing, without parameters:
-/// `text/plain; charset=utf-8` is refused, as Codex does).
+/// The media types Codex accepts, one a line, taken from a live Codex node (see the file).
+const CODEX_MIME_TYPES: &str = include_str!("codex_mime_types.txt");
+
+/// True for a MIME type in Codex's table, compared as Codex does: the whole header value,
+/// ASCII-lowercased, so `text/plain; charset=utf-8` is refused and `image/PNG` accepted.
 fn is_known_mime(value: &str) -> bool {
-    // mime_guess looks only at the essence, so refuse parameters and odd characters first.
-    let plain = value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-/".contains(&b));
-    plain && mime_guess::get_mime_extensions_str(&value.to_ascii_lowercase()).is_some()
+    let lowered = value.to_ascii_lowercase();
+    CODEX_MIME_TYPES
+        .lines()
+        .any(|line| !line.starts_with('#') && line == lowered)
 }
 
 #[cfg(test)]
