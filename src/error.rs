@@ -27,6 +27,18 @@ pub enum ApiError {
     TooLarge(u64),
 }
 
+impl ApiError {
+    /// The reply body: the error's text, except where Codex's wording differs from the
+    /// engine's message.
+    fn body(&self) -> String {
+        match self {
+            // Codex v0.2.5's answer for a CID that is not a manifest (measured on a live node).
+            ApiError::Engine(Error::NotAManifest(_)) => "Unable to decode as manifest".to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
 impl ResponseError for ApiError {
     fn status_code(&self) -> StatusCode {
         match self {
@@ -63,6 +75,6 @@ impl ResponseError for ApiError {
         if let ApiError::Engine(Error::RangeNotSatisfiable { size }) = self {
             resp.insert_header((header::CONTENT_RANGE, format!("bytes */{size}")));
         }
-        resp.body(self.to_string())
+        resp.body(self.body())
     }
 }

@@ -10,9 +10,10 @@ use actix_web::{
     http::header::{self, HeaderValue},
     web, HttpRequest, HttpResponse,
 };
-use codex_actors::{parse_cid, Error, Node};
+use codex_actors::{Error, Node};
 use futures_util::{stream, StreamExt};
 
+use super::PathCid;
 use crate::error::ApiError;
 
 pub(crate) async fn download(
@@ -20,7 +21,7 @@ pub(crate) async fn download(
     req: HttpRequest,
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = parse_cid(&path)?;
+    let cid = PathCid::parse(&path)?.held()?;
     let manifest = node.manifest(cid).await?;
     let size = manifest.dataset_size;
     let range = match req.headers().get(header::RANGE) {

@@ -1,10 +1,11 @@
 //! The JSON endpoints: a manifest, existence, space, and the Prometheus text at `/metrics`.
 
 use actix_web::{web, HttpResponse};
-use codex_actors::{cid_text, parse_cid, Cid, Manifest, Node};
+use codex_actors::{cid_text, Cid, Manifest, Node};
 use serde::Serialize;
 use serde_json::json;
 
+use super::PathCid;
 use crate::error::ApiError;
 
 /// Codex's manifest JSON (section 1.5 of the brief): fields in Codex's order, camelCase.
@@ -70,7 +71,7 @@ pub(crate) async fn manifest(
     path: web::Path<String>,
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = parse_cid(&path)?;
+    let cid = PathCid::parse(&path)?.held()?;
     let manifest = node.manifest(cid).await?;
     Ok(HttpResponse::Ok().json(ManifestEntry::new(&cid, &manifest)))
 }
@@ -95,8 +96,10 @@ pub(crate) async fn exists(
     path: web::Path<String>,
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = parse_cid(&path)?;
-    let found = node.exists(cid).await?;
+    let (cid, found) = match PathCid::parse(&path)? {
+        PathCid::Codex(cid) => (cid, node.exists(cid).await?),
+        PathCid::Foreign(cid) => (cid, false),
+    };
     Ok(HttpResponse::Ok().json(json!({ cid_text(&cid): found })))
 }
 
@@ -105,7 +108,9 @@ pub(crate) async fn delete(
     path: web::Path<String>,
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = parse_cid(&path)?;
+    let PathCid::Codex(cid) = PathCid::parse(&path)? else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
     let removed = node.delete(cid).await?;
     tracing::info!(cid = %cid_text(&cid), blocks = removed.blocks, bytes = removed.bytes, "deleted");
     Ok(HttpResponse::NoContent().finish())
