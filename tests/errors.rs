@@ -157,6 +157,23 @@ fn unknown_routes_are_404() -> TestResult {
 }
 
 #[test]
+fn cors_preflight_on_data_routes_is_204() -> TestResult {
+    // As Codex answers (with or without a CID that parses): 204, empty body.
+    let node = TestNode::start()?;
+    for path in [
+        "/data",
+        "/data/not-a-cid",
+        "/data/zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy",
+    ] {
+        let (status, body) = text(agent().options(node.url(path)).call()?)?;
+        assert_eq!((status, body.as_str()), (204, ""), "{path}");
+    }
+    let (status, _) = text(agent().options(node.url("/space")).call()?)?;
+    assert_eq!(status, 404, "as on Codex, only the data routes");
+    Ok(())
+}
+
+#[test]
 fn quota_overflow_is_507_and_rolls_back() -> TestResult {
     // Room for three padded blocks and a manifest, not for five blocks.
     let node = TestNode::start_with(|c| c.quota_max_bytes(3 * 65536 + 100))?;
