@@ -19,9 +19,6 @@ pub enum ApiError {
     /// The `Content-Disposition` filename is not acceptable (Codex: 422).
     #[error("The filename is not valid.")]
     InvalidFilename,
-    /// A `Range` header that is not `bytes=a-b`, `bytes=a-` or `bytes=-n`.
-    #[error("Invalid Range header: {0}")]
-    InvalidRange(String),
     /// The upload is larger than the configured limit.
     #[error("The upload exceeds the limit of {0} bytes")]
     TooLarge(u64),
@@ -45,7 +42,6 @@ impl ResponseError for ApiError {
             ApiError::InvalidMime(_) | ApiError::InvalidFilename => {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
-            ApiError::InvalidRange(_) => StatusCode::BAD_REQUEST,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Engine(e) => match e {
                 Error::InvalidCid(_) | Error::UnsupportedCid(_) => StatusCode::BAD_REQUEST,
