@@ -5,7 +5,7 @@ mod download;
 mod info;
 mod upload;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{http::Method, web, HttpResponse};
 use codex_actors::{parse_cid, Cid, Error};
 
 use crate::error::ApiError;
@@ -18,6 +18,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/data", web::get().to(info::list))
             .route("/data/{cid}", web::get().to(download::download))
             .route("/data/{cid}", web::delete().to(info::delete))
+            .route("/data", web::method(Method::OPTIONS).to(preflight))
+            .route("/data/{cid}", web::method(Method::OPTIONS).to(preflight))
             .route(
                 "/data/{cid}/network/manifest",
                 web::get().to(info::manifest),
@@ -28,6 +30,12 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     )
     .route("/metrics", web::get().to(info::metrics))
     .default_service(web::to(not_found));
+}
+
+/// CORS preflight on the data routes: 204 with no body, as Codex answers (it adds the CORS
+/// headers only when started with `--api-cors-origin`, which this node does not have).
+async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent().finish()
 }
 
 async fn not_found() -> HttpResponse {
