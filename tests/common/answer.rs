@@ -1,5 +1,6 @@
 //! One request and what a client sees of its reply (status, body, the headers the Codex API
-//! sets), so answers of two nodes can be compared with `==`.
+//! sets), so answers of two nodes can be compared with `==`; and comparisons of a Codex node
+//! with ours.
 
 use super::{agent, Api, TestResult};
 
@@ -106,4 +107,60 @@ pub fn post(
         headers.push(("Content-Type", m));
     }
     ask(node, "POST", "/data", &headers, Some(data))
+}
+
+/// The same request to a Codex node and ours: (Codex's answer, ours).
+pub fn ask_both(
+    codex: &impl Api,
+    ours: &impl Api,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+    body: Option<&[u8]>,
+) -> TestResult<(Answer, Answer)> {
+    Ok((
+        ask(codex, method, path, headers, body)?,
+        ask(ours, method, path, headers, body)?,
+    ))
+}
+
+/// Asserts both nodes answer a request with the same status and body, and returns the status.
+pub fn same(codex: &impl Api, ours: &impl Api, method: &str, path: &str) -> TestResult<u16> {
+    let (a, b) = ask_both(codex, ours, method, path, &[], None)?;
+    assert_eq!(
+        (a.status, a.text()),
+        (b.status, b.text()),
+        "{method} {path}"
+    );
+    if a.status >= 400 {
+        assert_error_types(&a, &b);
+    }
+    Ok(a.status)
+}
+
+/// Plain text for errors is deliberate (Codex answers `text/html`, though its bodies are not
+/// HTML): assert both, so a change on either side shows.
+pub fn assert_error_types(codex: &Answer, ours: &Answer) {
+    let ct = codex.content_type.as_deref().unwrap_or("");
+    assert!(ct.starts_with("text/html"), "Codex error type {ct}");
+    assert_eq!(
+        ours.content_type.as_deref(),
+        Some("text/plain; charset=utf-8")
+    );
+}
+
+/// The entries of `GET /data`, sorted by CID. Codex lists in the order its repository directory
+/// gives (arbitrary), ours by CID: the order is not part of the API.
+pub fn listing(node: &impl Api) -> TestResult<Vec<serde_json::Value>> {
+    let answer = get(node, "/data")?;
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.content_type.as_deref(), Some("application/json"));
+    let mut json: serde_json::Value = serde_json::from_str(&answer.text())?;
+    let mut entries = json["content"]
+        .take()
+        .as_array()
+        .cloned()
+        .ok_or("no content")?;
+    entries.sort_by_key(|e| e["cid"].as_str().unwrap_or_default().to_owned());
+    Ok(entries)
 }

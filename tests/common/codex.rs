@@ -8,7 +8,7 @@
 
 use std::{
     fs::File,
-    io::Read,
+    io::{Read, Write},
     net::{SocketAddr, TcpListener, UdpSocket},
     path::{Path, PathBuf},
     process::{Child, Command, Stdio},
@@ -50,7 +50,12 @@ impl CodexNode {
         match runner() {
             Ok(_) => Self::start_with(extra).map(Some),
             Err(reason) => {
-                eprintln!("SKIP: {test} (live Codex comparison) because {reason}");
+                // Straight to stderr: `eprintln!` would be captured, and hidden, for a test
+                // that passes, and a skip must never look like a silent pass.
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "SKIP: {test} (live Codex comparison) because {reason}"
+                );
                 Ok(None)
             }
         }
