@@ -76,6 +76,20 @@ fn space_after_the_codex_test_upload_matches_codex() -> TestResult {
         "one padded block + a 56-byte manifest"
     );
     assert_eq!(space["quotaReservedBytes"], 0);
+    // The texts a live Codex node answered for the same upload: same keys in the same order.
+    let text = |path: &str| -> TestResult<String> {
+        Ok(common::text(agent().get(node.url(path)).call()?)?.1)
+    };
+    assert_eq!(
+        text("/space")?,
+        r#"{"totalBlocks":2,"quotaMaxBytes":21474836480,"quotaUsedBytes":65592,"quotaReservedBytes":0}"#
+    );
+    let entry = r#"{"cid":"zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy","manifest":{"treeCid":"zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL","datasetSize":18,"blockSize":65536,"filename":null,"mimetype":null,"protected":false}}"#;
+    assert_eq!(
+        text("/data/zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy/network/manifest")?,
+        entry
+    );
+    assert_eq!(text("/data")?, format!(r#"{{"content":[{entry}]}}"#));
     Ok(())
 }
 

@@ -10,9 +10,10 @@ use actix_web::{
     http::header::{self, HeaderValue},
     web, HttpRequest, HttpResponse,
 };
-use codex_actors::{parse_cid, Error, Node};
+use codex_actors::{Error, Node};
 use futures_util::{stream, StreamExt};
 
+use super::PathCid;
 use crate::error::ApiError;
 
 pub(crate) async fn download(
@@ -20,7 +21,7 @@ pub(crate) async fn download(
     req: HttpRequest,
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = parse_cid(&path)?;
+    let cid = PathCid::parse(&path)?.held()?;
     let manifest = node.manifest(cid).await?;
     let size = manifest.dataset_size;
     let range = match req.headers().get(header::RANGE) {
@@ -51,13 +52,10 @@ pub(crate) async fn download(
             .as_deref()
             .unwrap_or("application/octet-stream"),
     );
-    let disposition = match &manifest.filename {
-        Some(name) => format!("attachment; filename=\"{name}\""),
-        None => "attachment".to_owned(),
-    };
-    if let Ok(v) = HeaderValue::from_str(&disposition) {
-        resp.insert_header((header::CONTENT_DISPOSITION, v));
-    }
+    resp.insert_header((
+        header::CONTENT_DISPOSITION,
+        content_disposition(manifest.filename.as_deref()),
+    ));
     resp.insert_header((header::ACCEPT_RANGES, "bytes"));
     resp.insert_header((header::ACCESS_CONTROL_EXPOSE_HEADERS, "Content-Disposition"));
     let length = range.as_ref().map_or(size, |r| r.end - r.start);
@@ -78,42 +76,60 @@ pub(crate) async fn download(
     Ok(resp.no_chunking(length).streaming(rest))
 }
 
-/// Parses one `bytes=` range against a dataset of `size` bytes into a half-open range.
-/// Several ranges are answered with the whole dataset (allowed by RFC 9110).
-fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<Range<u64>>, ApiError> {
-    let bad = || {
-        ApiError::InvalidRange(
-            String::from_utf8_lossy(value.as_bytes())
-                .chars()
-                .take(100)
-                .collect(),
-        )
+/// `attachment; filename="<name>"` as Codex sends it, with `"` and `\` escaped so the
+/// quoted-string stays well-formed (RFC 9110 §5.6.4; Codex writes the name raw). UTF-8 goes out
+/// as is, as on Codex. Just `attachment` without a name, or for a name no header can carry
+/// (control characters, refused at upload since).
+fn content_disposition(filename: Option<&str>) -> HeaderValue {
+    let attachment = HeaderValue::from_static("attachment");
+    let Some(name) = filename else {
+        return attachment;
     };
-    let text = value.to_str().map_err(|_| bad())?.trim();
-    let spec = text.strip_prefix("bytes=").ok_or_else(bad)?;
-    if spec.contains(',') {
-        return Ok(None);
+    let mut value = String::with_capacity(name.len() + 24);
+    value.push_str("attachment; filename=\"");
+    for c in name.chars() {
+        if c == '"' || c == '\\' {
+            value.push('\\');
+        }
+        value.push(c);
     }
-    let (a, b) = spec.split_once('-').ok_or_else(bad)?;
-    let num = |s: &str| s.trim().parse::<u64>().map_err(|_| bad());
+    value.push('"');
+    HeaderValue::from_str(&value).unwrap_or(attachment)
+}
+
+/// Parses one `bytes=` range against a dataset of `size` bytes into a half-open range.
+/// `None` means "send the whole dataset": a header in another unit must be ignored, and one that
+/// is malformed or names several ranges may be (RFC 9110 §14.2); Codex ignores every `Range`.
+/// A well-formed range that starts at or past the end is 416.
+fn parse_range(value: &HeaderValue, size: u64) -> Result<Option<Range<u64>>, ApiError> {
     let unsatisfiable = ApiError::Engine(Error::RangeNotSatisfiable { size });
-    let range = match (a.trim().is_empty(), b.trim().is_empty()) {
-        (true, true) => return Err(bad()),
-        (true, false) => {
-            let n = num(b)?;
-            if n == 0 {
-                return Err(unsatisfiable);
-            }
-            size.saturating_sub(n)..size
-        }
-        (false, true) => num(a)?..size,
-        (false, false) => {
-            let (start, end) = (num(a)?, num(b)?);
-            if end < start {
-                return Err(bad());
-            }
-            start..end.saturating_add(1).min(size)
-        }
+    let Some(spec) = value
+        .to_str()
+        .ok()
+        .and_then(|t| t.trim().strip_prefix("bytes="))
+    else {
+        return Ok(None);
+    };
+    let Some((a, b)) = spec.split_once('-').filter(|_| !spec.contains(',')) else {
+        return Ok(None);
+    };
+    let (a, b) = (a.trim(), b.trim());
+    let num = |s: &str| s.parse::<u64>().ok();
+    let range = match (a.is_empty(), b.is_empty()) {
+        (true, true) => return Ok(None),
+        (true, false) => match num(b) {
+            None => return Ok(None),
+            Some(0) => return Err(unsatisfiable),
+            Some(n) => size.saturating_sub(n)..size,
+        },
+        (false, true) => match num(a) {
+            None => return Ok(None),
+            Some(start) => start..size,
+        },
+        (false, false) => match (num(a), num(b)) {
+            (Some(start), Some(end)) if start <= end => start..end.saturating_add(1).min(size),
+            _ => return Ok(None),
+        },
     };
     if range.start >= size {
         return Err(unsatisfiable);
@@ -130,13 +146,26 @@ mod tests {
     }
 
     #[test]
+    fn disposition_is_a_well_formed_quoted_string() {
+        let value = |name| content_disposition(name).as_bytes().to_vec();
+        assert_eq!(value(None), b"attachment");
+        assert_eq!(value(Some("a b.txt")), br#"attachment; filename="a b.txt""#);
+        assert_eq!(
+            value(Some(r#"q"u\d/x"#)),
+            br#"attachment; filename="q\"u\\d/x""#
+        );
+        assert_eq!(value(Some("é")), "attachment; filename=\"é\"".as_bytes());
+        assert_eq!(value(Some("a\nb")), b"attachment");
+    }
+
+    #[test]
     fn ranges_follow_rfc_9110() {
         assert_eq!(parse("bytes=0-0", 10).ok().flatten(), Some(0..1));
         assert_eq!(parse("bytes=2-", 10).ok().flatten(), Some(2..10));
         assert_eq!(parse("bytes=-3", 10).ok().flatten(), Some(7..10));
         assert_eq!(parse("bytes=-30", 10).ok().flatten(), Some(0..10));
         assert_eq!(parse("bytes=5-100", 10).ok().flatten(), Some(5..10));
-        assert_eq!(parse("bytes=0-1,4-5", 10).ok().flatten(), None);
+        assert_eq!(parse("bytes=0-1,4-5", 10).ok(), Some(None));
         assert!(matches!(
             parse("bytes=10-", 10),
             Err(ApiError::Engine(Error::RangeNotSatisfiable { size: 10 }))
@@ -145,18 +174,16 @@ mod tests {
             parse("bytes=-0", 10),
             Err(ApiError::Engine(Error::RangeNotSatisfiable { .. }))
         ));
-        for bad in [
+        for unusable in [
             "bytes=",
             "bytes=-",
             "bytes=a-b",
             "items=0-1",
             "bytes=5-2",
             "0-1",
+            "bytes=1-2-3",
         ] {
-            assert!(
-                matches!(parse(bad, 10), Err(ApiError::InvalidRange(_))),
-                "{bad}"
-            );
+            assert_eq!(parse(unusable, 10).ok(), Some(None), "{unusable}");
         }
     }
 }

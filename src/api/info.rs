@@ -1,10 +1,11 @@
 //! The JSON endpoints: a manifest, existence, space, and the Prometheus text at `/metrics`.
 
 use actix_web::{web, HttpResponse};
-use codex_actors::{cid_text, parse_cid, Cid, Manifest, Node};
+use codex_actors::{cid_text, Cid, Manifest, Node};
 use serde::Serialize;
 use serde_json::json;
 
+use super::PathCid;
 use crate::error::ApiError;
 
 /// Codex's manifest JSON (section 1.5 of the brief): fields in Codex's order, camelCase.
@@ -33,8 +34,36 @@ impl From<&Manifest> for ManifestJson {
 }
 
 /// `{"cid": …, "manifest": {…}}`, the item of `GET /data` and the body of `/network/manifest`.
-pub(crate) fn manifest_entry(cid: &Cid, manifest: &Manifest) -> serde_json::Value {
-    json!({ "cid": cid_text(cid), "manifest": ManifestJson::from(manifest) })
+/// Structs rather than `json!` keep Codex's key order (a `json!` object sorts its keys).
+#[derive(Serialize)]
+pub(crate) struct ManifestEntry {
+    cid: String,
+    manifest: ManifestJson,
+}
+
+impl ManifestEntry {
+    fn new(cid: &Cid, manifest: &Manifest) -> Self {
+        Self {
+            cid: cid_text(cid),
+            manifest: manifest.into(),
+        }
+    }
+}
+
+/// The body of `GET /data`.
+#[derive(Serialize)]
+struct Listing {
+    content: Vec<ManifestEntry>,
+}
+
+/// The body of `GET /space`, keys in Codex's order.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SpaceJson {
+    total_blocks: u64,
+    quota_max_bytes: u64,
+    quota_used_bytes: u64,
+    quota_reserved_bytes: u64,
 }
 
 /// `GET /data/{cid}/network/manifest`: this node has no network, so only local manifests.
@@ -42,9 +71,9 @@ pub(crate) async fn manifest(
     path: web::Path<String>,
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = parse_cid(&path)?;
+    let cid = PathCid::parse(&path)?.held()?;
     let manifest = node.manifest(cid).await?;
-    Ok(HttpResponse::Ok().json(manifest_entry(&cid, &manifest)))
+    Ok(HttpResponse::Ok().json(ManifestEntry::new(&cid, &manifest)))
 }
 
 /// `GET /data`: every local manifest. A record that cannot be decoded is logged and skipped;
@@ -53,13 +82,13 @@ pub(crate) async fn list(node: web::Data<Node>) -> Result<HttpResponse, ApiError
     let mut content = Vec::new();
     for (cid, manifest) in node.manifests().await? {
         match manifest {
-            Ok(m) => content.push(manifest_entry(&cid, &m)),
+            Ok(m) => content.push(ManifestEntry::new(&cid, &m)),
             Err(e) => {
                 tracing::warn!(cid = %cid_text(&cid), error = %e, "skipping unreadable manifest")
             }
         }
     }
-    Ok(HttpResponse::Ok().json(json!({ "content": content })))
+    Ok(HttpResponse::Ok().json(Listing { content }))
 }
 
 /// `GET /data/{cid}/exists`: `{"<cid>": bool}` as the Codex server answers (not openapi's `has`).
@@ -67,8 +96,10 @@ pub(crate) async fn exists(
     path: web::Path<String>,
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = parse_cid(&path)?;
-    let found = node.exists(cid).await?;
+    let (cid, found) = match PathCid::parse(&path)? {
+        PathCid::Codex(cid) => (cid, node.exists(cid).await?),
+        PathCid::Foreign(cid) => (cid, false),
+    };
     Ok(HttpResponse::Ok().json(json!({ cid_text(&cid): found })))
 }
 
@@ -77,7 +108,9 @@ pub(crate) async fn delete(
     path: web::Path<String>,
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
-    let cid = parse_cid(&path)?;
+    let PathCid::Codex(cid) = PathCid::parse(&path)? else {
+        return Ok(HttpResponse::NoContent().finish());
+    };
     let removed = node.delete(cid).await?;
     tracing::info!(cid = %cid_text(&cid), blocks = removed.blocks, bytes = removed.bytes, "deleted");
     Ok(HttpResponse::NoContent().finish())
@@ -108,12 +141,12 @@ pub(crate) async fn debug_info(
 /// `GET /space`.
 pub(crate) async fn space(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let s = node.space().await?;
-    Ok(HttpResponse::Ok().json(json!({
-        "totalBlocks": s.total_blocks,
-        "quotaMaxBytes": s.quota_max_bytes,
-        "quotaUsedBytes": s.quota_used_bytes,
-        "quotaReservedBytes": s.quota_reserved_bytes,
-    })))
+    Ok(HttpResponse::Ok().json(SpaceJson {
+        total_blocks: s.total_blocks,
+        quota_max_bytes: s.quota_max_bytes,
+        quota_used_bytes: s.quota_used_bytes,
+        quota_reserved_bytes: s.quota_reserved_bytes,
+    }))
 }
 
 /// `GET /metrics`: Prometheus text format.

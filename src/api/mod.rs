@@ -5,7 +5,10 @@ mod download;
 mod info;
 mod upload;
 
-use actix_web::{web, HttpResponse};
+use actix_web::{http::Method, web, HttpResponse};
+use codex_actors::{parse_cid, Cid, Error};
+
+use crate::error::ApiError;
 
 /// Registers every route on an actix-web app.
 pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
@@ -15,6 +18,8 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/data", web::get().to(info::list))
             .route("/data/{cid}", web::get().to(download::download))
             .route("/data/{cid}", web::delete().to(info::delete))
+            .route("/data", web::method(Method::OPTIONS).to(preflight))
+            .route("/data/{cid}", web::method(Method::OPTIONS).to(preflight))
             .route(
                 "/data/{cid}/network/manifest",
                 web::get().to(info::manifest),
@@ -27,8 +32,44 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
+/// CORS preflight on the data routes: 204 with no body, as Codex answers (it adds the CORS
+/// headers only when started with `--api-cors-origin`, which this node does not have).
+async fn preflight() -> HttpResponse {
+    HttpResponse::NoContent().finish()
+}
+
 async fn not_found() -> HttpResponse {
     HttpResponse::NotFound()
         .content_type("text/plain; charset=utf-8")
         .body("No such endpoint")
+}
+
+/// A CID from a request path.
+pub(crate) enum PathCid {
+    /// A Codex CID: the engine may hold it.
+    Codex(Cid),
+    /// A well-formed CID of another kind (CIDv0, another codec or hash) that this node can never
+    /// hold. Codex treats it as any CID it does not have (404, `false`, 204), and so do we.
+    Foreign(Cid),
+}
+
+impl PathCid {
+    /// Parses CID text; 400 `Incorrect Cid` for text that is no CID at all.
+    pub(crate) fn parse(text: &str) -> Result<Self, ApiError> {
+        match parse_cid(text) {
+            Ok(cid) => Ok(Self::Codex(cid)),
+            Err(e @ Error::UnsupportedCid(_)) => {
+                Cid::try_from(text).map(Self::Foreign).map_err(|_| e.into())
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The Codex CID, or `NotFound` (404) for a CID this node cannot hold.
+    pub(crate) fn held(self) -> Result<Cid, ApiError> {
+        match self {
+            Self::Codex(cid) => Ok(cid),
+            Self::Foreign(cid) => Err(Error::NotFound(cid).into()),
+        }
+    }
 }

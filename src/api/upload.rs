@@ -11,7 +11,7 @@ use futures_util::StreamExt;
 
 use crate::{error::ApiError, HttpConfig};
 
-/// Longest filename Codex accepts (Nim `isValidFilename`).
+/// Longest name plus extension Codex accepts, in bytes (Nim `isValidFilename`'s `maxLen`).
 const MAX_FILENAME_BYTES: usize = 259;
 
 pub(crate) async fn upload(
@@ -59,7 +59,8 @@ fn upload_options(req: &HttpRequest) -> Result<UploadOptions, ApiError> {
     let filename = match req.headers().get(header::CONTENT_DISPOSITION) {
         None => None,
         Some(v) => {
-            let text = v.to_str().map_err(|_| ApiError::InvalidFilename)?;
+            // UTF-8 is accepted as Codex does; other bytes cannot go into the manifest JSON.
+            let text = std::str::from_utf8(v.as_bytes()).map_err(|_| ApiError::InvalidFilename)?;
             match disposition_filename(text) {
                 None => None,
                 Some(name) if is_valid_filename(name) => Some(name.to_owned()),
@@ -70,42 +71,66 @@ fn upload_options(req: &HttpRequest) -> Result<UploadOptions, ApiError> {
     Ok(UploadOptions { filename, mimetype })
 }
 
-/// Codex's reading of `Content-Disposition`: the text after the first `filename="`, trimmed,
-/// minus its last character (the closing quote). A bare `filename=x` gives no filename.
+/// Codex's reading of `Content-Disposition`: the text after the first `filename="`, trimmed
+/// of ASCII whitespace, minus its last character (the closing quote). A bare `filename=x` gives
+/// no filename.
 fn disposition_filename(value: &str) -> Option<&str> {
     const MARK: &str = "filename=\"";
-    let rest = value.get(value.find(MARK)? + MARK.len()..)?.trim();
-    let mut chars = rest.chars();
+    let rest = value.get(value.find(MARK)? + MARK.len()..)?;
+    let mut chars = rest.trim_matches(|c: char| c.is_ascii_whitespace()).chars();
     chars.next_back();
     Some(chars.as_str())
 }
 
-/// Nim's `isValidFilename`, plus a refusal of control characters (Codex lets them through).
-fn is_valid_filename(name: &str) -> bool {
-    const RESERVED: [&str; 22] = [
-        "CON", "PRN", "AUX", "NUL", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7", "COM8",
-        "COM9", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8", "LPT9",
+/// Codex's filename check (Nim's `isValidFilename`, as a live Codex v0.2.5 applies it): only
+/// the part after the last `/` is checked, so directories are allowed. That part is split into
+/// a name and an extension (see [`split_extension`]); the name must be non-empty, must not
+/// start or end with a space or end with a dot, must hold none of `\ : * ? " < > | ^`, and must
+/// not be a Windows device name (CON, NUL, COM0–9, …); name and extension together are at most
+/// 259 bytes. The extension is not checked. On top of Codex's rules, control characters are
+/// refused anywhere: the whole text is echoed in the `Content-Disposition` of downloads.
+fn is_valid_filename(path: &str) -> bool {
+    const DEVICES: [&str; 24] = [
+        "CON", "PRN", "AUX", "NUL", "COM0", "COM1", "COM2", "COM3", "COM4", "COM5", "COM6", "COM7",
+        "COM8", "COM9", "LPT0", "LPT1", "LPT2", "LPT3", "LPT4", "LPT5", "LPT6", "LPT7", "LPT8",
+        "LPT9",
     ];
-    let stem = name.split('.').next().unwrap_or(name).to_ascii_uppercase();
-    !name.is_empty()
-        && name.len() <= MAX_FILENAME_BYTES
+    let last = path.rfind('/').map_or(path, |i| &path[i + 1..]);
+    let (name, ext) = split_extension(last);
+    !path.chars().any(char::is_control)
+        && !name.is_empty()
+        && name.len() + ext.len() <= MAX_FILENAME_BYTES
         && !name.starts_with(' ')
-        && !name.ends_with(' ')
-        && !name.ends_with('.')
-        && !name
-            .chars()
-            .any(|c| c.is_control() || "/\\:*?\"<>|^".contains(c))
-        && !RESERVED.contains(&stem.as_str())
+        && !name.ends_with([' ', '.'])
+        && !name.contains(['\\', ':', '*', '?', '"', '<', '>', '|', '^'])
+        && !DEVICES.iter().any(|d| d.eq_ignore_ascii_case(name))
 }
 
-/// True for a MIME type from the well-known table (after lowercasing, without parameters:
-/// `text/plain; charset=utf-8` is refused, as Codex does).
+/// Splits a file name (no `/` in it) at its extension dot, the way Nim's `splitFile` does: the
+/// rightmost dot that is neither the first nor the last character and is not followed by
+/// another dot. `"a.tar.gz"` is `("a.tar", ".gz")`, `".hidden"` and `"a."` have no extension,
+/// `"x..txt"` is `("x.", ".txt")`.
+fn split_extension(file: &str) -> (&str, &str) {
+    let bytes = file.as_bytes();
+    let dot = (1..bytes.len().saturating_sub(1))
+        .rev()
+        .find(|&i| bytes[i] == b'.' && bytes[i + 1] != b'.');
+    match dot {
+        Some(i) => file.split_at(i),
+        None => (file, ""),
+    }
+}
+
+/// The media types Codex accepts, one a line, taken from a live Codex node (see the file).
+const CODEX_MIME_TYPES: &str = include_str!("codex_mime_types.txt");
+
+/// True for a MIME type in Codex's table, compared as Codex does: the whole header value,
+/// ASCII-lowercased, so `text/plain; charset=utf-8` is refused and `image/PNG` accepted.
 fn is_known_mime(value: &str) -> bool {
-    // mime_guess looks only at the essence, so refuse parameters and odd characters first.
-    let plain = value
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b"!#$&^_.+-/".contains(&b));
-    plain && mime_guess::get_mime_extensions_str(&value.to_ascii_lowercase()).is_some()
+    let lowered = value.to_ascii_lowercase();
+    CODEX_MIME_TYPES
+        .lines()
+        .any(|line| !line.starts_with('#') && line == lowered)
 }
 
 #[cfg(test)]
@@ -120,27 +145,106 @@ mod tests {
         );
         assert_eq!(disposition_filename("attachment; filename=a.txt"), None);
         assert_eq!(disposition_filename("attachment"), None);
-        assert!(is_valid_filename("data.bin"));
+        // Accepted by a live Codex node.
+        for good in [
+            "data.bin",
+            "a/b",
+            "../../etc/passwd",
+            "/a",
+            "a /b",
+            r#"q"x/b"#,
+            "é",
+            ".hidden",
+            "a.b.",
+            "a.b:c",
+            "COM1.tar.gz",
+            "COM1/x",
+            ".con",
+            "con.txt.gz",
+        ] {
+            assert!(is_valid_filename(good), "{good:?}");
+        }
+        // Refused by it (and control characters, refused only here).
         for bad in [
-            "", " a", "a ", "a.", "a/b", "..\\x", "a:b", "con", "COM1.txt", "a\u{1}b", "x\"y",
+            "",
+            " a",
+            "a ",
+            "a.",
+            "a/",
+            "/",
+            "..",
+            "...",
+            ".a.",
+            "x..txt",
+            "a .txt",
+            "x/ a",
+            "..\\x",
+            "a:b",
+            "a\\b",
+            "con",
+            "COM0",
+            "COM1.txt",
+            "x/lpt0.txt",
+            "CON.txt.",
+            "x\"y",
+            "a^b",
+            "a\u{1}b",
+            "d/a\tb",
+            "a\tb/c",
         ] {
             assert!(!is_valid_filename(bad), "{bad:?}");
         }
-        assert!(!is_valid_filename(&"a".repeat(260)));
-        assert!(is_valid_filename(&"a".repeat(259)));
+        let dirs = "d/".repeat(200);
+        assert!(is_valid_filename(&format!("{dirs}{}.txt", "x".repeat(255))));
+        assert!(!is_valid_filename(&format!(
+            "{dirs}{}.txt",
+            "x".repeat(256)
+        )));
+        assert!(is_valid_filename(&"é".repeat(129)), "258 bytes");
+        assert!(!is_valid_filename(&"é".repeat(130)), "260 bytes");
     }
 
     #[test]
-    fn mime_types_come_from_the_table() {
+    fn extensions_split_as_nim_does() {
+        for (file, want) in [
+            ("a.tar.gz", ("a.tar", ".gz")),
+            (".hidden", (".hidden", "")),
+            ("a.", ("a.", "")),
+            ("a.b.", ("a", ".b.")),
+            ("x..txt", ("x.", ".txt")),
+            ("noext", ("noext", "")),
+            ("", ("", "")),
+        ] {
+            assert_eq!(split_extension(file), want, "{file}");
+        }
+    }
+
+    #[test]
+    fn mime_types_come_from_codex_table() {
+        // Answers of a live Codex node (codex_live.rs checks the whole table against it).
         for good in [
             "application/octet-stream",
             "text/plain",
             "image/PNG",
             "application/json",
+            "audio/x-wav",
+            "application/ecmascript",
+            "x-conference/x-cooltalk",
         ] {
             assert!(is_known_mime(good), "{good}");
         }
-        for bad in ["text/plain; charset=utf-8", "nonsense", "foo/bar"] {
+        for bad in [
+            "text/plain; charset=utf-8",
+            " text/plain",
+            "nonsense",
+            "foo/bar",
+            "text/markdown",
+            "application/gzip",
+            "image/avif",
+            "audio/wav",
+            "",
+            "# the",
+        ] {
             assert!(!is_known_mime(bad), "{bad}");
         }
     }

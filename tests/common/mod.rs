@@ -2,6 +2,9 @@
 //! thread and actix system, exactly as `main.rs` does, and talks to it over real HTTP.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
+pub mod answer;
+pub mod codex;
+
 use std::{
     net::SocketAddr,
     path::{Path, PathBuf},
@@ -130,6 +133,25 @@ impl Drop for TestNode {
     }
 }
 
+/// A node the helpers below can talk to: ours ([`TestNode`]) or a real Codex node
+/// ([`codex::CodexNode`]).
+pub trait Api {
+    /// The full URL of an API path such as `/space`.
+    fn url(&self, path: &str) -> String;
+}
+
+impl<T: Api + ?Sized> Api for &T {
+    fn url(&self, path: &str) -> String {
+        (**self).url(path)
+    }
+}
+
+impl Api for TestNode {
+    fn url(&self, path: &str) -> String {
+        TestNode::url(self, path)
+    }
+}
+
 /// An HTTP agent that returns 4xx/5xx responses instead of turning them into errors.
 pub fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(
@@ -148,7 +170,7 @@ pub fn text(resp: ureq::http::Response<ureq::Body>) -> TestResult<(u16, String)>
 
 /// Uploads `data` with optional filename and MIME type; returns (status, body).
 pub fn upload(
-    node: &TestNode,
+    node: &impl Api,
     data: &[u8],
     filename: Option<&str>,
     mime: Option<&str>,
@@ -167,7 +189,7 @@ pub fn upload(
 }
 
 /// Uploads and expects success; returns the manifest CID.
-pub fn upload_ok(node: &TestNode, data: &[u8]) -> TestResult<String> {
+pub fn upload_ok(node: &impl Api, data: &[u8]) -> TestResult<String> {
     let (status, body) = upload(node, data, None, None)?;
     assert_eq!(status, 200, "upload failed: {body}");
     Ok(body)
@@ -175,7 +197,7 @@ pub fn upload_ok(node: &TestNode, data: &[u8]) -> TestResult<String> {
 
 /// Downloads a CID: (status, headers, body bytes).
 pub fn download(
-    node: &TestNode,
+    node: &impl Api,
     cid: &str,
     range: Option<&str>,
 ) -> TestResult<(u16, ureq::http::HeaderMap, Vec<u8>)> {
@@ -195,7 +217,7 @@ pub fn download(
 }
 
 /// GET a JSON endpoint.
-pub fn get_json(node: &TestNode, path: &str) -> TestResult<(u16, serde_json::Value)> {
+pub fn get_json(node: &impl Api, path: &str) -> TestResult<(u16, serde_json::Value)> {
     let (status, body) = text(agent().get(node.url(path)).call()?)?;
     Ok((
         status,
