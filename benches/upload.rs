@@ -30,7 +30,7 @@ fn engine(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let sys = actix::System::new();
     let node = sys
-        .block_on(async { Node::start(Config::new(dir.path())) })
+        .block_on(Node::start(Config::new(dir.path())))
         .expect("node");
     let mut iteration = 0;
     group.bench_function("store 64 MiB via Node::store, 1 MiB pieces", |b| {
@@ -70,7 +70,7 @@ fn http(c: &mut Criterion) {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         actix_web::rt::System::new().block_on(async move {
-            let node = Node::start(config).expect("node");
+            let node = Node::start(config).await.expect("node");
             let server =
                 codex_node::run(listener, node, codex_node::HttpConfig::default()).expect("server");
             tx.send(server.handle()).expect("handle");

@@ -56,6 +56,7 @@ impl ResponseError for ApiError {
                 Error::BadManifest { .. }
                 | Error::Corrupted(_)
                 | Error::Storage(_)
+                | Error::Poisoned
                 | Error::Config(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
         }

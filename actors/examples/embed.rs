@@ -22,7 +22,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // Actors need a running actix system.
     actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&data_dir))?;
+        let node = Node::start(Config::new(&data_dir)).await?;
         let started = Instant::now();
         let mut input = std::fs::File::open(&file)?;
         let mut session = node.upload(UploadOptions::default());

@@ -1,55 +1,83 @@
-//! The block-storage actor: the only code that knows where block bytes live.
+//! The block-storage actor: the one owner of block bytes. Nothing else opens, writes, syncs or
+//! deletes segment files ([`crate::segments`]); everyone else sends it messages.
 //!
-//! The bytes live in append-only segment files indexed in fjall ([`crate::segments`]). Other
-//! actors send [`WriteBlocks`], [`SyncBlocks`] and [`ReadBlock`] here; the metadata actor removes
-//! bytes only through `BlockBytes::remove_in`, inside its own atomic batch.
+//! It does not know which blocks exist: the metadata actor records where each block is
+//! ([`Location`], in the block's record), and tells its callers which locations no record
+//! points at any more; they pass those back here with [`ReleaseBytes`] once that is durable.
 //!
-//! Ordering rule that keeps metadata honest: bytes are written *before* the metadata that refers
-//! to them is committed, and only the metadata actor deletes bytes, in its mailbox order.
+//! Ordering rules that keep metadata honest:
+//! - bytes are written ([`WriteBlocks`]) and synced ([`SyncBlocks`]) before the metadata that
+//!   makes them reachable from a dataset is committed;
+//! - a segment file is deleted only on [`ReleaseBytes`], sent after the metadata that stopped
+//!   pointing into it is durable.
 //!
-//! Runs on a `SyncArbiter` (fjall calls block), several threads, one instance per thread.
+//! Runs on a `SyncArbiter` (file I/O blocks), several threads, one instance per thread, all
+//! sharing one [`BlockBytes`].
 
-use actix::{Actor, Handler, Message, SyncContext};
+use actix::{Actor, Handler, Message, MessageResult, SyncContext};
 use bytes::Bytes;
 use cid::Cid;
 
+pub use crate::segments::Move;
 use crate::{
     error::Result,
-    segments::{BlockBytes, Move},
+    segments::{BlockBytes, Location},
 };
 
-/// Write padded blocks under their CIDs (already computed by the hasher). Blocks already
-/// present are not written again.
+/// Append padded blocks (CIDs already computed by the hasher); replies with their locations in
+/// order. A block given twice in one message is written once.
 #[derive(Message)]
-#[rtype(result = "Result<()>")]
+#[rtype(result = "Result<Vec<Location>>")]
 pub struct WriteBlocks {
     /// `(cid, padded bytes)` per block.
     pub blocks: Vec<(Cid, Bytes)>,
-}
-
-/// Make every block written so far durable (fdatasync). Sent before a dataset is committed.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<()>")]
-pub struct SyncBlocks;
-
-/// One compaction step: copy the live blocks of the sparsest sealed segment (if any is under
-/// half live) and reply with the moves, for the metadata actor to commit with `Relocate`.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Option<Vec<Move>>>")]
-pub struct CompactStep;
-
-/// Read a block's bytes, verified against its CID.
-#[derive(Message)]
-#[rtype(result = "Result<Bytes>")]
-pub struct ReadBlock {
-    /// The block to read.
-    pub cid: Cid,
 }
 
 impl std::fmt::Debug for WriteBlocks {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "WriteBlocks({} blocks)", self.blocks.len())
     }
+}
+
+/// Make every block written before this message durable (fdatasync).
+#[derive(Debug, Message)]
+#[rtype(result = "Result<()>")]
+pub struct SyncBlocks;
+
+/// Read a block's bytes at the location its record gives, verified against its CID.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Bytes>")]
+pub struct ReadBlock {
+    /// The block to read.
+    pub cid: Cid,
+    /// Where its record says it is.
+    pub location: Location,
+}
+
+/// These bytes are no longer pointed at by durable metadata: count them dead, and delete
+/// sealed segment files left without live bytes.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct ReleaseBytes {
+    /// The dead copies.
+    pub locations: Vec<Location>,
+}
+
+/// Compaction, step 1: the sealed segment most worth compacting (under half live), if any.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Option<u32>>")]
+pub struct PickSparse;
+
+/// Compaction, step 2: copy these live blocks of `segment` to the active segment and sync the
+/// copies; replies with the moves for the metadata actor. With no blocks, a dead segment is
+/// simply deleted.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<Move>>")]
+pub struct CopyBlocks {
+    /// The segment being emptied.
+    pub segment: u32,
+    /// Its live blocks, as the metadata records them.
+    pub blocks: Vec<(Cid, Location)>,
 }
 
 /// The block-storage actor; see the module docs.
@@ -60,7 +88,7 @@ pub struct BlockStore {
 
 impl BlockStore {
     /// An actor over `bytes` (one per pool thread).
-    pub fn new(bytes: BlockBytes) -> Self {
+    pub(crate) fn new(bytes: BlockBytes) -> Self {
         Self { bytes }
     }
 }
@@ -70,24 +98,14 @@ impl Actor for BlockStore {
 }
 
 impl Handler<WriteBlocks> for BlockStore {
-    type Result = Result<()>;
-
+    type Result = Result<Vec<Location>>;
     fn handle(&mut self, msg: WriteBlocks, _: &mut Self::Context) -> Self::Result {
         self.bytes.write(&msg.blocks)
     }
 }
 
-impl Handler<CompactStep> for BlockStore {
-    type Result = Result<Option<Vec<Move>>>;
-
-    fn handle(&mut self, _: CompactStep, _: &mut Self::Context) -> Self::Result {
-        self.bytes.compact_step()
-    }
-}
-
 impl Handler<SyncBlocks> for BlockStore {
     type Result = Result<()>;
-
     fn handle(&mut self, _: SyncBlocks, _: &mut Self::Context) -> Self::Result {
         self.bytes.sync()
     }
@@ -95,8 +113,33 @@ impl Handler<SyncBlocks> for BlockStore {
 
 impl Handler<ReadBlock> for BlockStore {
     type Result = Result<Bytes>;
-
     fn handle(&mut self, msg: ReadBlock, _: &mut Self::Context) -> Self::Result {
-        self.bytes.read(&msg.cid)
+        self.bytes.read(&msg.cid, msg.location)
+    }
+}
+
+impl Handler<ReleaseBytes> for BlockStore {
+    type Result = MessageResult<ReleaseBytes>;
+    fn handle(&mut self, msg: ReleaseBytes, _: &mut Self::Context) -> Self::Result {
+        self.bytes.release(&msg.locations);
+        MessageResult(())
+    }
+}
+
+impl Handler<PickSparse> for BlockStore {
+    type Result = Result<Option<u32>>;
+    fn handle(&mut self, _: PickSparse, _: &mut Self::Context) -> Self::Result {
+        self.bytes.sparse_segment()
+    }
+}
+
+impl Handler<CopyBlocks> for BlockStore {
+    type Result = Result<Vec<Move>>;
+    fn handle(&mut self, msg: CopyBlocks, _: &mut Self::Context) -> Self::Result {
+        if msg.blocks.is_empty() {
+            self.bytes.remove_if_dead(msg.segment);
+            return Ok(Vec::new());
+        }
+        self.bytes.copy(&msg.blocks)
     }
 }

@@ -26,6 +26,7 @@ pub struct Config {
     pub(crate) upload_window_batches: u32,
     pub(crate) hasher_threads: usize,
     pub(crate) block_store_threads: usize,
+    pub(crate) reader_threads: usize,
     pub(crate) read_ahead_blocks: usize,
     pub(crate) maintenance_interval: Duration,
     pub(crate) maintenance_batch: usize,
@@ -45,6 +46,7 @@ impl Config {
             upload_window_batches: 8, /* 8 MiB in flight per upload */
             hasher_threads: cores,
             block_store_threads: 2,
+            reader_threads: 2,
             read_ahead_blocks: 8, /* 512 KiB read ahead per download */
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
             maintenance_batch: DEFAULT_MAINTENANCE_BATCH,
@@ -89,6 +91,14 @@ impl Config {
     #[must_use]
     pub fn hasher_threads(mut self, threads: usize) -> Self {
         self.hasher_threads = threads.max(1);
+        self
+    }
+
+    /// Threads answering metadata queries (downloads, listings, space) from snapshots, apart
+    /// from the single metadata writer. Default = 2.
+    #[must_use]
+    pub fn reader_threads(mut self, threads: usize) -> Self {
+        self.reader_threads = threads.max(1);
         self
     }
 

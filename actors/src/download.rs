@@ -1,39 +1,38 @@
 //! Streaming a dataset (or a byte range of it) back out of the store.
 //!
-//! A task spawned on the caller's arbiter looks up leaf records in batches, keeps up to
-//! `read_ahead` block reads in flight at the block store (which verifies every block against its
-//! CID) and pushes the trimmed bytes into a bounded channel. When the client goes away the
+//! A task spawned on the caller's arbiter looks up leaf records in batches (from the metadata
+//! readers, never behind a writer), keeps up to `read_ahead` block reads in flight at the block
+//! store (which verifies every block against its CID) and pushes the trimmed bytes into a
+//! bounded channel. When the client goes away the
 //! channel closes and the task stops at its next send: an abandoned download costs at most the
 //! read-ahead.
 
 use std::ops::Range;
 
-use actix::Addr;
 use bytes::Bytes;
 use futures_util::{stream::FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 
 use crate::{
-    block_store::{BlockStore, ReadBlock},
     error::{Error, Result},
     format::manifest::Manifest,
-    meta_store::{GetLeaves, MetaStore},
+    meta_reader::GetLeaves,
     node::ByteStream,
+    repo::Repo,
 };
 
 /// Leaf records fetched per metadata request.
 const LEAF_BATCH: u64 = 256;
 
 pub(crate) fn stream(
-    meta: Addr<MetaStore>,
-    blocks: Addr<BlockStore>,
+    repo: Repo,
     manifest: Manifest,
     range: Range<u64>,
     read_ahead: usize,
 ) -> ByteStream {
     let (tx, rx) = mpsc::channel(read_ahead.max(1));
     actix_rt::spawn(async move {
-        if let Err(e) = pump(&meta, &blocks, &manifest, range, read_ahead, &tx).await {
+        if let Err(e) = pump(&repo, &manifest, range, read_ahead, &tx).await {
             // The receiver may be gone already; then nobody needs the error.
             let _ = tx.send(Err(e)).await;
         }
@@ -45,8 +44,7 @@ pub(crate) fn stream(
 }
 
 async fn pump(
-    meta: &Addr<MetaStore>,
-    blocks: &Addr<BlockStore>,
+    repo: &Repo,
     manifest: &Manifest,
     range: Range<u64>,
     read_ahead: usize,
@@ -58,34 +56,35 @@ async fn pump(
     let mut next_leaf = first;
     let mut reads = FuturesOrdered::new();
     let mut index = first;
-    let mut cids = Vec::new().into_iter();
+    let mut refs = Vec::new().into_iter();
     loop {
         while reads.len() < read_ahead && next_leaf <= last {
-            let cid = match cids.next() {
-                Some(cid) => cid,
+            let block = match refs.next() {
+                Some(block) => block,
                 None => {
                     let count = LEAF_BATCH.min(last + 1 - next_leaf);
-                    let batch = meta
+                    let batch = repo
+                        .reader
                         .send(GetLeaves {
                             tree: manifest.tree_cid,
                             start: next_leaf,
                             count,
                         })
                         .await??;
-                    cids = batch.into_iter();
-                    match cids.next() {
-                        Some(cid) => cid,
+                    refs = batch.into_iter();
+                    match refs.next() {
+                        Some(block) => block,
                         None => return Err(Error::NotFound(manifest.tree_cid)),
                     }
                 }
             };
-            reads.push_back(blocks.send(ReadBlock { cid }));
+            reads.push_back(repo.read_leaf(manifest.tree_cid, next_leaf, block));
             next_leaf += 1;
         }
         let Some(read) = reads.next().await else {
             return Ok(());
         };
-        let block = read??;
+        let block = read?;
         let block_start = index * bs;
         let lo = range.start.saturating_sub(block_start).min(bs) as usize;
         let hi = (range.end - block_start).min(bs).min(block.len() as u64) as usize;

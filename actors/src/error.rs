@@ -68,6 +68,10 @@ pub enum Error {
     /// The embedded database or a file failed.
     #[error("Storage failure: {0}")]
     Storage(StorageError),
+    /// A write to disk failed to sync earlier; the kernel may have dropped the data, so the
+    /// store refuses further writes until the node is restarted (and the start-up check runs).
+    #[error("Storage failure: an earlier disk sync failed; restart the node")]
+    Poisoned,
     /// The configuration is unusable (caught at start-up).
     #[error("Invalid configuration: {0}")]
     Config(String),

@@ -26,11 +26,11 @@ impl std::fmt::Debug for HashBlocks {
     }
 }
 
-/// Compute the Merkle root over block digests; `None` for no leaves. The leaves come back with
-/// the root, so a large list is moved, never copied.
+/// Compute every layer of the Merkle tree over block digests (leaves first, the one-node root
+/// layer last); `None` for no leaves. The leaves are moved into the first layer, not copied.
 #[derive(Debug, Message)]
-#[rtype(result = "(Option<Digest>, Vec<Digest>)")]
-pub struct TreeRoot {
+#[rtype(result = "Option<Vec<Vec<Digest>>>")]
+pub struct TreeLayers {
     /// Block digests in order.
     pub leaves: Vec<Digest>,
 }
@@ -50,9 +50,9 @@ impl Handler<HashBlocks> for Hasher {
     }
 }
 
-impl Handler<TreeRoot> for Hasher {
-    type Result = MessageResult<TreeRoot>;
-    fn handle(&mut self, msg: TreeRoot, _: &mut Self::Context) -> Self::Result {
-        MessageResult((merkle::root(&msg.leaves), msg.leaves))
+impl Handler<TreeLayers> for Hasher {
+    type Result = MessageResult<TreeLayers>;
+    fn handle(&mut self, msg: TreeLayers, _: &mut Self::Context) -> Self::Result {
+        MessageResult(merkle::layers_of(msg.leaves))
     }
 }

@@ -11,11 +11,14 @@
 //! - [`net`]: the libp2p network component that speaks `/codex/blockexc/1.0.0` with Codex.
 //! - [`node`]: the [`Node`] handle that starts the actors and talks to them.
 //! - One actor per concern, each file holding its messages: [`chunker`] (bytes → blocks),
-//!   [`hasher`] (sha2-256 and tree root), [`upload`] (gathers CIDs, commits the manifest),
-//!   [`block_store`] (block bytes), [`meta_store`] (all metadata, the single writer),
-//!   [`maintenance`] (expiry passes on a timer).
-//! - [`segments`]: block bytes in append-only files; [`records`]: the keys and bincode records
-//!   in fjall; [`repair`]: the start-up check.
+//!   [`hasher`] (sha2-256 and tree layers), [`upload`] (gathers CIDs, commits the manifest),
+//!   [`block_store`] (block bytes: the only owner of the segment files), [`meta_store`] (all
+//!   metadata: the single writer, with its journal syncer), [`meta_reader`] (metadata queries
+//!   from snapshots, on their own threads), [`maintenance`] (expiry and compaction on a timer).
+//! - Private: `segments` (block bytes in append-only files, used only by the block store),
+//!   `records` (keys and bincode records in fjall, written only by the metadata actor),
+//!   `repo` (sequences over several actors: a removal is synced before its bytes are
+//!   released), `migration` (upgrades of older repositories); [`repair`]: the start-up check.
 //!
 //! # Example
 //! ```
@@ -25,7 +28,7 @@
 //! # fn main() -> Result<(), codex_actors::Error> {
 //! let dir = tempfile::tempdir()?;
 //! actix::System::new().block_on(async {
-//!     let node = Node::start(Config::new(dir.path()))?;
+//!     let node = Node::start(Config::new(dir.path())).await?;
 //!     let body = futures_util::stream::iter([Ok::<_, std::io::Error>(bytes::Bytes::from_static(b"some file contents"))]);
 //!     let cid = node.store(body, UploadOptions::default()).await?;
 //!     assert_eq!(codex_actors::cid_text(&cid), "zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy");
@@ -49,12 +52,15 @@ pub mod error;
 pub mod format;
 pub mod hasher;
 pub mod maintenance;
+pub mod meta_reader;
 pub mod meta_store;
+mod migration;
 pub mod net;
 pub mod node;
-pub mod records;
+mod records;
 pub mod repair;
-pub mod segments;
+mod repo;
+mod segments;
 pub mod upload;
 
 pub use cid::Cid;
@@ -66,4 +72,5 @@ pub use format::{
 };
 pub use meta_store::{Expired, Removed, Space};
 pub use node::{ByteStream, Node};
+pub use records::{Counters, Location};
 pub use upload::{UploadOptions, UploadSession};

@@ -2,26 +2,27 @@
 //! to `maintenance_batch` block records, resuming where the previous pass stopped and starting
 //! over once it reaches the end (Codex's BlockMaintainer, without its #1291 and #508 bugs: the
 //! metadata actor never removes what a live dataset needs, and a zero TTL never expires).
-//! After each pass it runs one compaction step: the block store copies the live blocks of a
-//! mostly-dead segment file and the metadata actor points the index at the copies.
+//! Datasets whose manifest expired are removed whole, step by step; every step is synced
+//! before the bytes it freed are released. After each pass it runs one compaction step: the
+//! block store copies the live blocks of a mostly-dead segment file, the metadata actor points
+//! the records at the copies, and once that is durable the old file goes.
 //!
 //! It owns only its cursor. Stops with the actix system.
 
 use std::time::Duration;
 
-use actix::{Actor, ActorFutureExt, Addr, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 
 use crate::{
-    block_store::{BlockStore, CompactStep},
     error::Result,
-    meta_store::{ExpireBlocks, Expired, MetaStore, Relocate},
+    meta_store::{ExpireBlocks, Expired},
     node::unix_now,
+    repo::Repo,
 };
 
 /// The maintenance actor; see the module docs.
 pub struct Maintenance {
-    meta: Addr<MetaStore>,
-    blocks: Addr<BlockStore>,
+    repo: Repo,
     interval: Duration,
     batch: usize,
     /// Key after which the next pass resumes.
@@ -31,17 +32,11 @@ pub struct Maintenance {
 }
 
 impl Maintenance {
-    /// A maintainer sending passes of `batch` records to `meta`, and compaction steps to
-    /// `blocks`, every `interval`.
-    pub fn new(
-        meta: Addr<MetaStore>,
-        blocks: Addr<BlockStore>,
-        interval: Duration,
-        batch: usize,
-    ) -> Self {
+    /// A maintainer running an expiry pass over `batch` records, then a compaction step,
+    /// every `interval`.
+    pub(crate) fn new(repo: Repo, interval: Duration, batch: usize) -> Self {
         Self {
-            meta,
-            blocks,
+            repo,
             interval,
             batch,
             cursor: None,
@@ -59,45 +54,34 @@ impl Maintenance {
             after: self.cursor.take(),
             limit: self.batch,
         };
-        let (meta, blocks) = (self.meta.clone(), self.blocks.clone());
-        ctx.spawn(
-            pass(meta, blocks, msg)
-                .into_actor(self)
-                .map(|result, act, _| {
-                    act.busy = false;
-                    match result {
-                        Ok((expired, moved)) => {
-                            if expired.removed.blocks > 0 {
-                                tracing::info!(
-                                    datasets = expired.datasets,
-                                    blocks = expired.removed.blocks,
-                                    bytes = expired.removed.bytes,
-                                    "expired blocks removed"
-                                );
-                            }
-                            if moved > 0 {
-                                tracing::info!(moved, "compacted a segment");
-                            }
-                            act.cursor = expired.next;
-                        }
-                        Err(e) => tracing::warn!(error = %e, "maintenance pass failed"),
+        let repo = self.repo.clone();
+        ctx.spawn(pass(repo, msg).into_actor(self).map(|result, act, _| {
+            act.busy = false;
+            match result {
+                Ok((expired, moved)) => {
+                    if expired.freed.removed.blocks > 0 {
+                        tracing::info!(
+                            datasets = expired.datasets,
+                            blocks = expired.freed.removed.blocks,
+                            bytes = expired.freed.removed.bytes,
+                            "expired blocks removed"
+                        );
                     }
-                }),
-        );
+                    if moved > 0 {
+                        tracing::info!(moved, "compacted a segment");
+                    }
+                    act.cursor = expired.next;
+                }
+                Err(e) => tracing::warn!(error = %e, "maintenance pass failed"),
+            }
+        }));
     }
 }
 
 /// One expiry step, then one compaction step.
-async fn pass(
-    meta: Addr<MetaStore>,
-    blocks: Addr<BlockStore>,
-    msg: ExpireBlocks,
-) -> Result<(Expired, u64)> {
-    let expired = meta.send(msg).await??;
-    let moved = match blocks.send(CompactStep).await?? {
-        Some(moves) => meta.send(Relocate { moves }).await??,
-        None => 0,
-    };
+async fn pass(repo: Repo, msg: ExpireBlocks) -> Result<(Expired, u64)> {
+    let expired = repo.expire_step(msg).await?;
+    let moved = repo.compact_step().await?.unwrap_or(0);
     Ok((expired, moved))
 }
 

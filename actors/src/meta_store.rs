@@ -1,93 +1,103 @@
-//! The metadata actor: the only writer of block metadata, leaf records, manifests and counters.
+//! The metadata actor: the only writer of block records, leaf records, tree nodes, manifests and
+//! counters (everything in fjall).
 //!
 //! It runs on a one-thread `SyncArbiter`, so its messages are applied strictly one after the
 //! other, in mailbox order. That is what makes each read-modify-write (refcount, expiry, quota)
-//! atomic without locks: nothing else can run between the read and the write. Each message
-//! becomes at most one fjall batch, so a crash leaves either all of a message's changes or none.
+//! atomic without locks: nothing else can run between the read and the write. Each batch is
+//! atomic: a crash leaves either all of it or none.
 //!
-//! Senders: the upload actor ([`PutBlocks`], [`CommitDataset`], [`ReleaseBlocks`]), the node
-//! handle for reads ([`GetManifest`], [`GetLeaves`], [`HasBlock`], [`GetSpace`]).
+//! It never waits for the disk: committing a batch writes fjall's journal, and making it durable
+//! is the [`Journal`] actor's job ([`SyncMeta`], one fsync for every commit made before it). An
+//! acknowledgement (200, 204, a finished maintenance step) is sent only after that sync, and
+//! bytes a removal frees are handed back to the block store only after it too.
+//! Reads do not come here at all: the [`crate::meta_reader`] pool serves them from snapshots,
+//! so a download never queues behind a writer.
+//!
+//! Senders: the upload pipeline ([`PutBlocks`], [`CommitDataset`], [`ReleaseBlocks`]), removals
+//! and maintenance (`removal.rs`: [`DeleteDataset`], [`DropTree`], [`DeleteBlock`],
+//! [`ExpireBlocks`], [`Relocate`]).
 //!
 //! Uploads in progress *pin* their blocks (a count in the block's record, on disk so memory
 //! stays flat), so that a concurrent abort, delete or expiry never removes a block another
 //! upload is about to reference. The start-up check clears pins left by a crash.
 
-use std::collections::HashMap;
+use std::{
+    collections::HashMap,
+    sync::{
+        atomic::{AtomicU64, Ordering},
+        Arc,
+    },
+};
 
 use actix::{Actor, Handler, Message, SyncContext};
 use cid::Cid;
-use fjall::{Database, Keyspace, OwnedWriteBatch, PersistMode};
+use fjall::{Database, Keyspace, OwnedWriteBatch};
 
-mod reads;
+mod commit;
+mod journal;
 mod removal;
 
-pub use reads::{GetLeaves, GetManifest, HasBlock, ListManifests};
-pub use removal::{DeleteBlock, DeleteDataset, ExpireBlocks, Expired, Relocate, Removed};
+pub use commit::CommitDataset;
+pub use journal::{Journal, SyncMeta};
+pub use removal::{
+    DeleteBlock, DeleteDataset, Deletion, DropTree, ExpireBlocks, Expired, Freed, Relocate, Removed,
+};
 
 use crate::{
     error::{Error, Result},
-    format::{
-        cid::{cid_from_digest, Digest, BLOCK_CODEC},
-        manifest::{cid_of_encoded, Manifest},
-    },
-    records::{self, BlockMeta, Counters, LeafRecord},
-    segments::BlockBytes,
+    format::cid::{cid_from_digest, Digest, BLOCK_CODEC},
+    records::{self, BlockMeta, Counters, Location},
 };
 
-/// Leaf records written per batch when a dataset is committed.
-const LEAF_BATCH: usize = 4096;
-
-/// Record that these blocks (already written by the block store) are stored, and pin them for
-/// the sending upload. A new block takes quota; if the quota would overflow, nothing of the
-/// message is applied.
+/// Record blocks the block store has written (or that are already stored), pin them for the
+/// sending upload, and raise their expiry. A new block takes quota; if the quota would
+/// overflow, nothing of the message is applied (the caller then releases what it wrote).
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<Placed>>")]
 pub struct PutBlocks {
-    /// `(cid, size in bytes)` of each block.
-    pub blocks: Vec<(Cid, u64)>,
+    /// The blocks, in the upload's order (a block may appear several times).
+    pub blocks: Vec<NewBlock>,
     /// Expiry to give new blocks and to raise existing ones to (unix seconds).
     pub expiry: u64,
+}
+
+/// One block of a [`PutBlocks`].
+#[derive(Debug, Clone, Copy)]
+pub struct NewBlock {
+    /// The block's CID.
+    pub cid: Cid,
+    /// Its size in bytes (the padded block).
+    pub size: u64,
+    /// Where the block store just wrote it; `None` when the caller found it already stored
+    /// and did not write it.
+    pub location: Option<Location>,
 }
 
 /// What [`PutBlocks`] did with one block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Placed {
-    /// New metadata was created and the size counted against the quota.
+    /// A new record was created and the size counted against the quota.
     Stored,
-    /// The block was known; its expiry was raised.
-    AlreadyStored,
-    /// The bytes vanished between the write and this message (a concurrent delete); the
-    /// sender must write them again. Nothing was pinned.
+    /// The block was known; its expiry was raised. If the caller wrote a copy anyway (another
+    /// upload stored the same block meanwhile), that copy is `garbage`: release it.
+    AlreadyStored {
+        /// The caller's now useless copy.
+        garbage: Option<Location>,
+    },
+    /// The caller did not write the block because it was stored, but it was removed since
+    /// (a concurrent delete); nothing was pinned: write it and send it again.
     BytesMissing,
-}
-
-/// Atomically make a dataset visible: its leaf records, refcounts and manifest block in one
-/// batch, synced to disk before the reply. Unpins the leaves.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Cid>")]
-pub struct CommitDataset {
-    /// The manifest to store.
-    pub manifest: Manifest,
-    /// Block digests in tree order (`codex-block` sha2-256 CIDs), all pinned by earlier
-    /// [`PutBlocks`]. Digests rather than CIDs: a third of the memory for large datasets.
-    pub leaves: Vec<Digest>,
-    /// Expiry for the manifest block (unix seconds).
-    pub expiry: u64,
 }
 
 /// Unpin the blocks of an upload that will not be committed, and remove those that no dataset
 /// and no other upload uses (Codex #368: failed uploads must not leave blocks behind).
+/// Replies with what was freed; the caller syncs, then releases the bytes.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<u64>")]
+#[rtype(result = "Result<Freed>")]
 pub struct ReleaseBlocks {
     /// Digest of every block the upload pinned, once per pin.
     pub blocks: Vec<Digest>,
 }
-
-/// Repository space figures.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<Space>")]
-pub struct GetSpace;
 
 /// Codex's `/space` answer.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -102,73 +112,76 @@ pub struct Space {
     pub quota_reserved_bytes: u64,
 }
 
-/// Sync everything written so far to disk.
-#[derive(Debug, Message)]
-#[rtype(result = "Result<()>")]
-pub struct Persist;
-
-/// The metadata actor; see the module docs.
+/// The fjall database and its keyspaces (see [`crate::records`]), shared by the writer, the
+/// journal syncer and the readers. Cheap to clone.
 #[derive(Clone)]
-pub struct MetaStore {
+pub(crate) struct Keyspaces {
     pub(crate) db: Database,
     pub(crate) block_meta: Keyspace,
     pub(crate) leaves: Keyspace,
+    pub(crate) tree_nodes: Keyspace,
     pub(crate) manifests: Keyspace,
     /// Tree CID → number of manifests using it (two names for the same content share a tree).
     pub(crate) trees: Keyspace,
-    counters_ks: Keyspace,
-    /// Removes bytes inside our batches; never used to write.
-    pub(crate) bytes: BlockBytes,
-    /// In-memory copy of the persisted counters; written back in every batch that changes them.
-    pub(crate) counters: Counters,
-    /// Quota from the configuration (Codex does not persist it either).
-    quota_max: u64,
+    pub(crate) deleting: Keyspace,
+    pub(crate) counters: Keyspace,
 }
 
-impl MetaStore {
-    /// Opens the repository database under `data_dir` and the metadata actor's state.
-    pub(crate) fn open_dir(
-        data_dir: &std::path::Path,
-        quota_max: u64,
-        segment_bytes: u64,
-        cache_bytes: u64,
-    ) -> Result<(Self, BlockBytes)> {
+impl Keyspaces {
+    /// Opens (creating) the repository database under `data_dir`.
+    pub(crate) fn open(data_dir: &std::path::Path, cache_bytes: u64) -> Result<Self> {
         std::fs::create_dir_all(data_dir)?;
         // An explicit, small block cache: it is the one part of fjall's memory that reads grow.
         let db = Database::builder(data_dir.join("repo"))
             .cache_size(cache_bytes)
             .open()?;
-        let bytes = BlockBytes::open(&db, &data_dir.join("blocks"), segment_bytes)?;
-        Ok((Self::open(db, bytes.clone(), quota_max)?, bytes))
-    }
-
-    /// Opens the metadata keyspaces in `db` and loads the counters.
-    pub(crate) fn open(db: Database, bytes: BlockBytes, quota_max: u64) -> Result<Self> {
         let ks = |name: &str| db.keyspace(name, records::keyspace_options);
-        let (block_meta, leaves, manifests, trees, counters_ks) = (
-            ks(records::BLOCK_META)?,
-            ks(records::LEAVES)?,
-            ks(records::MANIFESTS)?,
-            ks(records::TREES)?,
-            ks(records::COUNTERS)?,
-        );
-        let counters = match counters_ks.get(records::COUNTERS_KEY)? {
-            Some(v) => records::decode(&v)?,
-            None => Counters::default(),
-        };
         Ok(Self {
+            block_meta: ks(records::BLOCK_META)?,
+            leaves: ks(records::LEAVES)?,
+            tree_nodes: ks(records::TREE_NODES)?,
+            manifests: ks(records::MANIFESTS)?,
+            trees: ks(records::TREES)?,
+            deleting: ks(records::DELETING)?,
+            counters: ks(records::COUNTERS)?,
             db,
-            block_meta,
-            leaves,
-            manifests,
-            trees,
-            counters_ks,
-            bytes,
-            counters,
-            quota_max,
         })
     }
 
+    /// The persisted counters.
+    pub(crate) fn counters(&self) -> Result<Counters> {
+        match self.counters.get(records::COUNTERS_KEY)? {
+            Some(v) => records::decode(&v),
+            None => Ok(Counters::default()),
+        }
+    }
+}
+
+/// The metadata actor; see the module docs.
+#[derive(Clone)]
+pub struct MetaStore {
+    pub(crate) ks: Keyspaces,
+    /// In-memory copy of the persisted counters; written back in every batch that changes them.
+    pub(crate) counters: Counters,
+    /// Quota from the configuration (Codex does not persist it either).
+    quota_max: u64,
+    /// Batches committed so far, for the [`Journal`]'s group commit.
+    committed: Arc<AtomicU64>,
+}
+
+impl MetaStore {
+    /// The writer over `ks`, with counters loaded.
+    pub(crate) fn new(ks: Keyspaces, quota_max: u64, committed: Arc<AtomicU64>) -> Result<Self> {
+        let counters = ks.counters()?;
+        Ok(Self {
+            ks,
+            counters,
+            quota_max,
+            committed,
+        })
+    }
+
+    /// The record of `cid`: from `pending` (this message's changes so far) or the store.
     pub(crate) fn meta(
         &self,
         pending: &HashMap<Cid, Option<BlockMeta>>,
@@ -177,7 +190,7 @@ impl MetaStore {
         if let Some(m) = pending.get(cid) {
             return Ok(*m);
         }
-        match self.block_meta.get(cid.to_bytes())? {
+        match self.ks.block_meta.get(cid.to_bytes())? {
             Some(v) => Ok(Some(records::decode(&v)?)),
             None => Ok(None),
         }
@@ -202,7 +215,7 @@ impl MetaStore {
         Ok(())
     }
 
-    /// Writes `pending` metadata and `counters` into `batch` and commits it.
+    /// Writes `pending` records and `counters` into `batch` and commits it (not synced).
     pub(crate) fn commit(
         &mut self,
         mut batch: OwnedWriteBatch,
@@ -211,156 +224,72 @@ impl MetaStore {
     ) -> Result<()> {
         for (cid, meta) in pending {
             match meta {
-                Some(m) => batch.insert(&self.block_meta, cid.to_bytes(), records::encode(&m)?),
-                None => batch.remove(&self.block_meta, cid.to_bytes()),
+                Some(m) => batch.insert(&self.ks.block_meta, cid.to_bytes(), records::encode(&m)?),
+                None => batch.remove(&self.ks.block_meta, cid.to_bytes()),
             }
         }
-        batch.insert(
-            &self.counters_ks,
-            records::COUNTERS_KEY,
-            records::encode(&counters)?,
-        );
+        if counters != self.counters {
+            batch.insert(
+                &self.ks.counters,
+                records::COUNTERS_KEY,
+                records::encode(&counters)?,
+            );
+        }
         batch.commit()?;
         self.counters = counters;
+        self.committed.fetch_add(1, Ordering::Release);
         Ok(())
     }
 
-    /// [`PutBlocks`]; when it fails (quota), the bytes of its blocks that have no metadata
-    /// are removed again, so a refused write leaves nothing on disk either.
-    pub(crate) fn put_blocks(&mut self, msg: PutBlocks) -> Result<Vec<Placed>> {
-        let result = self.try_put_blocks(&msg);
-        if result.is_err() {
-            let mut batch = self.db.batch();
-            let mut released = Vec::new();
-            for (cid, _) in &msg.blocks {
-                if self.block_meta.get(cid.to_bytes())?.is_none() {
-                    released.extend(self.bytes.remove_in(&mut batch, cid)?);
-                }
-            }
-            batch.commit()?;
-            self.bytes.released(&released);
-        }
-        result
-    }
-
-    fn try_put_blocks(&mut self, msg: &PutBlocks) -> Result<Vec<Placed>> {
+    fn put_blocks(&mut self, msg: &PutBlocks) -> Result<Vec<Placed>> {
         let mut pending = HashMap::new();
         let mut counters = self.counters;
         let mut placed = Vec::with_capacity(msg.blocks.len());
-        for (cid, size) in &msg.blocks {
-            let outcome = match self.meta(&pending, cid)? {
-                Some(mut m) if m.size == *size => {
+        for b in &msg.blocks {
+            let outcome = match self.meta(&pending, &b.cid)? {
+                Some(mut m) if m.size == b.size => {
                     m.expiry = m.expiry.max(msg.expiry);
                     m.pins += 1;
-                    pending.insert(*cid, Some(m));
-                    Placed::AlreadyStored
+                    pending.insert(b.cid, Some(m));
+                    // The same copy twice in one message (a block repeated in a batch) is
+                    // the stored copy, not garbage.
+                    let garbage = b.location.filter(|l| Some(*l) != m.location);
+                    Placed::AlreadyStored { garbage }
                 }
-                Some(_) => return Err(Error::Corrupted(*cid)),
-                None if !self.bytes.contains(cid)? => Placed::BytesMissing,
-                None => {
-                    self.take_quota(&mut counters, *size)?;
-                    pending.insert(
-                        *cid,
-                        Some(BlockMeta {
+                Some(_) => return Err(Error::Corrupted(b.cid)),
+                None => match b.location {
+                    None => Placed::BytesMissing,
+                    Some(location) => {
+                        self.take_quota(&mut counters, b.size)?;
+                        let meta = BlockMeta {
                             expiry: msg.expiry,
-                            size: *size,
+                            size: b.size,
                             ref_count: 0,
                             pins: 1,
-                        }),
-                    );
-                    Placed::Stored
-                }
+                            location: Some(location),
+                        };
+                        pending.insert(b.cid, Some(meta));
+                        Placed::Stored
+                    }
+                },
             };
             placed.push(outcome);
         }
-        self.commit(self.db.batch(), pending, counters)?;
+        self.commit(self.ks.db.batch(), pending, counters)?;
         Ok(placed)
-    }
-
-    pub(crate) fn commit_dataset(&mut self, msg: CommitDataset) -> Result<Cid> {
-        let tree = msg.manifest.tree_cid;
-        let encoded = msg.manifest.encode();
-        let manifest_cid = cid_of_encoded(&encoded);
-        let size = encoded.len() as u64;
-        let mut counters = self.counters;
-        let manifest_meta = match self.meta(&HashMap::new(), &manifest_cid)? {
-            Some(mut m) => {
-                m.expiry = m.expiry.max(msg.expiry);
-                m
-            }
-            None => {
-                // Checked before any leaf is written, so the final batch cannot fail on quota.
-                self.take_quota(&mut counters, size)?;
-                BlockMeta {
-                    expiry: msg.expiry,
-                    size,
-                    ref_count: 0,
-                    pins: 0,
-                }
-            }
-        };
-        // Leaf records and refcounts go in bounded batches, so memory stays flat however large
-        // the dataset. They stay invisible until the final batch below adds the manifest and
-        // the tree's user count; after a crash in between, the start-up check removes leaves
-        // of trees that no manifest uses.
-        for (chunk_no, chunk) in msg.leaves.chunks(LEAF_BATCH).enumerate() {
-            let mut batch = self.db.batch();
-            let mut pending = HashMap::new();
-            let first = (chunk_no * LEAF_BATCH) as u64;
-            for (index, digest) in (first..).zip(chunk) {
-                let cid = &cid_from_digest(BLOCK_CODEC, digest);
-                let key = records::leaf_key(&tree, index);
-                let mut meta = self.meta(&pending, cid)?.ok_or(Error::NotFound(*cid))?;
-                meta.pins = meta.pins.saturating_sub(1); // the upload's hold becomes a reference
-                let known = self.leaves.contains_key(&key)?;
-                if !known {
-                    meta.ref_count += 1;
-                }
-                pending.insert(*cid, Some(meta));
-                if known {
-                    continue; // same content stored before: the leaf already counts once
-                }
-                batch.insert(
-                    &self.leaves,
-                    key,
-                    records::encode(&LeafRecord {
-                        block_cid: cid.to_bytes(),
-                    })?,
-                );
-            }
-            self.commit(batch, pending, self.counters)?;
-        }
-        let mut batch = self.db.batch();
-        if !self.manifests.contains_key(manifest_cid.to_bytes())? {
-            let users = self.tree_users(&tree)? + 1;
-            batch.insert(&self.trees, tree.to_bytes(), records::encode(&users)?);
-        }
-        batch.insert(&self.manifests, manifest_cid.to_bytes(), encoded);
-        self.commit(
-            batch,
-            HashMap::from([(manifest_cid, Some(manifest_meta))]),
-            counters,
-        )?;
-        // The reply promises durability: sync the journal before answering.
-        self.db.persist(PersistMode::SyncAll)?;
-        Ok(manifest_cid)
     }
 
     /// Manifests that use `tree`.
     pub(crate) fn tree_users(&self, tree: &Cid) -> Result<u64> {
-        match self.trees.get(tree.to_bytes())? {
+        match self.ks.trees.get(tree.to_bytes())? {
             Some(v) => records::decode(&v),
             None => Ok(0),
         }
     }
 
-    fn space(&self) -> Space {
-        Space {
-            total_blocks: self.counters.total_blocks,
-            quota_max_bytes: self.quota_max,
-            quota_used_bytes: self.counters.quota_used,
-            quota_reserved_bytes: self.counters.quota_reserved,
-        }
+    /// The digest of a block CID as a `codex-block` CID (leaves are stored as digests).
+    pub(crate) fn block_of(digest: &Digest) -> Cid {
+        cid_from_digest(BLOCK_CODEC, digest)
     }
 }
 
@@ -371,34 +300,13 @@ impl Actor for MetaStore {
 impl Handler<PutBlocks> for MetaStore {
     type Result = Result<Vec<Placed>>;
     fn handle(&mut self, msg: PutBlocks, _: &mut Self::Context) -> Self::Result {
-        self.put_blocks(msg)
-    }
-}
-
-impl Handler<CommitDataset> for MetaStore {
-    type Result = Result<Cid>;
-    fn handle(&mut self, msg: CommitDataset, _: &mut Self::Context) -> Self::Result {
-        self.commit_dataset(msg)
+        self.put_blocks(&msg)
     }
 }
 
 impl Handler<ReleaseBlocks> for MetaStore {
-    type Result = Result<u64>;
+    type Result = Result<Freed>;
     fn handle(&mut self, msg: ReleaseBlocks, _: &mut Self::Context) -> Self::Result {
         self.release_blocks(&msg.blocks)
-    }
-}
-
-impl Handler<GetSpace> for MetaStore {
-    type Result = Result<Space>;
-    fn handle(&mut self, _: GetSpace, _: &mut Self::Context) -> Self::Result {
-        Ok(self.space())
-    }
-}
-
-impl Handler<Persist> for MetaStore {
-    type Result = Result<()>;
-    fn handle(&mut self, _: Persist, _: &mut Self::Context) -> Self::Result {
-        Ok(self.db.persist(PersistMode::SyncAll)?)
     }
 }

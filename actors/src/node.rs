@@ -5,79 +5,123 @@
 
 use std::{
     ops::Range,
+    sync::{atomic::AtomicU64, Arc},
     time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
-use actix::{Actor, Addr, SyncArbiter};
+use actix::{Actor, SyncArbiter};
 use bytes::Bytes;
 use cid::Cid;
 use futures_util::{stream::BoxStream, Stream, StreamExt};
 
 use crate::{
-    block_store::{BlockStore, CompactStep},
+    block_store::BlockStore,
     config::{Config, BLOCK_SIZE},
     download,
     error::{Error, Result},
-    format::cid::MANIFEST_CODEC,
     format::manifest::Manifest,
     hasher::Hasher,
     maintenance::Maintenance,
-    meta_store::{
-        DeleteBlock, DeleteDataset, ExpireBlocks, Expired, GetManifest, GetSpace, HasBlock,
-        ListManifests, MetaStore, Persist, Relocate, Removed, Space,
-    },
-    repair,
+    meta_reader::{GetManifest, GetSpace, HasBlock, ListManifests, MetaReader},
+    meta_store::{ExpireBlocks, Expired, Journal, Keyspaces, MetaStore, Removed, Space, SyncMeta},
+    migration, repair,
+    repo::Repo,
+    segments::{self, BlockBytes},
     upload::{Pipeline, UploadOptions, UploadSession},
 };
 
 /// A running node: cheap to clone, all clones talk to the same actors.
 #[derive(Clone)]
 pub struct Node {
-    meta: Addr<MetaStore>,
-    blocks: Addr<BlockStore>,
-    hasher: Addr<Hasher>,
-    config: std::sync::Arc<Config>,
+    repo: Repo,
+    config: Arc<Config>,
 }
 
 /// The bytes of a dataset (or of a range of it), streamed block by block.
 pub type ByteStream = BoxStream<'static, Result<Bytes>>;
 
+/// What opening a repository produces, before any actor runs.
+struct Opened {
+    meta: MetaStore,
+    ks: Keyspaces,
+    bytes: BlockBytes,
+    committed: Arc<AtomicU64>,
+}
+
+/// Opens the database, upgrades its format, runs the start-up check (synced), then opens the
+/// block files with the live counts the records give. Blocking: runs on a blocking thread.
+fn open_repository(config: &Config) -> Result<Opened> {
+    let ks = Keyspaces::open(&config.data_dir, config.cache_bytes)?;
+    migration::run(&ks)?;
+    let committed = Arc::new(AtomicU64::new(0));
+    let mut meta = MetaStore::new(ks.clone(), config.quota_max_bytes, committed.clone())?;
+    let blocks_dir = config.data_dir.join("blocks");
+    let lengths = segments::segment_lengths(&blocks_dir)?;
+    let (report, live) = repair::run(&mut meta, &lengths)?;
+    if !report.is_clean() {
+        tracing::warn!(?report, "start-up check repaired the repository");
+    }
+    // The repair is durable (it syncs), so segments it left without live bytes can go.
+    let bytes = BlockBytes::open(&blocks_dir, config.segment_bytes, live)?;
+    Ok(Opened {
+        meta,
+        ks,
+        bytes,
+        committed,
+    })
+}
+
 impl Node {
-    /// Opens the repository in `config.data_dir` (creating it) and starts the actors.
-    /// Must be called from inside a running actix `System`.
+    /// Opens the repository in `config.data_dir` (creating it), runs the start-up check, and
+    /// starts the actors. Must be called from inside a running actix `System`. The check reads
+    /// every record, so on a large repository this takes a while; it runs on a blocking
+    /// thread, not on the caller's event loop.
     ///
     /// # Errors
-    /// [`Error::Storage`] when the directory or database cannot be opened.
-    pub fn start(config: Config) -> Result<Self> {
-        let (mut meta, bytes) = MetaStore::open_dir(
-            &config.data_dir,
-            config.quota_max_bytes,
-            config.segment_bytes,
-            config.cache_bytes,
-        )?;
-        let report = repair::run(&mut meta)?;
-        if !report.is_clean() {
-            tracing::warn!(?report, "start-up check repaired the repository");
-        }
+    /// [`Error::Storage`] when the directory or database cannot be opened or checked;
+    /// [`Error::Config`] for a repository written by a newer version.
+    pub async fn start(config: Config) -> Result<Self> {
+        let cfg = config.clone();
+        let opened = tokio::task::spawn_blocking(move || open_repository(&cfg))
+            .await
+            .map_err(|_| Error::Unavailable)??;
+        let Opened {
+            meta,
+            ks,
+            bytes,
+            committed,
+        } = opened;
         // One thread, so one instance: the factory hands out clones of the opened store.
+        let journal_db = ks.db.clone();
+        let journal = SyncArbiter::start(1, move || {
+            Journal::new(journal_db.clone(), committed.clone())
+        });
         let meta = SyncArbiter::start(1, move || meta.clone());
+        let quota = config.quota_max_bytes;
+        let reader = SyncArbiter::start(config.reader_threads, move || {
+            MetaReader::new(ks.clone(), quota)
+        });
         let blocks = SyncArbiter::start(config.block_store_threads, move || {
             BlockStore::new(bytes.clone())
         });
         let hasher = SyncArbiter::start(config.hasher_threads, Hasher::default);
+        let repo = Repo {
+            meta,
+            reader,
+            blocks,
+            journal,
+            hasher,
+        };
         Maintenance::new(
-            meta.clone(),
-            blocks.clone(),
+            repo.clone(),
             config.maintenance_interval,
             config.maintenance_batch,
         )
         .start();
         tracing::info!(data_dir = %config.data_dir.display(), quota = config.quota_max_bytes, "repository open");
         Ok(Self {
-            meta,
-            blocks,
-            hasher,
-            config: std::sync::Arc::new(config),
+            repo,
+            config: Arc::new(config),
         })
     }
 
@@ -94,9 +138,7 @@ impl Node {
     pub fn upload(&self, options: UploadOptions) -> UploadSession {
         UploadSession::start(
             Pipeline {
-                hasher: self.hasher.clone(),
-                blocks: self.blocks.clone(),
-                meta: self.meta.clone(),
+                repo: self.repo.clone(),
                 block_size: BLOCK_SIZE,
                 batch_blocks: self.config.upload_batch_blocks,
                 window_batches: self.config.upload_window_batches,
@@ -130,7 +172,7 @@ impl Node {
     /// # Errors
     /// [`Error::NotFound`], [`Error::NotAManifest`] for a data block, [`Error::BadManifest`].
     pub async fn manifest(&self, cid: Cid) -> Result<Manifest> {
-        self.meta.send(GetManifest { cid }).await?
+        self.repo.reader.send(GetManifest { cid }).await?
     }
 
     /// Streams bytes `range` of the dataset described by `manifest` (the whole dataset when
@@ -146,8 +188,7 @@ impl Node {
             return Err(Error::RangeNotSatisfiable { size });
         }
         Ok(download::stream(
-            self.meta.clone(),
-            self.blocks.clone(),
+            self.repo.clone(),
             manifest.clone(),
             range,
             self.config.read_ahead_blocks,
@@ -170,20 +211,17 @@ impl Node {
     /// # Errors
     /// A storage failure while iterating.
     pub async fn manifests(&self) -> Result<Vec<(Cid, Result<Manifest>)>> {
-        self.meta.send(ListManifests).await?
+        self.repo.reader.send(ListManifests).await?
     }
 
     /// Deletes a dataset (manifest CID) or a block no dataset uses (block CID). Blocks shared
-    /// with other datasets stay. Deleting something absent is not an error.
+    /// with other datasets stay. Deleting something absent is not an error. Durable when it
+    /// returns; a large dataset goes in bounded steps, so other work goes on meanwhile.
     ///
     /// # Errors
     /// [`Error::BlockInUse`] for a block a dataset still needs; a storage failure.
     pub async fn delete(&self, cid: Cid) -> Result<Removed> {
-        if cid.codec() == MANIFEST_CODEC {
-            self.meta.send(DeleteDataset { cid }).await?
-        } else {
-            self.meta.send(DeleteBlock { cid }).await?
-        }
+        self.repo.delete(cid).await
     }
 
     /// Runs one whole expiry pass over every block record as if the time were `now` (unix
@@ -196,16 +234,15 @@ impl Node {
         let mut after = None;
         loop {
             let step = self
-                .meta
-                .send(ExpireBlocks {
+                .repo
+                .expire_step(ExpireBlocks {
                     now,
                     after,
                     limit: self.config.maintenance_batch,
                 })
-                .await??;
+                .await?;
             total.datasets += step.datasets;
-            total.removed.blocks += step.removed.blocks;
-            total.removed.bytes += step.removed.bytes;
+            total.freed.removed += step.freed.removed;
             match step.next {
                 Some(next) => after = Some(next),
                 None => return Ok(total),
@@ -224,10 +261,10 @@ impl Node {
         // Each step empties one segment; the bound only guards against a segment that cannot
         // be emptied (a corrupted block is left in place).
         for _ in 0..10_000 {
-            let Some(moves) = self.blocks.send(CompactStep).await?? else {
-                break;
-            };
-            moved += self.meta.send(Relocate { moves }).await??;
+            match self.repo.compact_step().await? {
+                Some(n) => moved += n,
+                None => break,
+            }
         }
         Ok(moved)
     }
@@ -237,7 +274,7 @@ impl Node {
     /// # Errors
     /// A storage failure.
     pub async fn exists(&self, cid: Cid) -> Result<bool> {
-        self.meta.send(HasBlock { cid }).await?
+        self.repo.reader.send(HasBlock { cid }).await?
     }
 
     /// Block count and quota figures.
@@ -245,7 +282,7 @@ impl Node {
     /// # Errors
     /// [`Error::Unavailable`] when the node is shutting down.
     pub async fn space(&self) -> Result<Space> {
-        self.meta.send(GetSpace).await?
+        self.repo.reader.send(GetSpace).await?
     }
 
     /// Syncs everything to disk; call before stopping the actix system.
@@ -253,7 +290,7 @@ impl Node {
     /// # Errors
     /// A storage failure.
     pub async fn shutdown(&self) -> Result<()> {
-        self.meta.send(Persist).await?
+        self.repo.journal.send(SyncMeta).await?
     }
 }
 

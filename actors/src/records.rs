@@ -1,15 +1,20 @@
 //! What the metadata actor writes to fjall: keyspace names, key layouts and bincode records.
 //!
-//! | keyspace      | key                              | value                      |
-//! |---------------|----------------------------------|----------------------------|
-//! | `block_meta`  | block CID bytes                  | [`BlockMeta`]              |
-//! | `leaves`      | tree CID bytes ‖ index (u64 BE)  | [`LeafRecord`]             |
-//! | `manifests`   | manifest CID bytes               | manifest protobuf (Codex)  |
-//! | `trees`       | tree CID bytes                   | manifests using it (u64)   |
-//! | `counters`    | `repo`                           | [`Counters`]               |
+//! | keyspace      | key                                  | value                          |
+//! |---------------|--------------------------------------|--------------------------------|
+//! | `block_meta`  | block CID bytes                      | [`BlockMeta`] (with location)  |
+//! | `leaves`      | tree CID bytes ‖ index (u64 BE)      | [`LeafRecord`]                 |
+//! | `tree_nodes`  | tree CID ‖ level (u8) ‖ index (u64 BE) | 32-byte digest               |
+//! | `manifests`   | manifest CID bytes                   | manifest protobuf (Codex)      |
+//! | `trees`       | tree CID bytes                       | manifests using it (u64)       |
+//! | `deleting`    | tree CID bytes                       | [`Deleting`]                   |
+//! | `counters`    | `repo`, `format`                     | [`Counters`], format version   |
 //!
-//! Big-endian indexes keep a dataset's leaves in order for range scans. Manifests keep their
-//! Codex protobuf bytes because those bytes are what the manifest CID hashes.
+//! Big-endian indexes keep a dataset's leaves (and each tree level) in order for range scans.
+//! Manifests keep their Codex protobuf bytes because those bytes are what the manifest CID
+//! hashes. `tree_nodes` holds the levels above the leaves, so a leaf's Merkle proof is a few
+//! point reads. Block bytes themselves live in segment files (`segments.rs`); a block's
+//! [`BlockMeta::location`] says where, so one record (and one batch) covers both.
 
 use bincode::{config, Decode, Encode};
 use cid::Cid;
@@ -17,21 +22,49 @@ use cid::Cid;
 use crate::error::Result;
 
 /// Keyspace of per-block metadata.
-pub const BLOCK_META: &str = "block_meta";
+pub(crate) const BLOCK_META: &str = "block_meta";
 /// Keyspace of `(treeCid, index) → block` records.
-pub const LEAVES: &str = "leaves";
+pub(crate) const LEAVES: &str = "leaves";
+/// Keyspace of the Merkle tree levels above the leaves.
+pub(crate) const TREE_NODES: &str = "tree_nodes";
 /// Keyspace of manifest blocks.
-pub const MANIFESTS: &str = "manifests";
+pub(crate) const MANIFESTS: &str = "manifests";
 /// Keyspace of `tree CID → number of manifests using it`.
-pub const TREES: &str = "trees";
+pub(crate) const TREES: &str = "trees";
+/// Keyspace of trees whose leaves are being removed, step by step.
+pub(crate) const DELETING: &str = "deleting";
 /// Keyspace of repository-wide counters.
-pub const COUNTERS: &str = "counters";
-/// The single key in [`COUNTERS`].
-pub const COUNTERS_KEY: &[u8] = b"repo";
+pub(crate) const COUNTERS: &str = "counters";
+/// The key of [`Counters`] in [`COUNTERS`].
+pub(crate) const COUNTERS_KEY: &[u8] = b"repo";
+/// The key of the record format version in [`COUNTERS`].
+pub(crate) const FORMAT_KEY: &[u8] = b"format";
+/// The record format this code writes. 1: block locations in a separate `block_index`
+/// keyspace (migrated at open); 2: locations inside [`BlockMeta`].
+pub(crate) const FORMAT_VERSION: u32 = 2;
 
-/// Codex's `BlockMetadata`: when a block expires, its size, and how many leaf records use it.
+/// Where one block's bytes are in the segment files.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Encode, Decode)]
+pub struct Location {
+    /// Segment file number.
+    pub segment: u32,
+    /// Offset of the block's data (after the record header).
+    pub offset: u64,
+    /// Length of the data.
+    pub len: u32,
+}
+
+impl Location {
+    /// The offset just past the data.
+    pub fn end(&self) -> u64 {
+        self.offset + u64::from(self.len)
+    }
+}
+
+/// Codex's `BlockMetadata` plus where the bytes are: when a block expires, its size, how many
+/// leaf records use it, and how many uploads in progress hold it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
-pub struct BlockMeta {
+pub(crate) struct BlockMeta {
     /// Unix seconds after which an unreferenced block may be removed; `u64::MAX` = never.
     pub expiry: u64,
     /// Stored size in bytes (the padded block).
@@ -41,6 +74,8 @@ pub struct BlockMeta {
     /// Uploads in progress that hold the block (one per occurrence). Kept on disk rather than
     /// in memory so memory stays flat; reset by the start-up check, when no upload runs.
     pub pins: u64,
+    /// Where a data block's bytes are; `None` for a manifest (its bytes are in `manifests`).
+    pub location: Option<Location>,
 }
 
 impl BlockMeta {
@@ -50,11 +85,30 @@ impl BlockMeta {
     }
 }
 
-/// Codex's `LeafMetadata` without the proof (this node serves no proofs; see the README).
+/// [`BlockMeta`] as format 1 wrote it (before locations moved into it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct BlockMetaV1 {
+    pub expiry: u64,
+    pub size: u64,
+    pub ref_count: u64,
+    pub pins: u64,
+}
+
+/// Codex's `LeafMetadata`; the proof is not stored per leaf but computed from `tree_nodes`.
 #[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
-pub struct LeafRecord {
+pub(crate) struct LeafRecord {
     /// Binary CID of the block at this index.
     pub block_cid: Vec<u8>,
+}
+
+/// Progress of a tree's removal (the manifest is already gone): leaves from `next_leaf` on are
+/// still to be dropped, then the tree's nodes. A crash in between is finished at start-up.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct Deleting {
+    /// First leaf index not yet removed.
+    pub next_leaf: u64,
+    /// All leaves are gone; the tree nodes are being removed.
+    pub leaves_done: bool,
 }
 
 /// Codex's `/meta/total` and `/meta/quota/used`, kept in one record so one batch updates both.
@@ -70,25 +124,39 @@ pub struct Counters {
 
 /// Options of every metadata keyspace. Small memtables keep memory flat however large an
 /// upload is: a 4 GiB upload writes about 200 000 small records.
-pub fn keyspace_options() -> fjall::KeyspaceCreateOptions {
+pub(crate) fn keyspace_options() -> fjall::KeyspaceCreateOptions {
     fjall::KeyspaceCreateOptions::default().max_memtable_size(4 * 1024 * 1024 /* 4 MiB */)
 }
 
 /// Encodes a record with bincode 2's standard (varint) configuration.
-pub fn encode<T: Encode>(value: &T) -> Result<Vec<u8>> {
+pub(crate) fn encode<T: Encode>(value: &T) -> Result<Vec<u8>> {
     Ok(bincode::encode_to_vec(value, config::standard())?)
 }
 
 /// Decodes a record written by [`encode`].
-pub fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T> {
+pub(crate) fn decode<T: Decode<()>>(bytes: &[u8]) -> Result<T> {
     Ok(bincode::decode_from_slice(bytes, config::standard())?.0)
 }
 
 /// The key of leaf `index` of the tree `tree`.
-pub fn leaf_key(tree: &Cid, index: u64) -> Vec<u8> {
+pub(crate) fn leaf_key(tree: &Cid, index: u64) -> Vec<u8> {
     let mut key = tree.to_bytes();
     key.extend_from_slice(&index.to_be_bytes());
     key
+}
+
+/// The key of node `index` on `level` (1 = just above the leaves) of the tree `tree`.
+pub(crate) fn node_key(tree: &Cid, level: u8, index: u64) -> Vec<u8> {
+    let mut key = tree.to_bytes();
+    key.push(level);
+    key.extend_from_slice(&index.to_be_bytes());
+    key
+}
+
+/// The index at the end of a leaf or node key.
+pub(crate) fn key_index(key: &[u8]) -> Option<u64> {
+    let at = key.len().checked_sub(8)?;
+    Some(u64::from_be_bytes(key.get(at..)?.try_into().ok()?))
 }
 
 #[cfg(test)]
@@ -103,6 +171,11 @@ mod tests {
             size: 65536,
             ref_count: 3,
             pins: 1,
+            location: Some(Location {
+                segment: 7,
+                offset: 1 << 33,
+                len: 65536,
+            }),
         };
         assert_eq!(
             decode::<BlockMeta>(&encode(&m).expect("enc")).expect("dec"),
@@ -128,9 +201,27 @@ mod tests {
     }
 
     #[test]
-    fn leaf_keys_sort_by_index() {
+    fn format_1_records_do_not_decode_as_format_2() {
+        let old = BlockMetaV1 {
+            expiry: 5,
+            size: 65536,
+            ref_count: 1,
+            pins: 0,
+        };
+        let bytes = encode(&old).expect("enc");
+        assert!(
+            decode::<BlockMeta>(&bytes).is_err(),
+            "migration must see it"
+        );
+        assert_eq!(decode::<BlockMetaV1>(&bytes).expect("dec"), old);
+    }
+
+    #[test]
+    fn keys_sort_by_index() {
         let tree = block_cid(b"tree");
         assert!(leaf_key(&tree, 1) < leaf_key(&tree, 2));
         assert!(leaf_key(&tree, 255) < leaf_key(&tree, 256));
+        assert!(node_key(&tree, 1, 300) < node_key(&tree, 2, 0));
+        assert_eq!(key_index(&node_key(&tree, 3, 77)), Some(77));
     }
 }

@@ -4,11 +4,14 @@
 //! Blocks travel in batches of `batch_blocks` (one message per hop per batch, not per block),
 //! and at most `window_batches` batches are in flight; [`AddBlock`] is answered only once its
 //! batch is admitted, which is how storage pushes back on the HTTP body. Per batch:
-//! [`Hasher`] (`HashBlocks` → CIDs) → [`BlockStore`] (`WriteBlocks`) → [`MetaStore`]
-//! (`PutBlocks`: metadata, quota, pins). [`Finish`] flushes the last batch, waits for the
-//! window to drain, asks the hasher for the tree root, syncs the block store, and sends
-//! `CommitDataset`. [`Abort`] (or a dropped [`UploadSession`]) waits for in-flight batches and
-//! then releases everything the upload pinned, so a failed upload leaves nothing behind.
+//! `Hasher` (`HashBlocks` → CIDs) → `MetaReader` (`FindBlocks`: which are stored already) →
+//! `BlockStore` (`WriteBlocks` of the others → locations) → `MetaStore` (`PutBlocks`: records,
+//! quota, pins). [`Finish`] flushes the last batch, waits for the window to drain, asks the
+//! hasher for the tree's layers, syncs the block store (bytes durable before any dataset
+//! points at them), sends `CommitDataset`, and syncs the metadata journal: only then is the
+//! CID returned. [`Abort`] (or a dropped [`UploadSession`]) waits for in-flight batches and
+//! then releases everything the upload pinned; a failed `Finish` does the same before it
+//! replies, so a client told "507" already sees the quota back.
 //!
 //! Embedders use [`UploadSession`], which also owns this upload's [`Chunker`].
 
@@ -23,15 +26,18 @@ use cid::Cid;
 use tokio::sync::Semaphore;
 
 use crate::{
-    block_store::{BlockStore, SyncBlocks, WriteBlocks},
+    block_store::{ReleaseBytes, SyncBlocks, WriteBlocks},
     chunker::{Chunker, Close, Feed},
     error::{Error, Result},
     format::{
         cid::{cid_from_digest, cid_text, digest_of, Digest, ROOT_CODEC},
         manifest::Manifest,
     },
-    hasher::{HashBlocks, Hasher, TreeRoot},
-    meta_store::{CommitDataset, MetaStore, Placed, PutBlocks, ReleaseBlocks},
+    hasher::{HashBlocks, TreeLayers},
+    meta_reader::FindBlocks,
+    meta_store::{CommitDataset, NewBlock, Placed, PutBlocks, ReleaseBlocks, SyncMeta},
+    records::Location,
+    repo::Repo,
 };
 
 /// Optional manifest fields of an upload.
@@ -78,9 +84,7 @@ pub struct Abort;
 /// Where an upload sends its work, and how much it may have in flight.
 #[derive(Clone)]
 pub(crate) struct Pipeline {
-    pub(crate) hasher: Addr<Hasher>,
-    pub(crate) blocks: Addr<BlockStore>,
-    pub(crate) meta: Addr<MetaStore>,
+    pub(crate) repo: Repo,
     pub(crate) block_size: u32,
     pub(crate) batch_blocks: usize,
     pub(crate) window_batches: u32,
@@ -183,33 +187,40 @@ impl Upload {
         }
     }
 
-    /// Releases the pins of an upload that will not be committed.
+    /// Releases the pins of an upload that will not be committed; resolves once the release
+    /// is durable and the freed bytes are handed back.
     fn release(&mut self) -> impl std::future::Future<Output = ()> + 'static {
         self.done = true;
         let blocks: Vec<Digest> = std::mem::take(&mut self.leaves)
             .into_iter()
             .flatten()
             .collect();
-        let meta = self.pipeline.meta.clone();
+        let repo = self.pipeline.repo.clone();
         async move {
             if blocks.is_empty() {
                 return;
             }
-            match meta.send(ReleaseBlocks { blocks }).await {
-                Ok(Ok(freed)) => {
-                    tracing::info!(freed, "released the blocks of an unfinished upload")
-                }
-                Ok(Err(e)) => tracing::warn!(error = %e, "could not release an unfinished upload"),
-                Err(_) => tracing::warn!("metadata actor gone while releasing an upload"),
+            match release_pins(&repo, blocks).await {
+                Ok(freed) => tracing::info!(freed, "released the blocks of an unfinished upload"),
+                Err(e) => tracing::warn!(error = %e, "could not release an unfinished upload"),
             }
         }
     }
 }
 
-/// Hashes, writes and records one batch. Returns the CIDs once their metadata is committed and
+/// Unpins `blocks`, syncs, and releases the bytes nothing uses any more. Returns the bytes freed.
+async fn release_pins(repo: &Repo, blocks: Vec<Digest>) -> Result<u64> {
+    let freed = repo.meta.send(ReleaseBlocks { blocks }).await??;
+    let bytes = freed.removed.bytes;
+    repo.settle(freed.released).await?;
+    Ok(bytes)
+}
+
+/// Hashes, writes and records one batch. Returns the CIDs once their records are committed and
 /// pinned; on failure, releases whatever this batch had pinned.
 async fn store_batch(p: Pipeline, blocks: Vec<Bytes>) -> Result<Vec<Cid>> {
     let cids = p
+        .repo
         .hasher
         .send(HashBlocks {
             blocks: blocks.clone(),
@@ -219,46 +230,95 @@ async fn store_batch(p: Pipeline, blocks: Vec<Bytes>) -> Result<Vec<Cid>> {
     let result = place(&p, cids.iter().copied().zip(blocks).collect(), &mut pinned).await;
     if result.is_err() && !pinned.is_empty() {
         // Best effort: the start-up check clears pins that a lost message leaves behind.
-        let _ = p.meta.send(ReleaseBlocks { blocks: pinned }).await;
+        let _ = release_pins(&p.repo, pinned).await;
     }
     result.map(|()| cids)
 }
 
-/// Writes the bytes, then records the metadata. A concurrent delete can remove known bytes
-/// between the two steps; the metadata actor then answers `BytesMissing` and those blocks are
-/// written again (a third miss in a row would need three deletes of the same block).
+/// Writes the blocks not stored yet, then records them all. A concurrent delete can remove a
+/// block between the lookup and the record; the metadata actor then answers `BytesMissing` and
+/// those blocks are written again (a third miss in a row would need three deletes of the same
+/// block). Copies that turn out useless (another upload stored the same block meanwhile, or the
+/// quota refused the batch) are released at once: no record ever pointed at them.
 async fn place(p: &Pipeline, mut todo: Vec<(Cid, Bytes)>, pinned: &mut Vec<Digest>) -> Result<()> {
     let mut last_missing = None;
+    let mut write_all = false;
     for _ in 0..3 {
-        p.blocks
-            .send(WriteBlocks {
-                blocks: todo.clone(),
+        let cids: Vec<Cid> = todo.iter().map(|(c, _)| *c).collect();
+        let stored = if write_all {
+            vec![None; todo.len()]
+        } else {
+            p.repo.reader.send(FindBlocks { cids }).await??
+        };
+        let missing: Vec<(Cid, Bytes)> = todo
+            .iter()
+            .zip(&stored)
+            .filter(|(_, s)| s.is_none())
+            .map(|(block, _)| block.clone())
+            .collect();
+        let mut written = if missing.is_empty() {
+            Vec::new()
+        } else {
+            p.repo
+                .blocks
+                .send(WriteBlocks { blocks: missing })
+                .await??
+        }
+        .into_iter();
+        let entries: Vec<NewBlock> = todo
+            .iter()
+            .zip(&stored)
+            .map(|((cid, data), s)| NewBlock {
+                cid: *cid,
+                size: data.len() as u64,
+                location: if s.is_none() { written.next() } else { None },
             })
-            .await??;
-        let entries = todo.iter().map(|(c, b)| (*c, b.len() as u64)).collect();
-        let placed = p
+            .collect();
+        let fresh: Vec<Location> = entries.iter().filter_map(|e| e.location).collect();
+        let placed = match p
+            .repo
             .meta
             .send(PutBlocks {
                 blocks: entries,
                 expiry: p.expiry,
             })
-            .await??;
-        let mut missing = Vec::new();
+            .await?
+        {
+            Ok(placed) => placed,
+            Err(e) => {
+                release_unrecorded(p, fresh).await;
+                return Err(e);
+            }
+        };
+        let mut garbage = Vec::new();
+        let mut again = Vec::new();
         for (block, outcome) in todo.into_iter().zip(placed) {
-            if outcome == Placed::BytesMissing {
-                missing.push(block);
-            } else {
-                pinned.extend(digest_of(&block.0));
+            match outcome {
+                Placed::BytesMissing => again.push(block),
+                Placed::AlreadyStored { garbage: g } => {
+                    garbage.extend(g);
+                    pinned.extend(digest_of(&block.0));
+                }
+                Placed::Stored => pinned.extend(digest_of(&block.0)),
             }
         }
-        let Some((first, _)) = missing.first() else {
+        release_unrecorded(p, garbage).await;
+        let Some((first, _)) = again.first() else {
             return Ok(());
         };
         tracing::debug!(cid = %cid_text(first), "block deleted while being stored; writing it again");
         last_missing = Some(*first);
-        todo = missing;
+        todo = again;
+        write_all = true;
     }
     Err(last_missing.map_or(Error::Unavailable, Error::NotFound))
+}
+
+/// Hands back block copies that no record points at (never did), so their segment can go.
+async fn release_unrecorded(p: &Pipeline, dead: Vec<Location>) {
+    if !dead.is_empty() {
+        let _ = p.repo.blocks.send(ReleaseBytes { locations: dead }).await;
+    }
 }
 
 impl Actor for Upload {
@@ -319,20 +379,22 @@ impl Handler<Finish> for Upload {
                 .await
             }
             .into_actor(act)
-            .map(|result: Result<Cid>, act, ctx| {
+            .then(|result: Result<Cid>, act, _| {
                 if result.is_ok() {
                     act.done = true;
                     act.leaves = Vec::new();
-                } else {
-                    ctx.spawn(act.release().into_actor(act));
+                    return futures_util::future::Either::Left(fut::ready(result));
                 }
-                result
+                // Reply only once the release is done (issue 10, item 6).
+                futures_util::future::Either::Right(
+                    act.release().into_actor(act).map(move |(), _, _| result),
+                )
             })
         }))
     }
 }
 
-/// Tree root, manifest, durable bytes, then the atomic dataset commit.
+/// Tree, manifest, durable bytes, the dataset commit, and its sync.
 async fn commit(
     p: Pipeline,
     options: UploadOptions,
@@ -341,27 +403,43 @@ async fn commit(
     started: Instant,
 ) -> Result<Cid> {
     let blocks = leaves.len();
-    let (root, leaves) = p.hasher.send(TreeRoot { leaves }).await?;
-    let root = root.ok_or(Error::EmptyUpload)?;
+    let mut layers = p
+        .repo
+        .hasher
+        .send(TreeLayers { leaves })
+        .await?
+        .ok_or(Error::EmptyUpload)?
+        .into_iter();
+    let leaves = layers.next().ok_or(Error::EmptyUpload)?;
+    let nodes: Vec<Vec<Digest>> = layers.collect();
+    let root = nodes
+        .last()
+        .and_then(|top| top.first())
+        .ok_or(Error::EmptyUpload)?;
     let manifest = Manifest::new(
-        cid_from_digest(ROOT_CODEC, &root),
+        cid_from_digest(ROOT_CODEC, root),
         dataset_size,
         p.block_size,
         options.filename,
         options.mimetype,
     );
     let hashed_ms = started.elapsed().as_millis() as u64;
-    // Bytes must be durable before the metadata that makes them reachable is.
-    p.blocks.send(SyncBlocks).await??;
+    // Bytes must be durable before the metadata that makes them reachable is committed: any
+    // later journal sync (another upload's, a delete's) would make that metadata durable.
+    p.repo.blocks.send(SyncBlocks).await??;
     let synced_ms = started.elapsed().as_millis() as u64;
     let cid = p
+        .repo
         .meta
         .send(CommitDataset {
             manifest,
             leaves,
+            nodes,
             expiry: p.expiry,
         })
         .await??;
+    // The reply promises durability.
+    p.repo.journal.send(SyncMeta).await??;
     tracing::debug!(hashed_ms, synced_ms, "upload phases");
     tracing::info!(
         cid = %cid_text(&cid),

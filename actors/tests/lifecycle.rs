@@ -50,7 +50,7 @@ fn run<F: std::future::Future<Output = TestResult>>(
     let dir = tempfile::tempdir()?;
     let config = tune(Config::new(dir.path()));
     actix::System::new().block_on(async move {
-        let node = Node::start(config)?;
+        let node = Node::start(config).await?;
         f(node.clone()).await?;
         node.shutdown().await?;
         Ok(())
@@ -129,12 +129,12 @@ fn expiry_removes_whole_datasets_and_never_live_blocks() -> TestResult {
         |node| async move {
             let cid = store(&node, &blocks(&[1, 2]), None).await?;
             // Within the TTL nothing goes.
-            assert_eq!(node.expire(now() + DAY).await?.removed.blocks, 0);
+            assert_eq!(node.expire(now() + DAY).await?.freed.removed.blocks, 0);
             assert_eq!(read_all(&node, cid).await?.len(), 2 * 65536);
             // Past the TTL the dataset goes whole: manifest, leaves and blocks (Codex #1291 would
             // leave a manifest or delete blocks under a live one).
             let expired = node.expire(now() + 3 * DAY).await?;
-            assert_eq!((expired.datasets, expired.removed.blocks), (1, 3));
+            assert_eq!((expired.datasets, expired.freed.removed.blocks), (1, 3));
             assert!(node.manifests().await?.is_empty());
             assert_eq!(node.space().await?.total_blocks, 0);
             Ok(())
@@ -150,18 +150,18 @@ fn reupload_extends_expiry() -> TestResult {
     let (path, data2) = (dir.path().to_path_buf(), data.clone());
     // First stored with a one-day TTL, then stored again by a node configured for ten days.
     let cid = actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path).block_ttl(Duration::from_secs(DAY)))?;
+        let node = Node::start(Config::new(&path).block_ttl(Duration::from_secs(DAY))).await?;
         let cid = store(&node, &data2, None).await?;
         node.shutdown().await?;
         Ok::<_, Error>(cid)
     })?;
     let path = dir.path().to_path_buf();
     actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path).block_ttl(Duration::from_secs(10 * DAY)))?;
+        let node = Node::start(Config::new(&path).block_ttl(Duration::from_secs(10 * DAY))).await?;
         assert_eq!(store(&node, &data, None).await?, cid);
         let expired = node.expire(now() + 5 * DAY).await?;
         assert_eq!(
-            expired.removed.blocks, 0,
+            expired.freed.removed.blocks, 0,
             "the second upload raised every expiry"
         );
         assert_eq!(read_all(&node, cid).await?, data);
@@ -178,7 +178,7 @@ fn zero_ttl_never_expires() -> TestResult {
         |node| async move {
             let cid = store(&node, &blocks(&[3]), None).await?;
             assert_eq!(
-                node.expire(u64::MAX - 1).await?.removed.blocks,
+                node.expire(u64::MAX - 1).await?.freed.removed.blocks,
                 0,
                 "Codex #508 expires at once"
             );
@@ -238,7 +238,7 @@ fn a_refused_upload_leaves_no_bytes_on_disk() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().to_path_buf();
     actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path).quota_max_bytes(3 * 65536 + 100))?;
+        let node = Node::start(Config::new(&path).quota_max_bytes(3 * 65536 + 100)).await?;
         let kept = store(&node, &blocks(&[1, 2]), None).await?;
         let refused = store(&node, &blocks(&[1, 3, 4, 5, 6]), None).await;
         assert!(
@@ -260,7 +260,7 @@ fn one_unreadable_manifest_does_not_hide_the_others() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().to_path_buf();
     actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path))?;
+        let node = Node::start(Config::new(&path)).await?;
         store(&node, &blocks(&[1]), None).await?;
         store(&node, &blocks(&[2]), None).await?;
         node.shutdown().await
@@ -268,17 +268,15 @@ fn one_unreadable_manifest_does_not_hide_the_others() -> TestResult {
     // Damage the store from outside: a manifest record whose bytes are not a manifest.
     {
         let db = fjall::Database::builder(dir.path().join("repo")).open()?;
-        let manifests = db.keyspace(
-            codex_actors::records::MANIFESTS,
-            fjall::KeyspaceCreateOptions::default,
-        )?;
+        // The keyspace name from the layout in the engine's `records.rs`.
+        let manifests = db.keyspace("manifests", fjall::KeyspaceCreateOptions::default)?;
         let bogus = codex_actors::format::manifest::cid_of_encoded(b"garbage");
         manifests.insert(bogus.to_bytes(), b"garbage".to_vec())?;
         db.persist(fjall::PersistMode::SyncAll)?;
     }
     let path = dir.path().to_path_buf();
     actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path))?;
+        let node = Node::start(Config::new(&path)).await?;
         let listed = node.manifests().await?;
         assert_eq!(listed.len(), 3);
         assert_eq!(
@@ -310,7 +308,7 @@ fn compaction_gives_back_the_space_of_deleted_blocks() -> TestResult {
     let b_copy = b_data.clone();
     let b = actix::System::new().block_on(async move {
         // 1 MiB segments hold 15 blocks: A and the first third of B share segment 0.
-        let node = Node::start(Config::new(&path).segment_bytes(1 << 20))?;
+        let node = Node::start(Config::new(&path).segment_bytes(1 << 20)).await?;
         let a = store(&node, &blocks(&a_tags), None).await?;
         let b = store(&node, &b_copy, None).await?;
         let before = blocks_dir_bytes(&path)?;
@@ -333,7 +331,7 @@ fn compaction_gives_back_the_space_of_deleted_blocks() -> TestResult {
     assert!(codex_actors::repair::inspect(dir.path())?.is_clean());
     let path = dir.path().to_path_buf();
     actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path).segment_bytes(1 << 20))?;
+        let node = Node::start(Config::new(&path).segment_bytes(1 << 20)).await?;
         assert_eq!(
             read_all(&node, b).await?,
             b_data,

@@ -86,7 +86,7 @@ impl TestNode {
         let thread = std::thread::spawn(move || {
             let sys = actix_web::rt::System::new();
             sys.block_on(async move {
-                let node = match Node::start(config) {
+                let node = match Node::start(config).await {
                     Ok(n) => n,
                     Err(e) => return drop(tx.send(Err(e.to_string()))),
                 };

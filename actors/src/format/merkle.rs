@@ -68,10 +68,16 @@ pub fn root(leaves: &[Digest]) -> Option<Digest> {
 /// Every layer of the tree, leaves first and the one-node root layer last, or `None` without
 /// leaves. A tree of `n` leaves has `depth(n) + 1` layers; layer `i` has `layer_len(n, i)` nodes.
 pub fn layers(leaves: &[Digest]) -> Option<Vec<Vec<Digest>>> {
+    layers_of(leaves.to_vec())
+}
+
+/// [`layers`], taking the leaves by value so a large list is moved into the first layer.
+pub fn layers_of(leaves: Vec<Digest>) -> Option<Vec<Vec<Digest>>> {
     if leaves.is_empty() {
         return None;
     }
-    let mut all = vec![leaves.to_vec(), next_layer(leaves, true)];
+    let bottom = next_layer(&leaves, true);
+    let mut all = vec![leaves, bottom];
     while let Some(top) = all.last().filter(|l| l.len() > 1) {
         let up = next_layer(top, false);
         all.push(up);

@@ -1,22 +1,14 @@
 //! Reclaiming the space of deleted blocks: a sealed segment that is less than half live has its
-//! live blocks copied to the active segment; once the metadata actor has pointed the index at
-//! the copies, the old segment has no live bytes left and its file is deleted.
-//!
-//! The index switch happens in the metadata actor's mailbox ([`BlockBytes::relocate_in`]) and
-//! only where the index still points at the old copy, so a block deleted (or deleted and stored
-//! again) while it was being copied is never resurrected: its copy is simply dead space.
-
-use std::os::unix::fs::FileExt;
+//! live blocks copied to the active segment and synced; the metadata actor then points the
+//! records at the copies (only where they still point at the originals, so a block deleted or
+//! rewritten meanwhile is never resurrected), syncs that, and only then are the originals
+//! released, which deletes the old file (issue 10, item 2: never delete a file the durable
+//! metadata may still point into).
 
 use cid::Cid;
-use fjall::OwnedWriteBatch;
 
 use super::{lock, BlockBytes, Location};
-use crate::{
-    error::{Error, Result},
-    format::cid::verify,
-    records,
-};
+use crate::{error::Result, format::cid::verify};
 
 /// Live fraction under which a sealed segment is compacted.
 const COMPACT_BELOW: f64 = 0.5;
@@ -34,22 +26,15 @@ pub struct Move {
 
 impl BlockBytes {
     /// The sealed segment with the smallest live fraction, if it is under half live.
-    fn sparse_segment(&self) -> Result<Option<u32>> {
+    pub(crate) fn sparse_segment(&self) -> Result<Option<u32>> {
         let active = lock(&self.inner.writer).segment;
         let live = lock(&self.inner.live).clone();
         let mut best: Option<(f64, u32)> = None;
-        for entry in std::fs::read_dir(&self.inner.dir)? {
-            let name = entry?.file_name();
-            let Some(segment) = super::segment_number(&name) else {
-                continue;
-            };
+        for (segment, size) in super::segment_lengths(&self.inner.dir)? {
             if segment == active {
                 continue;
             }
-            let size = std::fs::metadata(super::segment_path(&self.inner.dir, segment))?
-                .len()
-                .max(1);
-            let fraction = live.get(&segment).copied().unwrap_or(0) as f64 / size as f64;
+            let fraction = live.get(&segment).copied().unwrap_or(0) as f64 / size.max(1) as f64;
             if fraction < COMPACT_BELOW && best.is_none_or(|(f, _)| fraction < f) {
                 best = Some((fraction, segment));
             }
@@ -57,108 +42,72 @@ impl BlockBytes {
         Ok(best.map(|(_, segment)| segment))
     }
 
-    /// Copies the live blocks of the sparsest sealed segment to the active one and syncs the
-    /// copies. Returns the moves for the metadata actor, or `None` when no segment needs it.
-    /// A segment with nothing live is deleted at once.
-    pub(crate) fn compact_step(&self) -> Result<Option<Vec<Move>>> {
-        let Some(segment) = self.sparse_segment()? else {
-            return Ok(None);
-        };
-        let mut moves = Vec::new();
-        let file = self.file(segment)?;
-        // The index is keyed by CID, so finding a segment's blocks means one pass over it;
-        // compaction is rare and the index is small next to the data.
-        for guard in self.inner.index.iter() {
-            let (key, value) = guard.into_inner()?;
-            let from: Location = records::decode(&value)?;
-            if from.segment != segment {
-                continue;
-            }
-            let cid = Cid::try_from(key.as_ref())
-                .map_err(|_| Error::Config("bad key in the block index".into()))?;
-            let mut data = vec![0u8; from.len as usize];
-            file.read_exact_at(&mut data, from.offset)?;
-            if !verify(&cid, &data) {
-                tracing::error!(
-                    segment,
-                    offset = from.offset,
-                    "corrupted block left in place by compaction"
-                );
-                continue;
-            }
+    /// Copies `blocks` (the live blocks of one segment, as the metadata lists them) to the
+    /// active segment and syncs the copies. A block whose bytes do not match its CID is left
+    /// in place (and logged): copying it would only spread the damage.
+    pub(crate) fn copy(&self, blocks: &[(Cid, Location)]) -> Result<Vec<Move>> {
+        let mut moves = Vec::with_capacity(blocks.len());
+        for (cid, from) in blocks {
+            let data = match self.read(cid, *from) {
+                Ok(data) => data,
+                Err(e) => {
+                    tracing::error!(segment = from.segment, offset = from.offset, error = %e, "block left in place by compaction");
+                    continue;
+                }
+            };
+            debug_assert!(verify(cid, &data));
             let to = {
                 let mut w = lock(&self.inner.writer);
-                self.append(&mut w, &key, &data)?
+                self.append(&mut w, &cid.to_bytes(), &data)?
             };
-            *lock(&self.inner.live).entry(to.segment).or_default() += u64::from(to.len);
-            moves.push(Move { cid, from, to });
+            moves.push(Move {
+                cid: *cid,
+                from: *from,
+                to,
+            });
         }
-        if moves.is_empty() {
-            // Nothing live: the file can go now.
-            lock(&self.inner.live).insert(segment, 0);
-            self.released(&[Location {
-                segment,
-                offset: 0,
-                len: 0,
-            }]);
-            return Ok(Some(moves));
-        }
-        self.sync()?; // copies are durable before the index points at them
-        Ok(Some(moves))
+        self.sync()?; // copies are durable before any record points at them
+        Ok(moves)
     }
 
-    /// Points the index at the copy, in the metadata actor's batch, if it still points at the
-    /// original. Returns false when the block was deleted or rewritten meanwhile.
-    pub(crate) fn relocate_in(&self, batch: &mut OwnedWriteBatch, mv: &Move) -> Result<bool> {
-        let key = mv.cid.to_bytes();
-        if self.location(&key)? != Some(mv.from) {
-            return Ok(false);
+    /// Deletes `segment` if nothing in it is live (a segment whose last block went while it was
+    /// still active, or whose removal failed earlier).
+    pub(crate) fn remove_if_dead(&self, segment: u32) {
+        let active = lock(&self.inner.writer).segment;
+        let mut live = lock(&self.inner.live);
+        if segment != active && live.get(&segment).copied().unwrap_or(0) == 0 {
+            live.remove(&segment);
+            self.remove_segment(segment);
         }
-        batch.insert(&self.inner.index, key, records::encode(&mv.to)?);
-        Ok(true)
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
+
     use bytes::Bytes;
-    use fjall::Database;
 
     use super::*;
     use crate::format::cid::block_cid;
 
     #[test]
-    fn a_block_deleted_during_compaction_is_not_resurrected() -> Result<()> {
+    fn a_half_dead_segment_is_copied_and_goes_once_released() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let db = Database::builder(dir.path().join("db")).open()?;
-        let bytes = BlockBytes::open(&db, &dir.path().join("blocks"), 150_000)?;
+        let bytes = BlockBytes::open(dir.path(), 150_000, HashMap::new())?;
         let blocks: Vec<(Cid, Bytes)> = (1u8..=3)
             .map(|i| Bytes::from(vec![i; 65536]))
             .map(|b| (block_cid(&b), b))
             .collect();
-        bytes.write(&blocks)?; // segment 0: blocks 1 and 2; segment 1 (active): block 3
-        let (kept, deleted) = (blocks[0].0, blocks[1].0);
-        // Block 2 goes: segment 0 is half live, so it is compacted.
-        let mut batch = db.batch();
-        let gone = bytes
-            .remove_in(&mut batch, &deleted)?
-            .into_iter()
-            .collect::<Vec<_>>();
-        batch.commit()?;
-        bytes.released(&gone);
-        let moves = bytes
-            .compact_step()?
-            .expect("segment 0 is half dead and sealed");
+        let locs = bytes.write(&blocks)?; // segment 0: blocks 1 and 2; segment 1: block 3
+        bytes.release(&locs[1..2]); // block 2 deleted: segment 0 is half live
+        assert_eq!(bytes.sparse_segment()?, Some(0));
+        let moves = bytes.copy(&[(blocks[0].0, locs[0])])?;
         assert_eq!(moves.len(), 1);
-        assert_eq!(moves[0].cid, kept);
-        // Meanwhile the kept block is deleted too: the relocation must not bring it back.
-        let mut batch = db.batch();
-        bytes.remove_in(&mut batch, &kept)?;
-        batch.commit()?;
-        let mut batch = db.batch();
-        assert!(!bytes.relocate_in(&mut batch, &moves[0])?);
-        batch.commit()?;
-        assert!(!bytes.contains(&kept)?);
+        assert_eq!(bytes.read(&blocks[0].0, moves[0].to)?, blocks[0].1);
+        assert!(super::super::segment_path(dir.path(), 0).exists());
+        bytes.release(&[moves[0].from]);
+        assert!(!super::super::segment_path(dir.path(), 0).exists());
         Ok(())
     }
 }

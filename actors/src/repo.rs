@@ -1,0 +1,136 @@
+//! The repository's actors, and the multi-step sequences that involve several of them. Every
+//! sequence that frees block bytes goes through [`Repo::settle`]: sync the metadata journal,
+//! then hand the dead bytes to the block store. That one function is why no segment file is
+//! deleted before the records that stopped pointing into it are durable, and why every
+//! acknowledgement of a removal follows its sync.
+
+use actix::Addr;
+use cid::Cid;
+
+use crate::{
+    block_store::{BlockStore, CopyBlocks, PickSparse, ReadBlock, ReleaseBytes},
+    error::{Error, Result},
+    format::cid::MANIFEST_CODEC,
+    hasher::Hasher,
+    meta_reader::{BlockRef, BlocksIn, GetLeaves, MetaReader},
+    meta_store::{
+        DeleteBlock, DeleteDataset, Deletion, DropTree, ExpireBlocks, Expired, Journal, MetaStore,
+        Relocate, Removed, SyncMeta,
+    },
+    records::Location,
+};
+
+/// Addresses of the repository's actors. Cheap to clone.
+#[derive(Clone)]
+pub(crate) struct Repo {
+    pub(crate) meta: Addr<MetaStore>,
+    pub(crate) reader: Addr<MetaReader>,
+    pub(crate) blocks: Addr<BlockStore>,
+    pub(crate) journal: Addr<Journal>,
+    pub(crate) hasher: Addr<Hasher>,
+}
+
+impl Repo {
+    /// Makes every metadata commit so far durable, then releases `dead` block bytes.
+    pub(crate) async fn settle(&self, dead: Vec<Location>) -> Result<()> {
+        self.journal.send(SyncMeta).await??;
+        if !dead.is_empty() {
+            self.blocks.send(ReleaseBytes { locations: dead }).await?;
+        }
+        Ok(())
+    }
+
+    /// Settles a removal step and drives the tree removal it started (if any) to its end, one
+    /// bounded step at a time, each settled before the next. Returns everything freed.
+    pub(crate) async fn finish_deletion(&self, mut step: Deletion) -> Result<Removed> {
+        let mut removed = Removed::default();
+        loop {
+            removed += step.freed.removed;
+            self.settle(step.freed.released).await?;
+            let Some(tree) = step.tree else {
+                return Ok(removed);
+            };
+            step = self.meta.send(DropTree { tree }).await??;
+        }
+    }
+
+    /// Deletes a dataset (manifest CID) or an unused block (block CID); durable when it returns.
+    pub(crate) async fn delete(&self, cid: Cid) -> Result<Removed> {
+        let first = if cid.codec() == MANIFEST_CODEC {
+            self.meta.send(DeleteDataset { cid }).await??
+        } else {
+            self.meta.send(DeleteBlock { cid }).await??
+        };
+        self.finish_deletion(first).await
+    }
+
+    /// One expiry step (see [`ExpireBlocks`]), with the datasets it expired removed whole and
+    /// everything settled.
+    pub(crate) async fn expire_step(&self, msg: ExpireBlocks) -> Result<Expired> {
+        let mut step = self.meta.send(msg).await??;
+        let freed = std::mem::take(&mut step.freed);
+        let mut removed = self.finish_deletion(Deletion { freed, tree: None }).await?;
+        for tree in std::mem::take(&mut step.trees) {
+            removed += self
+                .finish_deletion(Deletion::default().with_tree(tree))
+                .await?;
+        }
+        step.freed.removed = removed;
+        Ok(step)
+    }
+
+    /// One compaction step: copy the live blocks of the sparsest sealed segment, point their
+    /// records at the copies, sync, and only then release the originals (which deletes the old
+    /// file). Returns the blocks moved, or `None` when no segment needs compacting.
+    pub(crate) async fn compact_step(&self) -> Result<Option<u64>> {
+        let Some(segment) = self.blocks.send(PickSparse).await?? else {
+            return Ok(None);
+        };
+        let blocks = self.reader.send(BlocksIn { segment }).await??;
+        let moves = self.blocks.send(CopyBlocks { segment, blocks }).await??;
+        if moves.is_empty() {
+            return Ok(Some(0));
+        }
+        let (moved, dead) = self.meta.send(Relocate { moves }).await??;
+        self.settle(dead).await?;
+        Ok(Some(moved))
+    }
+
+    /// Reads leaf `index` of `tree`, verified; looks the leaf up again once when its bytes
+    /// moved (compaction) between the lookup and the read.
+    pub(crate) async fn read_leaf(
+        &self,
+        tree: Cid,
+        index: u64,
+        known: BlockRef,
+    ) -> Result<bytes::Bytes> {
+        let read = |r: BlockRef| {
+            self.blocks.send(ReadBlock {
+                cid: r.cid,
+                location: r.location,
+            })
+        };
+        match read(known).await? {
+            Err(Error::NotFound(_)) => {
+                let again = self
+                    .reader
+                    .send(GetLeaves {
+                        tree,
+                        start: index,
+                        count: 1,
+                    })
+                    .await??;
+                let fresh = again.first().copied().ok_or(Error::NotFound(tree))?;
+                read(fresh).await?
+            }
+            other => other,
+        }
+    }
+}
+
+impl Deletion {
+    fn with_tree(mut self, tree: Cid) -> Self {
+        self.tree = Some(tree);
+        self
+    }
+}
