@@ -101,6 +101,12 @@ fn binary_rejects_bad_flags() -> TestResult {
         .output()?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--api-port"));
+    // Segments smaller than 1 MiB are refused, not silently raised.
+    let out = Command::new(env!("CARGO_BIN_EXE_codex-node"))
+        .args(["--segment-bytes", "1048575"])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--segment-bytes"));
     Ok(())
 }
 
