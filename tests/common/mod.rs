@@ -1,6 +1,10 @@
 //! Test harness: starts the real server (engine + actix-web) on a loopback port, in its own
 //! thread and actix system, exactly as `main.rs` does, and talks to it over real HTTP.
+//!
+//! `node_process` runs the `codex-node` executable itself as a child process.
 #![allow(dead_code)] // each test binary uses a different part of the harness
+
+pub mod node_process;
 
 use std::{
     net::SocketAddr,
