@@ -9,7 +9,7 @@ use std::{
     sync::{Arc, Mutex},
 };
 
-use common::{node_process::NodeProcess, *};
+use common::{node_process::NodeProcess, workload::Rng, *};
 
 fn url(addr: SocketAddr, path: &str) -> String {
     format!("http://{addr}/api/codex/v1{path}")
@@ -57,22 +57,8 @@ fn binary_rejects_bad_flags() -> TestResult {
     Ok(())
 }
 
-/// xorshift64*: a seeded generator so every run kills at the same moments.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     (0..len).map(|_| rng.next() as u8).collect()
 }
 
