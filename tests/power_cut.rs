@@ -17,7 +17,7 @@
 //! round. After the last round a clean stop must leave nothing to repair.
 //!
 //! Env: `POWER_CUT_SEED` (decimal or `0x…`; printed at the start), `POWER_CUT_CUTS` (default 8),
-//! `LAZYFS_SRC` (see `common/lazyfs.rs`). A round takes 5–9 s, about 60 s for the default 8
+//! `LAZYFS_SRC` (see `common/lazyfs.rs`). A round takes 4–9 s, 45–60 s for the default 8
 //! cuts; the first run also builds LazyFS (about a minute, plus apt-get when its build
 //! dependencies are missing).
 //!
@@ -230,6 +230,7 @@ fn check(node: &NodeProcess, ledger: &mut Ledger, round: u64) -> TestResult<Vec<
                 Some("deleted (204) or found absent earlier, yet it downloads again")
             }
             200 if intact => None,
+            404 if entry.state == State::Gone => None,
             404 if required => {
                 Some("answered 200 before the cut and not expired, yet it answers 404")
             }
