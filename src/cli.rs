@@ -3,7 +3,10 @@
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
-use codex_actors::{config::DEFAULT_QUOTA_BYTES, Config};
+use codex_actors::{
+    config::{DEFAULT_QUOTA_BYTES, DEFAULT_SEGMENT_BYTES},
+    Config,
+};
 
 use crate::HttpConfig;
 
@@ -53,7 +56,10 @@ pub enum Command {
 /// Where the client commands look for a node.
 pub const DEFAULT_API: &str = "http://127.0.0.1:8080";
 
-/// Flags of the node (Codex's names).
+/// The smallest `--segment-bytes` the engine accepts.
+const MIN_SEGMENT_BYTES: u64 = 1024 * 1024; /* 1 MiB */
+
+/// Flags of the node (Codex's names, plus `--segment-bytes`).
 #[derive(Debug, clap::Args)]
 pub struct Args {
     /// Repository directory (created if missing).
@@ -77,6 +83,12 @@ pub struct Args {
     /// Block records looked at per maintenance pass.
     #[arg(long = "block-mn", default_value_t = 1000)]
     pub block_maintenance_number: usize,
+    /// Size in bytes at which block bytes go to a new segment file (at least 1 MiB). Smaller
+    /// segments let compaction give back the space of deleted data sooner; tests use 1 MiB so
+    /// that compaction runs on little data.
+    #[arg(long, default_value_t = DEFAULT_SEGMENT_BYTES,
+          value_parser = clap::value_parser!(u64).range(MIN_SEGMENT_BYTES..))]
+    pub segment_bytes: u64,
     /// Largest total size of a request's headers in bytes (431 beyond).
     #[arg(long, default_value_t = 16 * 1024)]
     pub max_header_bytes: usize,
@@ -93,6 +105,7 @@ impl Args {
             .block_ttl(Duration::from_secs(self.block_ttl))
             .maintenance_interval(Duration::from_secs(self.block_maintenance_interval.max(1)))
             .maintenance_batch(self.block_maintenance_number)
+            .segment_bytes(self.segment_bytes)
     }
 
     /// The HTTP configuration these flags describe.

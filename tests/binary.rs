@@ -4,73 +4,21 @@
 mod common;
 
 use std::{
-    io::{BufRead, BufReader},
     net::SocketAddr,
-    path::Path,
-    process::{Child, Command, Stdio},
+    process::Command,
     sync::{Arc, Mutex},
-    time::Duration,
 };
 
-use common::*;
-
-struct Proc {
-    child: Child,
-    addr: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-/// Starts the binary on `dir` with `--api-port 0` and reads the address from its log line.
-fn spawn_node(dir: &Path, extra: &[&str]) -> TestResult<Proc> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_codex-node"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["--api-port", "0"])
-        .args(extra)
-        .env("RUST_LOG", "info")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()?;
-    let stderr = child.stderr.take().ok_or("no stderr")?;
-    let mut lines = BufReader::new(stderr).lines();
-    let log = Arc::new(Mutex::new(Vec::new()));
-    let mut addr = None;
-    for line in lines.by_ref() {
-        let line = line?;
-        log.lock().map_err(|_| "poisoned")?.push(line.clone());
-        if let Some(at) = line.find("listening on http://") {
-            let rest = &line[at + "listening on http://".len()..];
-            addr = Some(rest.split('/').next().unwrap_or_default().parse()?);
-            break;
-        }
-    }
-    let addr = addr.ok_or("the node never logged its address")?;
-    let sink = log.clone();
-    std::thread::spawn(move || {
-        for line in lines.map_while(Result::ok) {
-            if let Ok(mut l) = sink.lock() {
-                l.push(line);
-            }
-        }
-    });
-    Ok(Proc { child, addr, log })
-}
+use common::{node_process::NodeProcess, workload::Rng, *};
 
 fn url(addr: SocketAddr, path: &str) -> String {
     format!("http://{addr}/api/codex/v1{path}")
 }
 
-fn terminate(p: &mut Proc) -> TestResult<std::process::ExitStatus> {
-    Command::new("kill")
-        .args(["-TERM", &p.child.id().to_string()])
-        .status()?;
-    Ok(p.child.wait()?)
-}
-
 #[test]
 fn binary_serves_on_port_zero_and_stops_on_sigterm() -> TestResult {
     let dir = tempfile::tempdir()?;
-    let mut p = spawn_node(dir.path(), &[])?;
+    let mut p = NodeProcess::spawn(dir.path(), &[])?;
     let (status, cid) = text(
         agent()
             .post(url(p.addr, "/data"))
@@ -80,10 +28,9 @@ fn binary_serves_on_port_zero_and_stops_on_sigterm() -> TestResult {
         (status, cid.as_str()),
         (200, "zDvZRwzm1ePSzKSXt57D5YxHwcSDmsCyYN65wW4HT7fuX9HrzFXy")
     );
-    let exit = terminate(&mut p)?;
+    let exit = p.terminate()?;
     assert!(exit.success(), "{exit:?}");
-    std::thread::sleep(Duration::from_millis(100));
-    let log = p.log.lock().map_err(|_| "poisoned")?.join("\n");
+    let log = p.log().join("\n");
     assert!(
         log.contains("upload stored"),
         "one info line per upload:\n{log}"
@@ -101,25 +48,17 @@ fn binary_rejects_bad_flags() -> TestResult {
         .output()?;
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("--api-port"));
+    // Segments smaller than 1 MiB are refused, not silently raised.
+    let out = Command::new(env!("CARGO_BIN_EXE_codex-node"))
+        .args(["--segment-bytes", "1048575"])
+        .output()?;
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--segment-bytes"));
     Ok(())
 }
 
-/// xorshift64*: a seeded generator so every run kills at the same moments.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
-
 fn content(seed: u64, len: usize) -> Vec<u8> {
-    let mut rng = Rng(seed | 1);
+    let mut rng = Rng::new(seed);
     (0..len).map(|_| rng.next() as u8).collect()
 }
 
@@ -142,7 +81,7 @@ fn sigkill_during_uploads_and_deletes_loses_nothing_acknowledged() -> TestResult
     let outcomes: Arc<Mutex<Outcomes>> = Arc::default();
     let mut kills = 0;
     for iteration in 0..KILL_ITERATIONS {
-        let mut p = spawn_node(dir.path(), &[])?;
+        let mut p = NodeProcess::spawn(dir.path(), &[])?;
         let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let workers: Vec<_> = (0..UPLOADERS)
             .map(|w| {
@@ -151,9 +90,8 @@ fn sigkill_during_uploads_and_deletes_loses_nothing_acknowledged() -> TestResult
                 std::thread::spawn(move || worker(iteration, w, addr, &mut rng, &stop, &outcomes))
             })
             .collect();
-        std::thread::sleep(Duration::from_millis(30 + rng.below(400)));
-        p.child.kill()?; // SIGKILL
-        p.child.wait()?;
+        std::thread::sleep(std::time::Duration::from_millis(30 + rng.below(400)));
+        p.kill()?; // SIGKILL
         kills += 1;
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         for w in workers {
@@ -172,7 +110,7 @@ fn sigkill_during_uploads_and_deletes_loses_nothing_acknowledged() -> TestResult
         );
     }
 
-    let mut p = spawn_node(dir.path(), &[])?;
+    let mut p = NodeProcess::spawn(dir.path(), &[])?;
     let outcomes = outcomes.lock().map_err(|_| "poisoned")?;
     assert!(
         outcomes.stored.len() > KILL_ITERATIONS as usize,
@@ -204,7 +142,7 @@ fn sigkill_during_uploads_and_deletes_loses_nothing_acknowledged() -> TestResult
             .status();
         assert_eq!(status, 404, "{cid} was deleted (204) but came back");
     }
-    assert!(terminate(&mut p)?.success());
+    assert!(p.terminate()?.success());
     let report = codex_actors::repair::inspect(dir.path())?;
     assert!(
         report.is_clean(),

@@ -1,9 +1,18 @@
 //! Test harness: starts the real server (engine + actix-web) on a loopback port, in its own
 //! thread and actix system, exactly as `main.rs` does, and talks to it over real HTTP.
+//!
+//! For tests of the binary itself: `node_process` (the `codex-node` executable as a child
+//! process), `lazyfs` (a FUSE file system that can drop unsynced data, for power cuts),
+//! `workload` (seeded files and the ledger of what a node acknowledged) and `clients`
+//! (concurrent clients that fill that ledger).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod answer;
+pub mod clients;
 pub mod codex;
+pub mod lazyfs;
+pub mod node_process;
+pub mod workload;
 
 use std::{
     net::SocketAddr,
