@@ -22,7 +22,7 @@
 //! upload is about to reference. The start-up check clears pins left by a crash.
 
 use std::{
-    collections::HashMap,
+    collections::{HashMap, HashSet},
     sync::{
         atomic::{AtomicU64, Ordering},
         Arc,
@@ -245,6 +245,10 @@ impl MetaStore {
         let mut pending = HashMap::new();
         let mut counters = self.counters;
         let mut placed = Vec::with_capacity(msg.blocks.len());
+        // A copy written once for a block repeated in the batch is garbage once, not once per
+        // repetition: releasing it twice would undercount its segment's live bytes and get
+        // the segment deleted while other blocks in it are still in use.
+        let mut reported: HashSet<Location> = HashSet::new();
         for b in &msg.blocks {
             let outcome = match self.meta(&pending, &b.cid)? {
                 Some(mut m) if m.size == b.size => {
@@ -253,7 +257,9 @@ impl MetaStore {
                     pending.insert(b.cid, Some(m));
                     // The same copy twice in one message (a block repeated in a batch) is
                     // the stored copy, not garbage.
-                    let garbage = b.location.filter(|l| Some(*l) != m.location);
+                    let garbage = b
+                        .location
+                        .filter(|l| Some(*l) != m.location && reported.insert(*l));
                     Placed::AlreadyStored { garbage }
                 }
                 Some(_) => return Err(Error::Corrupted(b.cid)),
@@ -308,5 +314,60 @@ impl Handler<ReleaseBlocks> for MetaStore {
     type Result = Result<Freed>;
     fn handle(&mut self, msg: ReleaseBlocks, _: &mut Self::Context) -> Self::Result {
         self.release_blocks(&msg.blocks)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::cid::block_cid;
+
+    fn store(dir: &std::path::Path) -> Result<MetaStore> {
+        MetaStore::new(Keyspaces::open(dir, 8 << 20)?, u64::MAX, Default::default())
+    }
+
+    fn at(offset: u64) -> Location {
+        Location {
+            segment: 0,
+            offset,
+            len: 65536,
+        }
+    }
+
+    /// A block repeated in one batch, written once by an upload that raced with another upload
+    /// of the same block: its one useless copy is reported once.
+    #[test]
+    fn a_repeated_block_copy_is_garbage_once() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut meta = store(dir.path())?;
+        let cid = block_cid(b"pool block");
+        let first = PutBlocks {
+            blocks: vec![NewBlock {
+                cid,
+                size: 65536,
+                location: Some(at(0)),
+            }],
+            expiry: 1,
+        };
+        assert_eq!(meta.put_blocks(&first)?, vec![Placed::Stored]);
+        let copy = NewBlock {
+            cid,
+            size: 65536,
+            location: Some(at(70_000)),
+        };
+        let racing = PutBlocks {
+            blocks: vec![copy, copy],
+            expiry: 1,
+        };
+        let placed = meta.put_blocks(&racing)?;
+        let garbage: Vec<Location> = placed
+            .iter()
+            .filter_map(|p| match p {
+                Placed::AlreadyStored { garbage } => *garbage,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(garbage, vec![at(70_000)]);
+        Ok(())
     }
 }

@@ -92,9 +92,11 @@ impl Node {
             committed,
         } = opened;
         // One thread, so one instance: the factory hands out clones of the opened store.
+        // The start-up check ended with a persist: everything counted so far is durable.
+        let durable = committed.load(std::sync::atomic::Ordering::Acquire);
         let journal_db = ks.db.clone();
         let journal = SyncArbiter::start(1, move || {
-            Journal::new(journal_db.clone(), committed.clone())
+            Journal::new(journal_db.clone(), committed.clone(), durable)
         });
         let meta = SyncArbiter::start(1, move || meta.clone());
         let quota = config.quota_max_bytes;

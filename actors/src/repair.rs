@@ -153,7 +153,8 @@ fn check(
             false
         } else {
             if !has_bytes {
-                tracing::error!(cid = %cid_text(&cid), refs = m.ref_count, "block referenced by a dataset is missing");
+                let file_len = m.location.and_then(|l| lengths.get(&l.segment));
+                tracing::error!(cid = %cid_text(&cid), refs = m.ref_count, location = ?m.location, ?file_len, "block referenced by a dataset is missing");
                 report.damaged_blocks += 1;
             }
             true

@@ -274,7 +274,10 @@ async fn place(p: &Pipeline, mut todo: Vec<(Cid, Bytes)>, pinned: &mut Vec<Diges
                 location: if s.is_none() { written.next() } else { None },
             })
             .collect();
-        let fresh: Vec<Location> = entries.iter().filter_map(|e| e.location).collect();
+        // Each copy once: a block repeated in the batch shares one copy.
+        let mut fresh: Vec<Location> = entries.iter().filter_map(|e| e.location).collect();
+        fresh.sort_by_key(|l| (l.segment, l.offset));
+        fresh.dedup();
         let placed = match p
             .repo
             .meta

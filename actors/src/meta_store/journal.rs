@@ -34,9 +34,10 @@ pub struct Journal {
 }
 
 impl Journal {
-    /// A syncer for `db`, reading the metadata actor's commit count.
-    pub(crate) fn new(db: Database, committed: Arc<AtomicU64>) -> Self {
-        let durable = committed.load(Ordering::Acquire);
+    /// A syncer for `db`, reading the metadata actor's commit count; `durable` is that count
+    /// at the last persist before the node started (taken by the caller, not when this actor's
+    /// thread happens to start, by which time unsynced commits may already be counted).
+    pub(crate) fn new(db: Database, committed: Arc<AtomicU64>, durable: u64) -> Self {
         Self {
             db,
             committed,
