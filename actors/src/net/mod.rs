@@ -288,6 +288,9 @@ pub enum NetError {
     /// A bootstrap peer text is unusable.
     #[error("{0}")]
     Bootstrap(String),
+    /// Too many lookups (or first announcements) are running; try again once some ended.
+    #[error("{0} DHT lookups are running already")]
+    TooManyLookups(usize),
     /// We already provide as many keys as [`DhtConfig::max_provided_keys`] allows.
     #[error("already providing the maximum of {0} keys")]
     TooManyProvidedKeys(usize),
@@ -405,7 +408,8 @@ impl NetHandle {
     /// [`NetHandle::stop_providing`]. Providing a key again is harmless.
     ///
     /// # Errors
-    /// [`NetError::TooManyProvidedKeys`], [`NetError::Stopped`].
+    /// [`NetError::TooManyProvidedKeys`], [`NetError::TooManyLookups`] (the key is then not
+    /// provided), [`NetError::Stopped`].
     pub async fn provide(&self, key: Cid) -> Result<(), NetError> {
         self.ask(|reply| Command::Provide { key, reply }).await?
     }
@@ -426,7 +430,7 @@ impl NetHandle {
     /// This node is never listed. Nothing is dialled for the caller: connecting is up to it.
     ///
     /// # Errors
-    /// [`NetError::Stopped`].
+    /// [`NetError::TooManyLookups`] when 128 are running, [`NetError::Stopped`].
     pub async fn find_providers(&self, key: Cid) -> Result<Providers, NetError> {
         self.ask(|reply| Command::FindProviders { key, reply })
             .await?

@@ -24,7 +24,7 @@
 //!
 //! # Bounds
 //! Lookups end after [`DhtConfig::lookup_timeout`] at the latest, returning what they found.
-//! The record store ([`store`]) caps our keys and the records held for others separately; the
+//! The record store (`store.rs`) caps our keys and the records held for others separately; the
 //! routing table is Kademlia's (256 buckets of 20); the peer book ([`peer_book`]) keeps at most
 //! 256 peers.
 //!
@@ -40,6 +40,7 @@
 
 pub(crate) mod addrs;
 mod bootstrap;
+mod lookup;
 pub mod peer_book;
 mod routing;
 mod state;

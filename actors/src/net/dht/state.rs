@@ -1,14 +1,10 @@
-//! The DHT's state inside the driver task: lookups and announcements waiting for Kademlia,
-//! the paced re-announcement of our keys, the routing-table refresh, and the peer book.
+//! The DHT's state inside the driver task: lookups ([`Lookups`]) and announcements waiting for
+//! Kademlia, the paced re-announcement of our keys, the routing-table refresh, and the peer
+//! book.
 //!
 //! The driver calls in with the Kademlia behaviour for every command, Kademlia event and
 //! identify result, and once a second through [`Dht::tick`], which enforces deadlines (a query
 //! stuck on a dial the OS has not given up yet must still answer in time) and runs the timers.
-//!
-//! A provider lookup has two phases. First the `GET_PROVIDERS` walk collects provider ids.
-//! Kademlia hands out ids only, so then each provider's addresses are taken from the routing
-//! table and the peer book, and for a provider found in neither, a `FIND_NODE` walk towards its
-//! id asks the peers near it. Both phases share the one deadline.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::path::PathBuf;
@@ -20,6 +16,7 @@ use libp2p::{identify, Multiaddr, PeerId};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
+use crate::net::dht::lookup::{Lookups, MAX_LOOKUPS};
 use crate::net::dht::peer_book::{self, PeerBook};
 use crate::net::dht::routing::{self, RoutingNode, RoutingTable};
 use crate::net::dht::store::ProviderStore;
@@ -33,22 +30,6 @@ const SAVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How often expired records of other peers are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
 
-/// A `find_providers` in progress.
-struct Lookup {
-    /// Providers in the order they were found.
-    found: Vec<PeerId>,
-    /// Addresses settled so far.
-    addrs: HashMap<PeerId, Vec<Multiaddr>>,
-    deadline: Instant,
-    /// The `GET_PROVIDERS` walk is still running.
-    searching: bool,
-    /// `FIND_NODE` walks for provider addresses still running.
-    resolving: usize,
-    /// Some part ran out of time (Kademlia's query timeout or our deadline).
-    timed_out: bool,
-    reply: oneshot::Sender<Result<Providers, NetError>>,
-}
-
 /// The DHT side of the driver; see the module doc.
 pub(crate) struct Dht {
     config: DhtConfig,
@@ -59,9 +40,7 @@ pub(crate) struct Dht {
     book_path: Option<PathBuf>,
     /// The peer book write in flight; one at a time, as they share a temporary file.
     saving: Option<JoinHandle<()>>,
-    lookups: HashMap<QueryId, Lookup>,
-    /// Address walks: their query and the lookup and provider they serve.
-    resolving: HashMap<QueryId, (QueryId, PeerId)>,
+    lookups: Lookups,
     /// First announcements whose caller waits, with their deadline.
     provides: HashMap<QueryId, (Instant, oneshot::Sender<Result<(), NetError>>)>,
     /// Re-announcements running.
@@ -73,17 +52,6 @@ pub(crate) struct Dht {
     next_save: Instant,
     next_sweep: Instant,
     stats: DhtStats,
-}
-
-/// Addresses of `peer` from the routing table and the peer book.
-fn known_addrs(kad: &mut Kad, book: &PeerBook, peer: &PeerId) -> Vec<Multiaddr> {
-    let mut all = routing::table_addrs(kad, peer);
-    for a in book.addrs(peer) {
-        if !all.contains(&a) {
-            all.push(a);
-        }
-    }
-    all
 }
 
 impl Dht {
@@ -106,15 +74,15 @@ impl Dht {
             }),
         };
         let now = Instant::now();
+        let local = key.public().to_peer_id();
         Ok(Dht {
-            local: key.public().to_peer_id(),
+            local,
             key,
             bootstrap,
             book,
             book_path,
             saving: None,
-            lookups: HashMap::new(),
-            resolving: HashMap::new(),
+            lookups: Lookups::new(local, config.max_providers_per_key, config.enough_providers),
             provides: HashMap::new(),
             announcing: HashSet::new(),
             republish: VecDeque::new(),
@@ -167,17 +135,8 @@ impl Dht {
         reply: oneshot::Sender<Result<Providers, NetError>>,
     ) {
         self.stats.lookups += 1;
-        let id = kad.get_providers(key);
-        let lookup = Lookup {
-            found: Vec::new(),
-            addrs: HashMap::new(),
-            deadline: Instant::now() + self.config.lookup_timeout,
-            searching: true,
-            resolving: 0,
-            timed_out: false,
-            reply,
-        };
-        self.lookups.insert(id, lookup);
+        let deadline = Instant::now() + self.config.lookup_timeout;
+        self.lookups.start(kad, key, deadline, reply);
     }
 
     pub(crate) fn provide(
@@ -186,6 +145,11 @@ impl Dht {
         key: RecordKey,
         reply: oneshot::Sender<Result<(), NetError>>,
     ) {
+        if self.provides.len() >= MAX_LOOKUPS {
+            // The record is not even stored: the caller must try again.
+            let _ = reply.send(Err(NetError::TooManyLookups(MAX_LOOKUPS)));
+            return;
+        }
         match kad.start_providing(key) {
             Ok(id) => {
                 self.stats.provides += 1;
@@ -236,8 +200,15 @@ impl Dht {
             return;
         };
         match result {
-            kad::QueryResult::GetProviders(r) => self.on_providers(kad, id, r, step.last),
-            kad::QueryResult::GetClosestPeers(r) if step.last => self.on_resolved(kad, id, r),
+            kad::QueryResult::GetProviders(r) => {
+                let (book, stats) = (&self.book, &mut self.stats);
+                self.lookups
+                    .on_providers(kad, book, stats, id, r, step.last);
+            }
+            kad::QueryResult::GetClosestPeers(r) if step.last => {
+                let (book, stats) = (&self.book, &mut self.stats);
+                self.lookups.on_walk_done(kad, book, stats, id, r);
+            }
             kad::QueryResult::StartProviding(r) if step.last => {
                 match r {
                     Ok(_) => self.stats.announcements += 1,
@@ -257,107 +228,6 @@ impl Dht {
             }
             _ => {}
         }
-    }
-
-    fn on_providers(
-        &mut self,
-        kad: &mut Kad,
-        id: QueryId,
-        result: kad::GetProvidersResult,
-        last: bool,
-    ) {
-        let Some(lookup) = self.lookups.get_mut(&id) else {
-            return; // already answered at its deadline
-        };
-        if let Err(kad::GetProvidersError::Timeout { .. }) = result {
-            lookup.timed_out = true;
-        }
-        if let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = result {
-            let cap = self.config.max_providers_per_key.max(1);
-            for p in providers {
-                if p != self.local && !lookup.found.contains(&p) && lookup.found.len() < cap {
-                    lookup.found.push(p);
-                }
-            }
-            if lookup.found.len() >= self.config.enough_providers.max(1) {
-                if let Some(mut q) = kad.query_mut(&id) {
-                    q.finish(); // its final event arrives next, with `last` set
-                }
-            }
-        }
-        if !last {
-            return;
-        }
-        lookup.searching = false;
-        let now = Instant::now();
-        for p in lookup.found.clone() {
-            let known = known_addrs(kad, &self.book, &p);
-            if known.is_empty() && now < lookup.deadline {
-                let walk = kad.get_closest_peers(p);
-                self.resolving.insert(walk, (id, p));
-                lookup.resolving += 1;
-            } else {
-                lookup.addrs.insert(p, known);
-            }
-        }
-        if lookup.resolving == 0 {
-            self.answer(kad, id);
-        }
-    }
-
-    fn on_resolved(&mut self, kad: &mut Kad, walk: QueryId, result: kad::GetClosestPeersResult) {
-        let Some((id, peer)) = self.resolving.remove(&walk) else {
-            return;
-        };
-        let (peers, timed_out) = match result {
-            Ok(ok) => (ok.peers, false),
-            Err(kad::GetClosestPeersError::Timeout { peers, .. }) => (peers, true),
-        };
-        let told = peers
-            .into_iter()
-            .filter(|info| info.peer_id == peer)
-            .flat_map(|info| info.addrs);
-        let mut found = known_addrs(kad, &self.book, &peer);
-        for a in addrs::usable(told, peer, true) {
-            if !found.contains(&a) {
-                found.push(a);
-            }
-        }
-        let Some(lookup) = self.lookups.get_mut(&id) else {
-            return;
-        };
-        lookup.addrs.insert(peer, found);
-        lookup.resolving -= 1;
-        lookup.timed_out |= timed_out;
-        if lookup.resolving == 0 && !lookup.searching {
-            self.answer(kad, id);
-        }
-    }
-
-    /// Replies to lookup `id` with every provider found and the addresses known for each.
-    fn answer(&mut self, kad: &mut Kad, id: QueryId) {
-        let Some(mut lookup) = self.lookups.remove(&id) else {
-            return;
-        };
-        let providers: Providers = lookup
-            .found
-            .iter()
-            .map(|p| {
-                let addrs = lookup
-                    .addrs
-                    .remove(p)
-                    .unwrap_or_else(|| known_addrs(kad, &self.book, p));
-                (*p, addrs)
-            })
-            .collect();
-        if providers.is_empty() {
-            self.stats.lookups_empty += 1;
-        }
-        if lookup.timed_out {
-            self.stats.lookups_timed_out += 1;
-        }
-        self.stats.providers_found += providers.len() as u64;
-        let _ = lookup.reply.send(Ok(providers));
     }
 
     /// Deadlines, refresh, re-announcement, sweeping and saving; called about once a second.
@@ -383,30 +253,7 @@ impl Dht {
     }
 
     fn enforce_deadlines(&mut self, kad: &mut Kad, now: Instant) {
-        let late: Vec<QueryId> = self
-            .lookups
-            .iter()
-            .filter(|(_, l)| l.deadline <= now)
-            .map(|(id, _)| *id)
-            .collect();
-        for id in late {
-            let walks: Vec<QueryId> = self
-                .resolving
-                .iter()
-                .filter(|(_, (l, _))| *l == id)
-                .map(|(w, _)| *w)
-                .collect();
-            for w in walks.into_iter().chain([id]) {
-                self.resolving.remove(&w);
-                if let Some(mut q) = kad.query_mut(&w) {
-                    q.finish();
-                }
-            }
-            if let Some(l) = self.lookups.get_mut(&id) {
-                l.timed_out = true;
-            }
-            self.answer(kad, id);
-        }
+        self.lookups.expire(kad, &self.book, &mut self.stats, now);
         // The record is stored and will be announced again; the caller need not wait longer.
         let late: Vec<QueryId> = self
             .provides
