@@ -8,7 +8,8 @@
 //! # Layout
 //! - [`format`](mod@format): pure Codex formats (CIDs, manifest protobuf, Merkle tree and
 //!   proofs, block-exchange messages).
-//! - [`net`]: the libp2p network component that speaks `/codex/blockexc/1.0.0` with Codex.
+//! - [`net`]: the libp2p network component that speaks `/codex/blockexc/1.0.0` with Codex,
+//!   and its provider DHT ([`net::dht`]) for finding data by CID.
 //! - [`node`]: the [`Node`] handle that starts the actors and talks to them.
 //! - One actor per concern, each file holding its messages: [`chunker`] (bytes → blocks),
 //!   [`hasher`] (sha2-256 and tree layers), [`upload`] (gathers CIDs, commits the manifest),

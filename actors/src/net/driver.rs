@@ -1,17 +1,19 @@
 //! The driver task: owns the swarm, answers the handle's commands, turns swarm events into
-//! [`NetEvent`]s, and starts a writer task per connected peer.
+//! [`NetEvent`]s, starts a writer task per connected peer, and drives the DHT ([`Dht`]).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
+use libp2p::kad::RecordKey;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::format::blockexc::Message;
+use crate::net::dht::{self, addrs, Dht};
 use crate::net::peer::{self, ReadCtx};
 use crate::net::transport::{self, Behaviour, BehaviourEvent};
 use crate::net::{identity, Command, NetConfig, NetError, NetEvent, NetHandle, BLOCKEXC_PROTOCOL};
@@ -20,6 +22,8 @@ use crate::net::{identity, Command, NetConfig, NetError, NetEvent, NetHandle, BL
 const COMMAND_QUEUE: usize = 64;
 /// Time allowed for the listen addresses to be bound at start.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Period of the DHT's timers; also the precision of lookup deadlines.
+const DHT_TICK: Duration = Duration::from_secs(1);
 
 /// The network component. Start it with [`Net::start`]; then talk to it through the
 /// [`NetHandle`] and read its [`NetEvent`]s.
@@ -36,6 +40,10 @@ pub struct Net {
     control: libp2p_stream::Control,
     ctx: Arc<ReadCtx>,
     peer_queue_len: usize,
+    /// Lookups, announcements, routing-table refresh and the peer store.
+    dht: Dht,
+    /// Announce every new listen address (no `announce_addrs` configured).
+    auto_announce: bool,
 }
 
 impl Net {
@@ -49,6 +57,13 @@ impl Net {
         config: NetConfig,
     ) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
         let key = identity::load_or_create(&config.key_path)?;
+        // Bootstrap texts are checked before anything binds, so a typo fails the start cleanly.
+        let mut dht = Dht::new(
+            config.dht.clone(),
+            key.clone(),
+            &config.bootstrap,
+            config.peer_store.clone(),
+        )?;
         let mut swarm = transport::build(key.clone(), &config)?;
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control
@@ -82,6 +97,19 @@ impl Net {
             .await
             .map_err(|_| NetError::Listen("timed out binding listen addresses".into()))??;
 
+        // Provider records and identify carry the external addresses.
+        let auto_announce = config.announce_addrs.is_empty();
+        let announce = if auto_announce {
+            let bound: Vec<_> = swarm.listeners().cloned().collect();
+            dht::announce_from_listen(&bound)
+        } else {
+            config.announce_addrs.clone()
+        };
+        for addr in announce {
+            swarm.add_external_address(addr);
+        }
+        dht.join(&mut swarm.behaviour_mut().kad);
+
         let (events_tx, events_rx) = mpsc::channel(config.event_queue_len.max(1));
         // One frame must always fit the budget, or its reader would wait forever; semaphores
         // count in u32 per acquire.
@@ -110,6 +138,8 @@ impl Net {
             control,
             ctx,
             peer_queue_len: config.peer_queue_len.max(1),
+            dht,
+            auto_announce,
         };
         tokio::spawn(net.run());
         let handle = NetHandle {
@@ -123,6 +153,9 @@ impl Net {
         /// Lifecycle events held back before the swarm stops being polled.
         const MAX_PENDING: usize = 64;
         let events = self.ctx.events.clone();
+        let mut tick = tokio::time::interval(DHT_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopped_by = None;
         loop {
             tokio::select! {
                 permit = events.reserve(), if !self.pending.is_empty() => {
@@ -134,11 +167,14 @@ impl Net {
                 command = self.commands.recv() => match command {
                     None => break,
                     Some(Command::Shutdown { reply }) => {
-                        let _ = reply.send(());
+                        stopped_by = Some(reply);
                         break;
                     }
                     Some(c) => self.command(c),
                 },
+                _ = tick.tick() => {
+                    self.dht.tick(&mut self.swarm.behaviour_mut().kad, Instant::now());
+                }
                 event = self.swarm.select_next_some(), if self.pending.len() < MAX_PENDING => {
                     self.swarm_event(event);
                 }
@@ -147,6 +183,10 @@ impl Net {
         }
         // Dropping the swarm closes every connection; dropping the writers' queues ends them.
         self.writers.clear();
+        self.dht.save_on_exit().await;
+        if let Some(reply) = stopped_by {
+            let _ = reply.send(());
+        }
     }
 
     fn command(&mut self, command: Command) {
@@ -175,6 +215,32 @@ impl Net {
             // Handled by the loop, which must stop.
             Command::Shutdown { reply } => {
                 let _ = reply.send(());
+            }
+            Command::Provide { key, reply } => {
+                let key = RecordKey::new(&key.to_bytes());
+                self.dht
+                    .provide(&mut self.swarm.behaviour_mut().kad, key, reply);
+            }
+            Command::StopProviding { key, reply } => {
+                let key = RecordKey::new(&key.to_bytes());
+                self.dht
+                    .stop_providing(&mut self.swarm.behaviour_mut().kad, &key);
+                let _ = reply.send(());
+            }
+            Command::FindProviders { key, reply } => {
+                let key = RecordKey::new(&key.to_bytes());
+                self.dht
+                    .find_providers(&mut self.swarm.behaviour_mut().kad, key, reply);
+            }
+            Command::RoutingTable { reply } => {
+                let announced: Vec<_> = self.swarm.external_addresses().cloned().collect();
+                let table = self
+                    .dht
+                    .routing_table(&mut self.swarm.behaviour_mut().kad, announced);
+                let _ = reply.send(table);
+            }
+            Command::DhtStats { reply } => {
+                let _ = reply.send(self.dht.stats(&mut self.swarm.behaviour_mut().kad));
             }
         }
     }
@@ -211,9 +277,27 @@ impl Net {
     }
 
     fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match &event {
+            SwarmEvent::Dialing { .. } => self.dht.on_dial(),
+            SwarmEvent::OutgoingConnectionError { .. } => self.dht.on_dial_failed(),
+            _ => {}
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                // A listener on 0.0.0.0 reports each new interface; loopback stays private.
+                if self.auto_announce
+                    && !addrs::is_loopback(&address)
+                    && addrs::tcp_dialable(&address, None).is_some()
+                {
+                    self.swarm.add_external_address(address.clone());
+                }
                 self.pending.push_back(NetEvent::Listening(address));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } if self.auto_announce => {
+                self.swarm.remove_external_address(&address);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => {
+                self.dht.on_event(&mut self.swarm.behaviour_mut().kad, e);
             }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
@@ -255,6 +339,8 @@ impl Net {
                 info,
                 ..
             })) => {
+                self.dht
+                    .on_identify(&mut self.swarm.behaviour_mut().kad, peer_id, &info);
                 self.pending.push_back(NetEvent::Identified {
                     peer: peer_id,
                     agent_version: info.agent_version,

@@ -52,8 +52,9 @@ fn load(path: &Path) -> Result<Keypair, NetError> {
     Ok(key)
 }
 
-/// Writes `bytes` to `path` so that `path` either does not exist or holds all of them.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Writes `bytes` to `path` (mode 0600) so that `path` holds either its old content or all of
+/// `bytes`, never part of them. Also used for the DHT peer store.
+pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -61,12 +62,12 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
     fs::create_dir_all(dir)?;
     let name = path
         .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "key path has no file name"))?;
+        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
     let mut tmp_name = std::ffi::OsString::from(".");
     tmp_name.push(name);
     tmp_name.push(format!(".tmp.{}", std::process::id()));
     let tmp = dir.join(tmp_name);
-    // A leftover from a crash of an earlier start with the same pid holds nothing worth keeping.
+    // A leftover from a crash of an earlier run with the same pid holds nothing worth keeping.
     let _ = fs::remove_file(&tmp);
     let written = (|| {
         let mut f = OpenOptions::new()

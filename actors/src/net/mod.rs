@@ -30,7 +30,14 @@
 //! capped by a shared budget ([`FrameBudget`]); each peer may run a few inbound block-exchange streams at a time. A peer that sends an
 //! oversized frame, garbage or an out-of-range enum has that stream reset and a
 //! [`NetEvent::Violation`] is reported; its other streams and all other peers carry on.
+//!
+//! # Finding data
+//! [`dht`]: a Kademlia DHT of provider records on the same connections, bootstrap peers, and a
+//! peer store that lets a restarted node rejoin on its own. Through the handle:
+//! [`NetHandle::provide`], [`NetHandle::stop_providing`], [`NetHandle::find_providers`],
+//! [`NetHandle::routing_table`], [`NetHandle::dht_stats`].
 
+pub mod dht;
 mod driver;
 pub mod framing;
 pub mod identity;
@@ -46,9 +53,15 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::format::blockexc::{Message, WireError};
+use crate::Cid;
 
+pub use dht::{BootstrapError, BootstrapPeer, DhtConfig, DhtStats, RoutingNode, RoutingTable};
 pub use driver::Net;
 pub use framing::FrameError;
+
+/// Providers of a key, as [`NetHandle::find_providers`] returns them: each peer with the
+/// addresses known for it (possibly none).
+pub type Providers = Vec<(PeerId, Vec<Multiaddr>)>;
 
 /// The block-exchange protocol id, as Codex registers it.
 pub const BLOCKEXC_PROTOCOL: StreamProtocol = StreamProtocol::new("/codex/blockexc/1.0.0");
@@ -86,6 +99,19 @@ pub struct NetConfig {
     pub idle_timeout: Duration,
     /// Time allowed to read one frame once its length arrived. Default 60 s.
     pub frame_timeout: Duration,
+    /// Peers to join the DHT through, as `/ip4/…/tcp/…/p2p/<peerId>` or `spr:` text with a
+    /// TCP address ([`BootstrapPeer::parse`]); checked at start. Default: none, which makes
+    /// this node the first of a network unless the peer store knows others.
+    pub bootstrap: Vec<String>,
+    /// The peer store file (e.g. `<data-dir>/peers`): DHT peers met, saved every 30 s when
+    /// changed and at shutdown, loaded at start like bootstrap peers. Default: none (nothing
+    /// is remembered).
+    pub peer_store: Option<PathBuf>,
+    /// Addresses put in our provider records and identify. Default: none, meaning the bound
+    /// listen addresses (loopback ones only when there is nothing else).
+    pub announce_addrs: Vec<Multiaddr>,
+    /// DHT settings.
+    pub dht: DhtConfig,
 }
 
 impl NetConfig {
@@ -103,7 +129,25 @@ impl NetConfig {
             agent_version: format!("codex-node/{}", env!("CARGO_PKG_VERSION")),
             idle_timeout: Duration::from_secs(600),
             frame_timeout: Duration::from_secs(60),
+            bootstrap: Vec::new(),
+            peer_store: None,
+            announce_addrs: Vec::new(),
+            dht: DhtConfig::default(),
         }
+    }
+
+    /// Adds a bootstrap peer (multiaddr with `/p2p/<peerId>`, or `spr:` text). Default: none.
+    #[must_use]
+    pub fn bootstrap_peer(mut self, text: impl Into<String>) -> Self {
+        self.bootstrap.push(text.into());
+        self
+    }
+
+    /// Sets the peer store file. Default: none.
+    #[must_use]
+    pub fn peer_store(mut self, path: impl Into<PathBuf>) -> Self {
+        self.peer_store = Some(path.into());
+        self
     }
 
     /// Adds a listen address. Default: none.
@@ -241,6 +285,15 @@ pub enum NetError {
     /// The peer's send queue is full; try again after the queue drained.
     #[error("send queue to {0} is full")]
     QueueFull(PeerId),
+    /// A bootstrap peer text is unusable.
+    #[error("{0}")]
+    Bootstrap(String),
+    /// Too many lookups (or first announcements) are running; try again once some ended.
+    #[error("{0} DHT lookups are running already")]
+    TooManyLookups(usize),
+    /// We already provide as many keys as [`DhtConfig::max_provided_keys`] allows.
+    #[error("already providing the maximum of {0} keys")]
+    TooManyProvidedKeys(usize),
     /// The network task has stopped.
     #[error("the network has stopped")]
     Stopped,
@@ -267,6 +320,24 @@ pub(crate) enum Command {
     },
     Shutdown {
         reply: oneshot::Sender<()>,
+    },
+    Provide {
+        key: Cid,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
+    StopProviding {
+        key: Cid,
+        reply: oneshot::Sender<()>,
+    },
+    FindProviders {
+        key: Cid,
+        reply: oneshot::Sender<Result<Providers, NetError>>,
+    },
+    RoutingTable {
+        reply: oneshot::Sender<RoutingTable>,
+    },
+    DhtStats {
+        reply: oneshot::Sender<DhtStats>,
     },
 }
 
@@ -330,7 +401,59 @@ impl NetHandle {
         spr::encode(&self.key, addrs)
     }
 
-    /// Stops the network: closes all connections and ends the driver task.
+    /// Announces that this node provides the data of `key` (the binary CID is the DHT key):
+    /// stores our provider record and sends it to the peers closest to the key. Returns once
+    /// that first announcement finished, or after [`DhtConfig::lookup_timeout`]; either way the
+    /// key is announced again every [`DhtConfig::provider_republish_interval`] until
+    /// [`NetHandle::stop_providing`]. Providing a key again is harmless.
+    ///
+    /// # Errors
+    /// [`NetError::TooManyProvidedKeys`], [`NetError::TooManyLookups`] (the key is then not
+    /// provided), [`NetError::Stopped`].
+    pub async fn provide(&self, key: Cid) -> Result<(), NetError> {
+        self.ask(|reply| Command::Provide { key, reply }).await?
+    }
+
+    /// Stops answering for and re-announcing `key`. Peers that stored our record keep handing
+    /// it out until it expires ([`DhtConfig::provider_record_ttl`]).
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn stop_providing(&self, key: Cid) -> Result<(), NetError> {
+        self.ask(|reply| Command::StopProviding { key, reply })
+            .await
+    }
+
+    /// Looks up providers of `key` in the DHT, taking at most [`DhtConfig::lookup_timeout`]
+    /// (an empty list means nobody was found in that time). Each provider comes with the
+    /// addresses known for it (from its record, the routing table or identify; possibly none).
+    /// This node is never listed. Nothing is dialled for the caller: connecting is up to it.
+    ///
+    /// # Errors
+    /// [`NetError::TooManyLookups`] when 128 are running, [`NetError::Stopped`].
+    pub async fn find_providers(&self, key: Cid) -> Result<Providers, NetError> {
+        self.ask(|reply| Command::FindProviders { key, reply })
+            .await?
+    }
+
+    /// The DHT routing table, in the shape of Codex's `/debug/info` `table`.
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn routing_table(&self) -> Result<RoutingTable, NetError> {
+        self.ask(|reply| Command::RoutingTable { reply }).await
+    }
+
+    /// The DHT counters, for metrics.
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn dht_stats(&self) -> Result<DhtStats, NetError> {
+        self.ask(|reply| Command::DhtStats { reply }).await
+    }
+
+    /// Stops the network: saves the peer store, closes all connections and ends the driver
+    /// task.
     ///
     /// # Errors
     /// [`NetError::Stopped`] when it had already stopped.

@@ -1,10 +1,12 @@
-//! Builds the swarm: TCP + Noise + yamux/mplex, and the behaviours block exchange needs.
+//! Builds the swarm: TCP + Noise + yamux/mplex, the behaviours block exchange needs, and the
+//! Kademlia DHT.
 
 use libp2p::connection_limits::{self, ConnectionLimits};
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, noise, tcp, yamux, Swarm, SwarmBuilder};
+use libp2p::{identify, kad, noise, tcp, yamux, Swarm, SwarmBuilder};
 
+use crate::net::dht::{self, store::ProviderStore};
 use crate::net::{NetConfig, NetError};
 
 /// The protocol version string in our identify message, the one nim-libp2p sends too.
@@ -35,6 +37,8 @@ pub(crate) struct Behaviour {
     pub identify: identify::Behaviour,
     /// Raw streams for `/codex/blockexc/1.0.0`.
     pub stream: libp2p_stream::Behaviour,
+    /// The provider DHT ([`dht`]).
+    pub kad: kad::Behaviour<ProviderStore>,
 }
 
 fn mplex_config() -> libp2p_mplex::Config {
@@ -57,6 +61,7 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
     let identify = identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
         .with_agent_version(config.agent_version.clone());
     let idle = config.idle_timeout;
+    let kad = dht::behaviour(key.public().to_peer_id(), &config.dht);
     let swarm = SwarmBuilder::with_existing_identity(key)
         .with_tokio()
         .with_tcp(
@@ -70,6 +75,7 @@ pub(crate) fn build(key: Keypair, config: &NetConfig) -> Result<Swarm<Behaviour>
             limits: connection_limits::Behaviour::new(limits),
             identify: identify::Behaviour::new(identify),
             stream: libp2p_stream::Behaviour::new(),
+            kad,
         })
         .map_err(|e| NetError::Listen(e.to_string()))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(idle))

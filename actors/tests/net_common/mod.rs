@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // each test file uses its own subset
 
+pub mod codex;
+
 use std::time::Duration;
 
 use bytes::Bytes;
