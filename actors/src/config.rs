@@ -27,6 +27,7 @@ pub struct Config {
     pub(crate) hasher_threads: usize,
     pub(crate) block_store_threads: usize,
     pub(crate) reader_threads: usize,
+    pub(crate) batch_records: usize,
     pub(crate) read_ahead_blocks: usize,
     pub(crate) maintenance_interval: Duration,
     pub(crate) maintenance_batch: usize,
@@ -47,6 +48,7 @@ impl Config {
             hasher_threads: cores,
             block_store_threads: 2,
             reader_threads: 2,
+            batch_records: 4096,
             read_ahead_blocks: 8, /* 512 KiB read ahead per download */
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
             maintenance_batch: DEFAULT_MAINTENANCE_BATCH,
@@ -99,6 +101,15 @@ impl Config {
     #[must_use]
     pub fn reader_threads(mut self, threads: usize) -> Self {
         self.reader_threads = threads.max(1);
+        self
+    }
+
+    /// Most records one metadata batch of a long operation writes: committing a dataset's
+    /// leaves, removing a dataset step by step, the start-up check. Smaller batches let other
+    /// work in sooner; larger ones sync less often. Default = 4096.
+    #[must_use]
+    pub fn batch_records(mut self, records: usize) -> Self {
+        self.batch_records = records.max(1);
         self
     }
 

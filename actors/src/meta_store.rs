@@ -167,17 +167,26 @@ pub struct MetaStore {
     quota_max: u64,
     /// Batches committed so far, for the [`Journal`]'s group commit.
     committed: Arc<AtomicU64>,
+    /// Most records one batch of a long operation (commit, tree removal, repair) writes, so
+    /// that memory stays flat and other messages get their turn.
+    pub(crate) batch_records: usize,
 }
 
 impl MetaStore {
     /// The writer over `ks`, with counters loaded.
-    pub(crate) fn new(ks: Keyspaces, quota_max: u64, committed: Arc<AtomicU64>) -> Result<Self> {
+    pub(crate) fn new(
+        ks: Keyspaces,
+        quota_max: u64,
+        committed: Arc<AtomicU64>,
+        batch_records: usize,
+    ) -> Result<Self> {
         let counters = ks.counters()?;
         Ok(Self {
             ks,
             counters,
             quota_max,
             committed,
+            batch_records: batch_records.max(1),
         })
     }
 
@@ -323,7 +332,12 @@ mod tests {
     use crate::format::cid::block_cid;
 
     fn store(dir: &std::path::Path) -> Result<MetaStore> {
-        MetaStore::new(Keyspaces::open(dir, 8 << 20)?, u64::MAX, Default::default())
+        MetaStore::new(
+            Keyspaces::open(dir, 8 << 20)?,
+            u64::MAX,
+            Default::default(),
+            4096,
+        )
     }
 
     fn at(offset: u64) -> Location {

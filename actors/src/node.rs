@@ -54,7 +54,12 @@ fn open_repository(config: &Config) -> Result<Opened> {
     let ks = Keyspaces::open(&config.data_dir, config.cache_bytes)?;
     migration::run(&ks)?;
     let committed = Arc::new(AtomicU64::new(0));
-    let mut meta = MetaStore::new(ks.clone(), config.quota_max_bytes, committed.clone())?;
+    let mut meta = MetaStore::new(
+        ks.clone(),
+        config.quota_max_bytes,
+        committed.clone(),
+        config.batch_records,
+    )?;
     let blocks_dir = config.data_dir.join("blocks");
     let lengths = segments::segment_lengths(&blocks_dir)?;
     let (report, live) = repair::run(&mut meta, &lengths)?;

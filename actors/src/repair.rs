@@ -25,9 +25,6 @@ use crate::{
     records::{self, BlockMeta, Counters, Deleting, LeafRecord},
 };
 
-/// Changed records committed per batch.
-const REPAIR_BATCH: usize = 4096;
-
 /// What the start-up check found and fixed.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct RepairReport {
@@ -68,7 +65,7 @@ impl RepairReport {
 /// When the repository cannot be opened or read.
 pub fn inspect(data_dir: &std::path::Path) -> Result<RepairReport> {
     let ks = Keyspaces::open(data_dir, 8 << 20)?;
-    let mut meta = MetaStore::new(ks, u64::MAX, Default::default())?;
+    let mut meta = MetaStore::new(ks, u64::MAX, Default::default(), 4096)?;
     let lengths = crate::segments::segment_lengths(&data_dir.join("blocks"))?;
     Ok(check(&mut meta, &lengths, false)?.0)
 }
@@ -171,7 +168,7 @@ fn check(
         } else {
             pending.insert(cid, None);
         }
-        if apply && pending.len() >= REPAIR_BATCH {
+        if apply && pending.len() >= meta.batch_records {
             let counters_now = meta.counters;
             meta.commit(
                 meta.ks.db.batch(),

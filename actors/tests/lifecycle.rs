@@ -229,7 +229,10 @@ fn an_aborted_upload_leaves_nothing_behind() -> TestResult {
             );
             Ok(())
         },
-        |c| c,
+        // One block per batch, so every block is pinned before the abort: with the default
+        // batch of 16 these three blocks would never leave the upload actor, and the test
+        // would pass even if aborts released nothing (issue 10, item 7).
+        |c| c.upload_batch_blocks(1),
     )
 }
 
@@ -238,12 +241,24 @@ fn a_refused_upload_leaves_no_bytes_on_disk() -> TestResult {
     let dir = tempfile::tempdir()?;
     let path = dir.path().to_path_buf();
     actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path).quota_max_bytes(3 * 65536 + 100)).await?;
+        // One block per batch: blocks 1 and 3 are placed and pinned before block 4 overflows
+        // the quota, so the rollback really has pins to release (issue 10, item 7).
+        let config = Config::new(&path)
+            .quota_max_bytes(3 * 65536 + 100)
+            .upload_batch_blocks(1);
+        let node = Node::start(config).await?;
         let kept = store(&node, &blocks(&[1, 2]), None).await?;
+        let before = node.space().await?;
         let refused = store(&node, &blocks(&[1, 3, 4, 5, 6]), None).await;
         assert!(
             matches!(refused, Err(Error::QuotaExceeded { .. })),
             "{refused:?}"
+        );
+        // The error is returned only after the release (issue 10, item 6): no waiting here.
+        assert_eq!(
+            node.space().await?,
+            before,
+            "quota back when the error arrives"
         );
         assert_eq!(read_all(&node, kept).await?, blocks(&[1, 2]));
         node.shutdown().await?;

@@ -16,10 +16,6 @@ use crate::{
     records::{self, BlockMeta, LeafRecord},
 };
 
-/// Records written per batch when a dataset is committed: bounded, so memory stays flat
-/// however large the dataset.
-const RECORD_BATCH: usize = 4096;
-
 /// Make a dataset visible: its leaf records, refcounts and tree nodes in bounded batches, then
 /// the manifest and the tree's user count in a final batch. Unpins the leaves. Replies with the
 /// manifest CID once committed; the caller sends [`super::SyncMeta`] before acknowledging.
@@ -67,10 +63,12 @@ impl MetaStore {
         // Leaf records and refcounts stay invisible until the final batch adds the manifest and
         // the tree's user count; after a crash in between, the start-up check removes leaves of
         // trees that no manifest uses.
-        for (chunk_no, chunk) in msg.leaves.chunks(RECORD_BATCH).enumerate() {
+        // Bounded batches, so memory stays flat however large the dataset.
+        let per_batch = self.batch_records;
+        for (chunk_no, chunk) in msg.leaves.chunks(per_batch).enumerate() {
             let mut batch = self.ks.db.batch();
             let mut pending = HashMap::new();
-            let first = (chunk_no * RECORD_BATCH) as u64;
+            let first = (chunk_no * per_batch) as u64;
             for (index, digest) in (first..).zip(chunk) {
                 let cid = &Self::block_of(digest);
                 let key = records::leaf_key(&tree, index);
@@ -94,9 +92,9 @@ impl MetaStore {
             self.tree_users(&tree)? > 0 && !self.ks.deleting.contains_key(tree.to_bytes())?;
         let nodes = if nodes_known { &[][..] } else { &msg.nodes[..] };
         for (level, nodes) in (1u8..).zip(nodes) {
-            for (chunk_no, chunk) in nodes.chunks(RECORD_BATCH).enumerate() {
+            for (chunk_no, chunk) in nodes.chunks(per_batch).enumerate() {
                 let mut batch = self.ks.db.batch();
-                let first = (chunk_no * RECORD_BATCH) as u64;
+                let first = (chunk_no * per_batch) as u64;
                 for (index, digest) in (first..).zip(chunk) {
                     let key = records::node_key(&tree, level, index);
                     batch.insert(&self.ks.tree_nodes, key, digest.to_vec());
