@@ -33,6 +33,7 @@ pub struct Config {
     pub(crate) maintenance_batch: usize,
     pub(crate) segment_bytes: u64,
     pub(crate) cache_bytes: u64,
+    pub(crate) network: Option<crate::network::NetworkConfig>,
 }
 
 impl Config {
@@ -49,6 +50,7 @@ impl Config {
             block_store_threads: 2,
             reader_threads: 2,
             batch_records: 4096,
+            network: None,
             read_ahead_blocks: 8, /* 512 KiB read ahead per download */
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
             maintenance_batch: DEFAULT_MAINTENANCE_BATCH,
@@ -147,6 +149,20 @@ impl Config {
     pub fn cache_bytes(mut self, bytes: u64) -> Self {
         self.cache_bytes = bytes;
         self
+    }
+
+    /// Take part in the peer-to-peer network (block exchange, discovery) with these settings.
+    /// Default = no network: the node is an island, and network operations answer
+    /// [`crate::Error::NoNetwork`].
+    #[must_use]
+    pub fn network(mut self, network: crate::network::NetworkConfig) -> Self {
+        self.network = Some(network);
+        self
+    }
+
+    /// The network settings, if the node takes part in the network.
+    pub fn network_config(&self) -> Option<&crate::network::NetworkConfig> {
+        self.network.as_ref()
     }
 
     /// The repository directory.

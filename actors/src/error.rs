@@ -75,6 +75,18 @@ pub enum Error {
     /// The configuration is unusable (caught at start-up).
     #[error("Invalid configuration: {0}")]
     Config(String),
+    /// The operation needs the peer-to-peer network, which this node runs without.
+    #[error("This node runs without a network")]
+    NoNetwork,
+    /// A peer could not be reached or did not answer.
+    #[error("Network failure: {0}")]
+    Network(String),
+    /// No peer delivered what was asked within the bounded time or retries.
+    #[error("The requested CID could not be retrieved from the network ({0})")]
+    NotOnNetwork(String),
+    /// A bounded resource is in use to its limit; try again later.
+    #[error("Busy: {0}")]
+    Busy(String),
     /// An actor is gone (the node is shutting down) or dropped a reply.
     #[error("The storage engine is unavailable (shutting down?)")]
     Unavailable,

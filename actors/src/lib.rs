@@ -50,6 +50,8 @@ pub mod chunker;
 pub mod config;
 mod download;
 pub mod error;
+pub mod exchange;
+pub mod fetch;
 pub mod format;
 pub mod hasher;
 pub mod maintenance;
@@ -57,6 +59,7 @@ pub mod meta_reader;
 pub mod meta_store;
 mod migration;
 pub mod net;
+pub mod network;
 pub mod node;
 mod records;
 pub mod repair;
@@ -67,11 +70,15 @@ pub mod upload;
 pub use cid::Cid;
 pub use config::Config;
 pub use error::{Error, Result};
+pub use fetch::FetchStatus;
 pub use format::{
     cid::{cid_text, parse_cid},
     manifest::Manifest,
 };
+pub use libp2p::{Multiaddr, PeerId};
+pub use meta_store::FetchProgress;
 pub use meta_store::{Expired, Removed, Space};
-pub use node::{ByteStream, Node};
+pub use network::NetworkConfig;
+pub use node::{ByteStream, Fetching, Node};
 pub use records::{Counters, Location};
 pub use upload::{UploadOptions, UploadSession};

@@ -34,10 +34,12 @@ use cid::Cid;
 use fjall::{Database, Keyspace, OwnedWriteBatch};
 
 mod commit;
+mod fetching;
 mod journal;
 mod removal;
 
 pub use commit::CommitDataset;
+pub use fetching::{BeginFetch, FetchProgress, Fetched, FetchedBlock, StoreFetched};
 pub use journal::{Journal, SyncMeta};
 pub use removal::{
     DeleteBlock, DeleteDataset, Deletion, DropTree, ExpireBlocks, Expired, Freed, Relocate, Removed,
@@ -124,6 +126,7 @@ pub(crate) struct Keyspaces {
     /// Tree CID → number of manifests using it (two names for the same content share a tree).
     pub(crate) trees: Keyspace,
     pub(crate) deleting: Keyspace,
+    pub(crate) fetching: Keyspace,
     pub(crate) counters: Keyspace,
 }
 
@@ -143,6 +146,7 @@ impl Keyspaces {
             manifests: ks(records::MANIFESTS)?,
             trees: ks(records::TREES)?,
             deleting: ks(records::DELETING)?,
+            fetching: ks(records::FETCHING)?,
             counters: ks(records::COUNTERS)?,
             db,
         })

@@ -116,6 +116,8 @@ fn add_tree_nodes(ks: &Keyspaces) -> Result<()> {
             continue;
         };
         let mut batch = ks.db.batch();
+        let count = (leaves.len() as u64).to_be_bytes().to_vec();
+        batch.insert(&ks.tree_nodes, records::leaf_count_key(&tree), count);
         for (level, nodes) in (1u8..).zip(layers.iter().skip(1)) {
             for (index, digest) in (0u64..).zip(nodes) {
                 let key = records::node_key(&tree, level, index);

@@ -8,12 +8,17 @@
 //! | `manifests`   | manifest CID bytes                   | manifest protobuf (Codex)      |
 //! | `trees`       | tree CID bytes                       | manifests using it (u64)       |
 //! | `deleting`    | tree CID bytes                       | [`Deleting`]                   |
+//! | `fetching`    | manifest CID bytes                   | [`Fetching`]                   |
 //! | `counters`    | `repo`, `format`                     | [`Counters`], format version   |
 //!
 //! Big-endian indexes keep a dataset's leaves (and each tree level) in order for range scans.
 //! Manifests keep their Codex protobuf bytes because those bytes are what the manifest CID
 //! hashes. `tree_nodes` holds the levels above the leaves, so a leaf's Merkle proof is a few
-//! point reads. Block bytes themselves live in segment files (`segments.rs`); a block's
+//! point reads; a dataset fetched from peers also keeps there the leaf-level siblings its
+//! proofs carried (level 0), so each leaf it holds can be proved before it holds them all.
+//! A dataset being fetched has a `fetching` record (its manifest, progress and the quota it
+//! reserved) instead of a `manifests` one until its last block is stored; it counts as a user
+//! of its tree from the start, so its leaves are never mistaken for leftovers. Block bytes themselves live in segment files (`segments.rs`); a block's
 //! [`BlockMeta::location`] says where, so one record (and one batch) covers both.
 
 use bincode::{config, Decode, Encode};
@@ -33,6 +38,8 @@ pub(crate) const MANIFESTS: &str = "manifests";
 pub(crate) const TREES: &str = "trees";
 /// Keyspace of trees whose leaves are being removed, step by step.
 pub(crate) const DELETING: &str = "deleting";
+/// Keyspace of datasets being fetched from peers.
+pub(crate) const FETCHING: &str = "fetching";
 /// Keyspace of repository-wide counters.
 pub(crate) const COUNTERS: &str = "counters";
 /// The key of [`Counters`] in [`COUNTERS`].
@@ -111,6 +118,18 @@ pub(crate) struct Deleting {
     pub leaves_done: bool,
 }
 
+/// A dataset being fetched from peers.
+#[derive(Debug, Clone, PartialEq, Eq, Encode, Decode)]
+pub(crate) struct Fetching {
+    /// The manifest's protobuf bytes (what its CID hashes).
+    pub manifest: Vec<u8>,
+    /// Leaves stored so far (leaf records of the tree).
+    pub stored: u64,
+    /// Quota still reserved for the blocks not stored yet (released when they arrive, or when
+    /// the fetch completes, is cancelled or expires).
+    pub reserved: u64,
+}
+
 /// Codex's `/meta/total` and `/meta/quota/used`, kept in one record so one batch updates both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Encode, Decode)]
 pub struct Counters {
@@ -151,6 +170,12 @@ pub(crate) fn node_key(tree: &Cid, level: u8, index: u64) -> Vec<u8> {
     key.push(level);
     key.extend_from_slice(&index.to_be_bytes());
     key
+}
+
+/// The `tree_nodes` key holding a tree's leaf count (a Merkle proof needs it): the level no
+/// tree reaches.
+pub(crate) fn leaf_count_key(tree: &Cid) -> Vec<u8> {
+    node_key(tree, u8::MAX, 0)
 }
 
 /// The index at the end of a leaf or node key.

@@ -111,8 +111,14 @@ fn check(
         }
     }
 
+    // Reservations belong to datasets being fetched: the sum of what their records hold.
+    let mut reserved = 0u64;
+    for guard in meta.ks.fetching.iter() {
+        let record: records::Fetching = records::decode(&guard.value()?)?;
+        reserved = reserved.saturating_add(record.reserved);
+    }
     let mut counters = Counters {
-        quota_reserved: meta.counters.quota_reserved,
+        quota_reserved: reserved,
         ..Counters::default()
     };
     // The same sums over every record, before removals: what the stored counters must equal.
@@ -140,7 +146,7 @@ fn check(
             m.location
                 .is_some_and(|l| lengths.get(&l.segment).is_some_and(|&len| l.end() <= len))
         } else {
-            meta.ks.manifests.contains_key(&key)?
+            meta.ks.manifests.contains_key(&key)? || meta.ks.fetching.contains_key(&key)?
         };
         let keep = if is_data && m.ref_count == 0 {
             report.unreferenced_blocks += 1;

@@ -29,6 +29,7 @@ use crate::{
     block_store::{ReleaseBytes, SyncBlocks, WriteBlocks},
     chunker::{Chunker, Close, Feed},
     error::{Error, Result},
+    exchange::DatasetStored,
     format::{
         cid::{cid_from_digest, cid_text, digest_of, Digest, ROOT_CODEC},
         manifest::Manifest,
@@ -85,6 +86,8 @@ pub struct Abort;
 #[derive(Clone)]
 pub(crate) struct Pipeline {
     pub(crate) repo: Repo,
+    /// Told of every dataset committed (the network serves and announces it), if any.
+    pub(crate) announce: Option<actix::Recipient<DatasetStored>>,
     pub(crate) block_size: u32,
     pub(crate) batch_blocks: usize,
     pub(crate) window_batches: u32,
@@ -419,8 +422,9 @@ async fn commit(
         .last()
         .and_then(|top| top.first())
         .ok_or(Error::EmptyUpload)?;
+    let manifest_tree = cid_from_digest(ROOT_CODEC, root);
     let manifest = Manifest::new(
-        cid_from_digest(ROOT_CODEC, root),
+        manifest_tree,
         dataset_size,
         p.block_size,
         options.filename,
@@ -443,6 +447,12 @@ async fn commit(
         .await??;
     // The reply promises durability.
     p.repo.journal.send(SyncMeta).await??;
+    if let Some(announce) = &p.announce {
+        announce.do_send(DatasetStored {
+            manifest: cid,
+            tree: manifest_tree,
+        });
+    }
     tracing::debug!(hashed_ms, synced_ms, "upload phases");
     tracing::info!(
         cid = %cid_text(&cid),

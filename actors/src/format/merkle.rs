@@ -105,6 +105,17 @@ pub fn layer_len(nleaves: u64, level: usize) -> u64 {
     (0..level).fold(nleaves, |m, _| m.div_ceil(2))
 }
 
+/// One node of a tree: `level` 0 is the leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TreeNode {
+    /// The layer, from 0 (leaves) up.
+    pub level: u8,
+    /// The position in that layer.
+    pub index: u64,
+    /// The node's value.
+    pub digest: Digest,
+}
+
 /// `CodexProof`: the path from one leaf to the root.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CodexProof {
@@ -195,20 +206,35 @@ impl CodexProof {
     /// The root this proof leads to from `leaf`, or `None` when the proof cannot belong to any
     /// sha2-256 tree (wrong codec, index out of range, path length not the tree's depth).
     pub fn reconstruct_root(&self, leaf: &Digest) -> Option<Digest> {
+        self.nodes(leaf)?.last().map(|n| n.digest)
+    }
+
+    /// Every tree node this proof shows, given its leaf: at each level the sibling it carries
+    /// (where one exists) and the node it computes one level up, ending with the root. A node
+    /// that fetched a leaf stores these, so it can prove that leaf (and, once it holds them all,
+    /// every leaf) to others. `None` as for [`CodexProof::reconstruct_root`].
+    pub fn nodes(&self, leaf: &Digest) -> Option<Vec<TreeNode>> {
         let fits = self.mcodec == SHA2_256
             && self.index < self.nleaves
             && self.path.len() == depth(self.nleaves);
         if !fits {
             return None;
         }
+        let mut out = Vec::with_capacity(2 * self.path.len());
         let (mut j, mut m, mut h) = (self.index, self.nleaves, *leaf);
-        let mut bottom = true;
-        for sibling in &self.path {
-            let (pair_key, odd_key) = if bottom {
+        for (level, sibling) in (0u8..).zip(&self.path) {
+            let (pair_key, odd_key) = if level == 0 {
                 (KEY_BOTTOM_LAYER, KEY_ODD_AND_BOTTOM_LAYER)
             } else {
                 (KEY_NONE, KEY_ODD)
             };
+            if (j ^ 1) < m {
+                out.push(TreeNode {
+                    level,
+                    index: j ^ 1,
+                    digest: *sibling,
+                });
+            }
             h = if j & 1 == 1 {
                 compress(sibling, &h, pair_key)
             } else if j == m - 1 {
@@ -216,11 +242,15 @@ impl CodexProof {
             } else {
                 compress(&h, sibling, pair_key)
             };
-            bottom = false;
             j >>= 1;
             m = m.div_ceil(2);
+            out.push(TreeNode {
+                level: level + 1,
+                index: j,
+                digest: h,
+            });
         }
-        Some(h)
+        Some(out)
     }
 
     /// The protobuf encoding Codex writes (`coders.nim`): `1` mcodec, `2` index, `3` nleaves,
@@ -370,6 +400,26 @@ mod tests {
             );
         }
         assert_eq!(layers(&[]), None);
+    }
+
+    #[test]
+    fn the_nodes_a_proof_shows_are_the_trees_own() {
+        for n in 1..=33u64 {
+            let leaves: Vec<Digest> = (0..n).map(|i| sha256(&i.to_le_bytes())).collect();
+            let layers = layers(&leaves).expect("leaves");
+            for i in 0..n {
+                let proof = CodexProof::from_layers(&layers, i).expect("a leaf");
+                let nodes = proof.nodes(&leaves[i as usize]).expect("fits");
+                for node in &nodes {
+                    assert_eq!(
+                        layers[node.level as usize][node.index as usize], node.digest,
+                        "n={n} i={i} {node:?}"
+                    );
+                }
+                let top = nodes.last().expect("a root");
+                assert_eq!((top.level as usize, top.index), (layers.len() - 1, 0));
+            }
+        }
     }
 
     #[test]

@@ -91,6 +91,7 @@ impl MetaStore {
         let nodes_known =
             self.tree_users(&tree)? > 0 && !self.ks.deleting.contains_key(tree.to_bytes())?;
         let nodes = if nodes_known { &[][..] } else { &msg.nodes[..] };
+
         for (level, nodes) in (1u8..).zip(nodes) {
             for (chunk_no, chunk) in nodes.chunks(per_batch).enumerate() {
                 let mut batch = self.ks.db.batch();
@@ -108,6 +109,10 @@ impl MetaStore {
             batch.insert(&self.ks.trees, tree.to_bytes(), records::encode(&users)?);
         }
         batch.remove(&self.ks.deleting, tree.to_bytes());
+        if !nodes_known {
+            let count = (msg.leaves.len() as u64).to_be_bytes().to_vec();
+            batch.insert(&self.ks.tree_nodes, records::leaf_count_key(&tree), count);
+        }
         batch.insert(&self.ks.manifests, manifest_cid.to_bytes(), encoded);
         self.commit(
             batch,

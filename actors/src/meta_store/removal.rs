@@ -181,10 +181,18 @@ impl MetaStore {
     /// Adds the removal of manifest `cid` to `r`. Returns `None` when there is no such
     /// manifest, else the tree to drop (if no other manifest uses it).
     fn remove_manifest(&self, r: &mut Removal, cid: &Cid) -> Result<Option<Option<Cid>>> {
-        let Some(encoded) = self.ks.manifests.get(cid.to_bytes())? else {
+        let encoded = if let Some(encoded) = self.ks.manifests.get(cid.to_bytes())? {
+            r.batch.remove(&self.ks.manifests, cid.to_bytes());
+            encoded.to_vec()
+        } else if let Some(value) = self.ks.fetching.get(cid.to_bytes())? {
+            // A dataset being fetched: it goes the same way, and gives back its reservation.
+            let record: records::Fetching = records::decode(&value)?;
+            r.batch.remove(&self.ks.fetching, cid.to_bytes());
+            r.counters.quota_reserved = r.counters.quota_reserved.saturating_sub(record.reserved);
+            record.manifest
+        } else {
             return Ok(None);
         };
-        r.batch.remove(&self.ks.manifests, cid.to_bytes());
         if let Some(meta) = self.meta(&r.pending, cid)? {
             Self::drop_block(r, cid, &meta);
         }

@@ -12,8 +12,8 @@ use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use crate::format::blockexc::Message;
 use crate::net::dht::{self, addrs, Dht};
+use crate::net::peer::Outgoing;
 use crate::net::peer::{self, ReadCtx};
 use crate::net::transport::{self, Behaviour, BehaviourEvent};
 use crate::net::{identity, Command, NetConfig, NetError, NetEvent, NetHandle, BLOCKEXC_PROTOCOL};
@@ -34,7 +34,7 @@ pub struct Net {
     /// polled, so this stays short and nothing is dropped.
     pending: VecDeque<NetEvent>,
     /// Each connected peer's send queue (its writer task holds the other end).
-    writers: HashMap<PeerId, mpsc::Sender<Message>>,
+    writers: HashMap<PeerId, mpsc::Sender<Outgoing>>,
     /// Handles waiting for a dial to a peer to finish.
     dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
     control: libp2p_stream::Control,
@@ -196,10 +196,11 @@ impl Net {
                 peer,
                 message,
                 reply,
+                written,
             } => {
                 let sent = match self.writers.get(&peer) {
                     None => Err(NetError::NotConnected(peer)),
-                    Some(q) => q.try_send(message).map_err(|e| match e {
+                    Some(q) => q.try_send((message, written)).map_err(|e| match e {
                         mpsc::error::TrySendError::Full(_) => NetError::QueueFull(peer),
                         mpsc::error::TrySendError::Closed(_) => NetError::NotConnected(peer),
                     }),

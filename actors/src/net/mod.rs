@@ -310,6 +310,8 @@ pub(crate) enum Command {
         peer: PeerId,
         message: Message,
         reply: oneshot::Sender<Result<(), NetError>>,
+        /// Told whether the frame was written, once the peer's writer is done with it.
+        written: Option<oneshot::Sender<bool>>,
     },
     Disconnect {
         peer: PeerId,
@@ -373,8 +375,30 @@ impl NetHandle {
             peer,
             message,
             reply,
+            written: None,
         })
         .await?
+    }
+
+    /// Queues `message` for `peer` like [`NetHandle::send`], then waits until it has been
+    /// written to the peer's stream. Senders of large messages (block deliveries) use it to
+    /// keep one message per peer in flight instead of filling the queue with megabytes.
+    ///
+    /// # Errors
+    /// As [`NetHandle::send`]; [`NetError::NotConnected`] when the write failed.
+    pub async fn send_written(&self, peer: PeerId, message: Message) -> Result<(), NetError> {
+        let (written_tx, written_rx) = oneshot::channel();
+        self.ask(|reply| Command::Send {
+            peer,
+            message,
+            reply,
+            written: Some(written_tx),
+        })
+        .await??;
+        match written_rx.await {
+            Ok(true) => Ok(()),
+            _ => Err(NetError::NotConnected(peer)),
+        }
     }
 
     /// Closes every connection to `peer`; `false` when there was none.

@@ -13,6 +13,9 @@ use crate::format::blockexc::Message;
 use crate::net::framing::{self, FrameError};
 use crate::net::{FrameBudget, NetEvent, SendFailure, Violation, BLOCKEXC_PROTOCOL};
 
+/// A message queued for a peer, and who wants to know when it has been written.
+pub(crate) type Outgoing = (Message, Option<tokio::sync::oneshot::Sender<bool>>);
+
 /// Time allowed to negotiate a new outbound stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to write one frame; a peer that stops reading for this long loses the stream.
@@ -143,7 +146,7 @@ pub(crate) async fn accept_loop(
 /// message after a failure, as Codex does. Ends when the queue closes (peer gone or shutdown).
 pub(crate) async fn write_loop(
     peer: PeerId,
-    mut queue: mpsc::Receiver<Message>,
+    mut queue: mpsc::Receiver<Outgoing>,
     mut control: libp2p_stream::Control,
     ctx: Arc<ReadCtx>,
 ) {
@@ -152,7 +155,7 @@ pub(crate) async fn write_loop(
     let mut out = None;
     let mut reader: Option<tokio::task::JoinHandle<ReadEnd>> = None;
     loop {
-        let message = tokio::select! {
+        let (message, written) = tokio::select! {
             m = queue.recv() => match m {
                 Some(m) => m,
                 None => break,
@@ -168,6 +171,14 @@ pub(crate) async fn write_loop(
         };
         let wire = message.to_wire();
         let len = prost::Message::encoded_len(&wire);
+        // Whatever happens to this frame below, its sender hears of it (the sender's drop
+        // reads as "not written").
+        let mut written = written;
+        let mut tell = |ok: bool| {
+            if let Some(w) = written.take() {
+                let _ = w.send(ok);
+            }
+        };
         if len > ctx.max_frame {
             let _ = ctx.events.send(failed(SendFailure::TooLarge(len))).await;
             continue;
@@ -200,9 +211,12 @@ pub(crate) async fn write_loop(
             out = Some(w);
         }
         let Some(w) = out.as_mut() else { continue };
-        let written = tokio::time::timeout(WRITE_TIMEOUT, write_all_flush(w, &frame)).await;
-        let kind = match written {
-            Ok(Ok(())) => continue,
+        let result = tokio::time::timeout(WRITE_TIMEOUT, write_all_flush(w, &frame)).await;
+        let kind = match result {
+            Ok(Ok(())) => {
+                tell(true);
+                continue;
+            }
             Ok(Err(e)) => e.kind(),
             Err(_) => std::io::ErrorKind::TimedOut,
         };

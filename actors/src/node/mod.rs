@@ -14,17 +14,25 @@ use bytes::Bytes;
 use cid::Cid;
 use futures_util::{stream::BoxStream, Stream, StreamExt};
 
+mod network;
+
+pub use network::Fetching;
+
 use crate::{
     block_store::BlockStore,
     config::{Config, BLOCK_SIZE},
     download,
     error::{Error, Result},
+    exchange::DatasetRemoved,
+    fetch::StopFetch,
     format::manifest::Manifest,
     hasher::Hasher,
     maintenance::Maintenance,
     meta_reader::{GetManifest, GetSpace, HasBlock, ListManifests, MetaReader},
     meta_store::{ExpireBlocks, Expired, Journal, Keyspaces, MetaStore, Removed, Space, SyncMeta},
-    migration, repair,
+    migration,
+    network::Network,
+    repair,
     repo::Repo,
     segments::{self, BlockBytes},
     upload::{Pipeline, UploadOptions, UploadSession},
@@ -35,6 +43,8 @@ use crate::{
 pub struct Node {
     repo: Repo,
     config: Arc<Config>,
+    /// The network room, when the configuration asks for one.
+    network: Option<Arc<Network>>,
 }
 
 /// The bytes of a dataset (or of a range of it), streamed block by block.
@@ -126,9 +136,14 @@ impl Node {
         )
         .start();
         tracing::info!(data_dir = %config.data_dir.display(), quota = config.quota_max_bytes, "repository open");
+        let network = match config.network.clone() {
+            Some(nc) => Some(Arc::new(Network::start(nc, repo.clone()).await?)),
+            None => None,
+        };
         Ok(Self {
             repo,
             config: Arc::new(config),
+            network,
         })
     }
 
@@ -146,6 +161,10 @@ impl Node {
         UploadSession::start(
             Pipeline {
                 repo: self.repo.clone(),
+                announce: self
+                    .network
+                    .as_ref()
+                    .map(|n| n.exchange.clone().recipient()),
                 block_size: BLOCK_SIZE,
                 batch_blocks: self.config.upload_batch_blocks,
                 window_batches: self.config.upload_window_batches,
@@ -228,7 +247,18 @@ impl Node {
     /// # Errors
     /// [`Error::BlockInUse`] for a block a dataset still needs; a storage failure.
     pub async fn delete(&self, cid: Cid) -> Result<Removed> {
-        self.repo.delete(cid).await
+        if let Some(network) = &self.network {
+            // A fetch of this dataset stops first, so it stores nothing more.
+            network
+                .fetches
+                .send(StopFetch { manifest_cid: cid })
+                .await?;
+        }
+        let removed = self.repo.delete(cid).await?;
+        if let Some(network) = &self.network {
+            network.exchange.do_send(DatasetRemoved { manifest: cid });
+        }
+        Ok(removed)
     }
 
     /// Runs one whole expiry pass over every block record as if the time were `now` (unix
@@ -297,6 +327,9 @@ impl Node {
     /// # Errors
     /// A storage failure.
     pub async fn shutdown(&self) -> Result<()> {
+        if let Some(network) = &self.network {
+            network.shutdown().await;
+        }
         self.repo.journal.send(SyncMeta).await?
     }
 }

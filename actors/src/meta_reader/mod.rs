@@ -9,6 +9,13 @@
 //!
 //! Runs on a `SyncArbiter` (fjall reads may touch the disk), one instance per thread.
 
+mod network;
+
+pub use network::{
+    BlockSource, FindBlock, FindManifest, HasAddresses, ListFetches, LocalManifest, MissingLeaves,
+    SourceBytes,
+};
+
 use actix::{Actor, Handler, Message, SyncContext};
 use cid::Cid;
 use fjall::Readable;
@@ -171,7 +178,11 @@ impl MetaReader {
 }
 
 /// The record of `cid` in `snap`.
-fn block_meta(snap: &fjall::Snapshot, ks: &Keyspaces, cid: &Cid) -> Result<Option<BlockMeta>> {
+pub(crate) fn block_meta(
+    snap: &fjall::Snapshot,
+    ks: &Keyspaces,
+    cid: &Cid,
+) -> Result<Option<BlockMeta>> {
     match snap.get(&ks.block_meta, cid.to_bytes())? {
         Some(v) => Ok(Some(records::decode(&v)?)),
         None => Ok(None),

@@ -7,6 +7,8 @@
 //! channel closes and the task stops at its next send: an abandoned download costs at most the
 //! read-ahead.
 
+pub(crate) mod fetching;
+
 use std::ops::Range;
 
 use bytes::Bytes;

@@ -1,0 +1,248 @@
+//! The responder half of the exchange: presences for wantHave, deliveries for wantBlock, and
+//! Codex's `resolveBlocks` (a block stored later is sent to the peers still waiting for it).
+
+use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
+use libp2p::PeerId;
+
+use super::{BlockExchange, Resolve, MAX_DELIVERY_BLOCKS, MAX_LIST_ENTRIES};
+use crate::{
+    block_store::ReadBlock,
+    error::{Error, Result},
+    format::blockexc::{
+        BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantType,
+        Wantlist,
+    },
+    meta_reader::{FindBlock, HasAddresses, SourceBytes},
+    repo::Repo,
+};
+
+impl BlockExchange {
+    pub(super) fn on_wantlist(
+        &mut self,
+        peer: PeerId,
+        wantlist: Wantlist,
+        ctx: &mut Context<Self>,
+    ) {
+        let limit = self.config.max_peer_wants;
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        let mut ask_have = Vec::new();
+        let mut dont_have_wanted = Vec::new();
+        let mut over = 0;
+        for entry in wantlist.entries {
+            if entry.cancel {
+                state.cancel_want(&entry.address);
+                continue;
+            }
+            match entry.want_type {
+                WantType::Have => {
+                    dont_have_wanted.push(entry.send_dont_have);
+                    ask_have.push(entry.address);
+                }
+                WantType::Block => {
+                    if !state.add_want(entry.address, limit) {
+                        over += 1;
+                    }
+                }
+            }
+        }
+        if over > 0 {
+            tracing::warn!(%peer, over, limit, "peer wants more blocks than allowed; ignored the rest");
+        }
+        if !ask_have.is_empty() {
+            self.answer_haves(peer, ask_have, dont_have_wanted, ctx);
+        }
+        self.serve(peer, ctx);
+    }
+
+    /// Replies Have for what this node holds; DontHave only where the peer asked for it (Codex
+    /// never does, and reads every presence as Have).
+    fn answer_haves(
+        &mut self,
+        peer: PeerId,
+        addresses: Vec<BlockAddress>,
+        dont_have_wanted: Vec<bool>,
+        ctx: &mut Context<Self>,
+    ) {
+        let (reader, net) = (self.repo.reader.clone(), self.net.clone());
+        ctx.spawn(actix::fut::wrap_future(async move {
+            let Ok(Ok(held)) = reader
+                .send(HasAddresses {
+                    addresses: addresses.clone(),
+                })
+                .await
+            else {
+                return;
+            };
+            let presences: Vec<BlockPresence> = addresses
+                .into_iter()
+                .zip(held)
+                .zip(dont_have_wanted)
+                .filter_map(|((address, held), dont_have)| match (held, dont_have) {
+                    (true, _) => Some(BlockPresence::have(address)),
+                    (false, true) => Some(BlockPresence {
+                        presence: PresenceType::DontHave,
+                        ..BlockPresence::have(address)
+                    }),
+                    (false, false) => None,
+                })
+                .collect();
+            for chunk in presences.chunks(MAX_LIST_ENTRIES) {
+                let message = Wire {
+                    presences: chunk.to_vec(),
+                    ..Wire::default()
+                };
+                if net.send(peer, message).await.is_err() {
+                    return;
+                }
+            }
+        }));
+    }
+
+    /// Starts a serve task for `peer` if it wants something, none runs for it and the number of
+    /// tasks allows: up to [`MAX_DELIVERY_BLOCKS`] blocks read and sent in one message, which
+    /// must be written before the next one for this peer is read (bounded memory).
+    pub(super) fn serve(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
+        if self.serving >= self.config.serve_tasks {
+            return;
+        }
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.serving || state.wants.is_empty() {
+            return;
+        }
+        let take = state.wants.len().min(MAX_DELIVERY_BLOCKS);
+        let batch: Vec<BlockAddress> = state.wants.drain(..take).collect();
+        for a in &batch {
+            state.wants_set.remove(a);
+        }
+        state.serving = true;
+        self.serving += 1;
+        let (repo, net) = (self.repo.clone(), self.net.clone());
+        let task = async move {
+            let (deliveries, missing) = read_blocks(&repo, batch).await;
+            let sent = deliveries.len();
+            if sent > 0 {
+                let message = Wire {
+                    deliveries,
+                    ..Wire::default()
+                };
+                if let Err(e) = net.send_written(peer, message).await {
+                    tracing::debug!(%peer, error = %e, "could not deliver blocks");
+                    return (0, missing);
+                }
+            }
+            (sent, missing)
+        };
+        ctx.spawn(task.into_actor(self).map(move |(sent, missing), act, ctx| {
+            act.serving -= 1;
+            act.stats.blocks_sent += sent as u64;
+            if let Some(state) = act.peers.get_mut(&peer) {
+                state.serving = false;
+                state.waiting.extend(missing);
+            }
+            act.serve_all(ctx);
+        }));
+    }
+
+    /// Gives every peer with wants a chance to be served (tasks are limited).
+    pub(super) fn serve_all(&mut self, ctx: &mut Context<Self>) {
+        let ready: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| !s.serving && !s.wants.is_empty())
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in ready {
+            self.serve(peer, ctx);
+        }
+    }
+
+    /// Blocks just stored: peers waiting for them get them.
+    pub(super) fn resolve(&mut self, msg: Resolve, ctx: &mut Context<Self>) {
+        for state in self.peers.values_mut() {
+            if state.waiting.is_empty() {
+                continue;
+            }
+            let arrived: Vec<BlockAddress> = match &msg {
+                Resolve::Addresses(list) => list
+                    .iter()
+                    .filter(|a| state.waiting.contains(*a))
+                    .cloned()
+                    .collect(),
+                Resolve::Tree(tree) => state
+                    .waiting
+                    .iter()
+                    .filter(|a| matches!(a, BlockAddress::Leaf { tree: t, .. } if t == tree))
+                    .cloned()
+                    .collect(),
+            };
+            for address in arrived {
+                state.waiting.remove(&address);
+                if state.wants_set.insert(address.clone()) {
+                    state.wants.push_front(address);
+                }
+            }
+        }
+        self.serve_all(ctx);
+    }
+}
+
+/// Reads what this node holds of `batch` (blocks verified by the block store, proofs for
+/// leaves); returns the deliveries and the addresses it does not hold.
+async fn read_blocks(
+    repo: &Repo,
+    batch: Vec<BlockAddress>,
+) -> (Vec<BlockDelivery>, Vec<BlockAddress>) {
+    let mut deliveries = Vec::with_capacity(batch.len());
+    let mut missing = Vec::new();
+    for address in batch {
+        match read_block(repo, &address).await {
+            Ok(Some(d)) => deliveries.push(d),
+            Ok(None) => missing.push(address),
+            Err(e) => {
+                tracing::warn!(?address, error = %e, "cannot serve a block");
+                missing.push(address);
+            }
+        }
+    }
+    (deliveries, missing)
+}
+
+async fn read_block(repo: &Repo, address: &BlockAddress) -> Result<Option<BlockDelivery>> {
+    let Some(source) = repo
+        .reader
+        .send(FindBlock {
+            address: address.clone(),
+        })
+        .await??
+    else {
+        return Ok(None);
+    };
+    let data = match source.bytes {
+        SourceBytes::Inline(data) => data,
+        SourceBytes::Stored(location) => {
+            match repo
+                .blocks
+                .send(ReadBlock {
+                    cid: source.cid,
+                    location,
+                })
+                .await?
+            {
+                Ok(data) => data,
+                // Moved by compaction since the lookup: the next request finds it.
+                Err(Error::NotFound(_)) => return Ok(None),
+                Err(e) => return Err(e),
+            }
+        }
+    };
+    Ok(Some(BlockDelivery {
+        cid: source.cid,
+        data,
+        address: address.clone(),
+        proof: source.proof,
+    }))
+}

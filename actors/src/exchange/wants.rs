@@ -1,0 +1,368 @@
+//! The downloader half of the exchange: pending wants, who has what, who was asked for what,
+//! timeouts and retries, and the checks every received block passes.
+
+use std::{collections::HashMap, time::Instant};
+
+use actix::{AsyncContext, Context};
+use libp2p::PeerId;
+use tokio::sync::mpsc;
+
+use super::{BlockExchange, Delivery, MAX_LIST_ENTRIES};
+use crate::format::blockexc::{
+    BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantEntry, WantType,
+    Wantlist,
+};
+
+/// A block some fetch wants.
+#[derive(Debug)]
+pub(crate) struct Pending {
+    /// Where it goes once received (usually one fetch).
+    sinks: Vec<mpsc::Sender<Delivery>>,
+    /// The peer asked for it now, if any.
+    requested: Option<PeerId>,
+    /// Refreshes and timeouts it may still go through before it fails.
+    retries_left: u32,
+    /// When every peer was last asked whether it has it.
+    asked_at: Instant,
+}
+
+impl BlockExchange {
+    pub(super) fn want(
+        &mut self,
+        addresses: Vec<BlockAddress>,
+        sink: mpsc::Sender<Delivery>,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut fresh = Vec::new();
+        for address in addresses {
+            match self.pending.get_mut(&address) {
+                Some(p) => {
+                    if !p.sinks.iter().any(|s| s.same_channel(&sink)) {
+                        p.sinks.push(sink.clone());
+                    }
+                }
+                None => {
+                    self.pending.insert(
+                        address.clone(),
+                        Pending {
+                            sinks: vec![sink.clone()],
+                            requested: None,
+                            retries_left: self.config.retries,
+                            asked_at: Instant::now(),
+                        },
+                    );
+                    fresh.push(address);
+                }
+            }
+        }
+        // Peers that already said they have a block get the request at once; everyone is
+        // asked about the rest.
+        for address in &fresh {
+            self.assign(address);
+        }
+        let unknown: Vec<BlockAddress> = fresh
+            .into_iter()
+            .filter(|a| self.pending.get(a).is_some_and(|p| p.requested.is_none()))
+            .collect();
+        self.ask_everyone(unknown, ctx);
+        self.flush_requests(ctx);
+    }
+
+    pub(super) fn unwant(
+        &mut self,
+        addresses: &[BlockAddress],
+        sink: &mpsc::Sender<Delivery>,
+        ctx: &mut Context<Self>,
+    ) {
+        let mut cancels: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
+        for address in addresses {
+            let Some(p) = self.pending.get_mut(address) else {
+                continue;
+            };
+            p.sinks.retain(|s| !s.same_channel(sink));
+            if !p.sinks.is_empty() {
+                continue;
+            }
+            if let Some(peer) = self.pending.remove(address).and_then(|p| p.requested) {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.settle(address);
+                }
+                cancels.entry(peer).or_default().push(address.clone());
+            }
+        }
+        for (peer, list) in cancels {
+            for chunk in list.chunks(MAX_LIST_ENTRIES) {
+                let entries = chunk
+                    .iter()
+                    .map(|a| WantEntry {
+                        cancel: true,
+                        ..WantEntry::new(a.clone(), WantType::Block)
+                    })
+                    .collect();
+                self.send_entries(peer, entries, false, ctx);
+            }
+        }
+        self.refill(ctx);
+    }
+
+    /// Sends every pending address to a newly connected peer as wantHave (Codex's join flow).
+    pub(super) fn send_wantlist(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
+        let addresses: Vec<BlockAddress> = self.pending.keys().cloned().collect();
+        for (i, chunk) in addresses.chunks(MAX_LIST_ENTRIES).enumerate() {
+            let entries = chunk
+                .iter()
+                .map(|a| WantEntry::new(a.clone(), WantType::Have))
+                .collect();
+            self.send_entries(peer, entries, i == 0, ctx);
+        }
+    }
+
+    fn ask_everyone(&mut self, addresses: Vec<BlockAddress>, ctx: &mut Context<Self>) {
+        if addresses.is_empty() {
+            return;
+        }
+        let peers: Vec<PeerId> = self.peers.keys().copied().collect();
+        for chunk in addresses.chunks(MAX_LIST_ENTRIES) {
+            for peer in &peers {
+                let entries = chunk
+                    .iter()
+                    .map(|a| WantEntry::new(a.clone(), WantType::Have))
+                    .collect();
+                self.send_entries(*peer, entries, false, ctx);
+            }
+        }
+    }
+
+    fn send_entries(
+        &mut self,
+        peer: PeerId,
+        entries: Vec<WantEntry>,
+        full: bool,
+        ctx: &mut Context<Self>,
+    ) {
+        self.stats.want_lists_sent += 1;
+        let message = Wire {
+            wantlist: Wantlist { entries, full },
+            ..Wire::default()
+        };
+        self.send(ctx, peer, message);
+    }
+
+    pub(super) fn on_presence(&mut self, peer: PeerId, presence: BlockPresence) {
+        if !self.pending.contains_key(&presence.address) {
+            return;
+        }
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        match presence.presence {
+            PresenceType::Have => {
+                state.has.insert(presence.address.clone());
+                self.assign(&presence.address);
+            }
+            PresenceType::DontHave => {
+                state.has.remove(&presence.address);
+            }
+        }
+    }
+
+    /// Asks the least loaded peer known to have `address` for it, if it is not asked of anyone
+    /// yet and some holder has room for another request.
+    fn assign(&mut self, address: &BlockAddress) {
+        let Some(p) = self.pending.get(address) else {
+            return;
+        };
+        if p.requested.is_some() {
+            return;
+        }
+        let max = self.config.max_requests_per_peer;
+        let best = self
+            .peers
+            .iter()
+            .filter(|(_, s)| s.has.contains(address) && s.requested.len() < max)
+            .min_by_key(|(_, s)| s.requested.len())
+            .map(|(id, _)| *id);
+        let Some(peer) = best else {
+            return;
+        };
+        if let (Some(p), Some(state)) = (self.pending.get_mut(address), self.peers.get_mut(&peer)) {
+            if state.requested.is_empty() {
+                state.active_at = Instant::now(); // its silence is timed from now
+            }
+            state.requested.insert(address.clone());
+            p.requested = Some(peer);
+            self.outbox.entry(peer).or_default().push(address.clone());
+        }
+    }
+
+    /// Sends the wantBlock lists gathered by [`BlockExchange::assign`].
+    pub(super) fn flush_requests(&mut self, ctx: &mut Context<Self>) {
+        for (peer, list) in std::mem::take(&mut self.outbox) {
+            for chunk in list.chunks(MAX_LIST_ENTRIES) {
+                let entries = chunk
+                    .iter()
+                    .map(|a| WantEntry::new(a.clone(), WantType::Block))
+                    .collect();
+                self.send_entries(peer, entries, false, ctx);
+            }
+        }
+    }
+
+    /// Gives wants waiting for room to the peers that have some now.
+    pub(super) fn refill(&mut self, ctx: &mut Context<Self>) {
+        let max = self.config.max_requests_per_peer;
+        if self.peers.values().all(|s| s.requested.len() >= max) {
+            return;
+        }
+        let waiting: Vec<BlockAddress> = self
+            .pending
+            .iter()
+            .filter(|(_, p)| p.requested.is_none())
+            .map(|(a, _)| a.clone())
+            .collect();
+        for address in &waiting {
+            self.assign(address);
+        }
+        self.flush_requests(ctx);
+    }
+
+    pub(super) fn on_delivery(
+        &mut self,
+        peer: PeerId,
+        delivery: BlockDelivery,
+        ctx: &mut Context<Self>,
+    ) {
+        let address = delivery.address.clone();
+        let asked_now = self
+            .pending
+            .get(&address)
+            .is_some_and(|p| p.requested == Some(peer));
+        if !asked_now {
+            // A block is asked of one peer at a time. One this peer was asked for before is
+            // late (it timed out or was cancelled): a harmless duplicate. Anything else was
+            // never asked of it.
+            if self.peers.get(&peer).is_some_and(|s| s.was_asked(&address)) {
+                self.stats.duplicate_blocks += 1;
+            } else {
+                self.punish(peer, "sent a block it was not asked for", ctx);
+            }
+            return;
+        }
+        if !delivery.is_authentic() {
+            self.punish(
+                peer,
+                "sent a block whose proof does not lead to its tree",
+                ctx,
+            );
+            return;
+        }
+        let Some(pending) = self.pending.remove(&address) else {
+            return;
+        };
+        if let Some(state) = self.peers.get_mut(&peer) {
+            state.settle(&address);
+            state.active_at = Instant::now();
+        }
+        self.stats.blocks_received += 1;
+        for sink in pending.sinks {
+            let _ = sink.try_send(Delivery::Block {
+                address: address.clone(),
+                cid: delivery.cid,
+                data: delivery.data.clone(),
+                proof: delivery.proof.clone(),
+            });
+        }
+    }
+
+    /// Counts a bad delivery and drops the connection: nothing it sent is stored.
+    fn punish(&mut self, peer: PeerId, why: &'static str, ctx: &mut Context<Self>) {
+        tracing::warn!(%peer, why, "disconnecting a misbehaving peer");
+        self.stats.bad_blocks += 1;
+        let net = self.net.clone();
+        ctx.spawn(actix::fut::wrap_future(async move {
+            let _ = net.disconnect(peer).await;
+        }));
+    }
+
+    /// Forgets a peer that went away; what it was asked for goes to others.
+    pub(super) fn drop_peer(&mut self, peer: PeerId) {
+        let Some(state) = self.peers.remove(&peer) else {
+            return;
+        };
+        for address in state.requested {
+            if let Some(p) = self.pending.get_mut(&address) {
+                p.requested = None;
+                self.stats.retries += 1;
+            }
+        }
+    }
+
+    /// Runs twice a second: peer timeouts, refreshes of wants nobody has, failed wants.
+    pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = Instant::now();
+        let timeout = self.config.peer_timeout;
+        let silent: Vec<PeerId> = self
+            .peers
+            .iter()
+            .filter(|(_, s)| !s.requested.is_empty() && now.duration_since(s.active_at) > timeout)
+            .map(|(id, _)| *id)
+            .collect();
+        for peer in silent {
+            let Some(state) = self.peers.get_mut(&peer) else {
+                continue;
+            };
+            tracing::info!(%peer, requests = state.requested.len(), "peer timed out; asking others");
+            self.stats.peer_timeouts += 1;
+            state.has.clear();
+            let dropped: Vec<BlockAddress> = state.requested.iter().cloned().collect();
+            for address in &dropped {
+                state.settle(address);
+            }
+            for address in dropped {
+                if let Some(p) = self.pending.get_mut(&address) {
+                    p.requested = None;
+                    p.retries_left = p.retries_left.saturating_sub(1);
+                    self.stats.retries += 1;
+                }
+            }
+        }
+        // Wants nobody is asked for: ask everyone again, at most every refresh interval; a want
+        // that runs out of retries fails.
+        let refresh = self.config.refresh_interval;
+        let mut again = Vec::new();
+        let mut failed = Vec::new();
+        for (address, p) in &mut self.pending {
+            if p.requested.is_some() || now.duration_since(p.asked_at) < refresh {
+                continue;
+            }
+            if p.retries_left == 0 {
+                failed.push(address.clone());
+                continue;
+            }
+            p.retries_left -= 1;
+            p.asked_at = now;
+            again.push(address.clone());
+        }
+        for address in failed {
+            if let Some(p) = self.pending.remove(&address) {
+                tracing::debug!(?address, "want failed: no peer delivered it");
+                self.stats.failed_wants += 1;
+                for sink in p.sinks {
+                    let _ = sink.try_send(Delivery::Failed {
+                        address: address.clone(),
+                    });
+                }
+            }
+        }
+        for address in &again {
+            self.assign(address);
+        }
+        let unknown: Vec<BlockAddress> = again
+            .into_iter()
+            .filter(|a| self.pending.get(a).is_some_and(|p| p.requested.is_none()))
+            .collect();
+        self.ask_everyone(unknown, ctx);
+        self.flush_requests(ctx);
+        self.serve_all(ctx);
+    }
+}

@@ -1,0 +1,343 @@
+//! The fetch actor: one per dataset being fetched from peers. It keeps a bounded window of the
+//! dataset's missing leaves wanted at the block exchange, and stores what arrives the way an
+//! upload stores its blocks: bytes written and synced first, then the records (a leaf record
+//! each, the proof's tree nodes, quota moved from the dataset's reservation), so a power cut
+//! never leaves a record pointing at bytes that were not on disk. Progress is published on a
+//! watch channel; readers streaming the dataset ask for the leaves they need next ([`Need`]),
+//! which go to the front of the window.
+//!
+//! A block from a peer to disk, by file names: `net/peer.rs` (frames) → `exchange/wants.rs`
+//! (checks) → `fetch/mod.rs` (this file: batching) → `fetch/store.rs` (write, sync, record) →
+//! `block_store.rs` / `segments.rs` (bytes) and `meta_store/fetching.rs` (records).
+//!
+//! It stops when the dataset is complete, when a block cannot be had (the status says why),
+//! or on [`CancelFetch`] (a delete); the registry (`registry.rs`) forgets it then.
+
+mod registry;
+mod store;
+
+use std::collections::{HashSet, VecDeque};
+
+use actix::{
+    Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
+    StreamHandler, WrapFuture,
+};
+use bytes::Bytes;
+use cid::Cid;
+use tokio::sync::{mpsc, watch};
+
+pub use registry::{Fetches, StartFetch};
+pub(crate) use registry::{NeedLeaves, RunningFetches, StopFetch};
+
+use crate::{
+    exchange::{BlockExchange, Delivery, Unwant, Want},
+    format::{blockexc::BlockAddress, manifest::Manifest, merkle::CodexProof},
+    meta_reader::MissingLeaves,
+    repo::Repo,
+};
+
+/// Leaf indexes looked up per query for the next missing ones.
+const SCAN: u64 = 1024;
+
+/// Where a fetch stands; published on its watch channel.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum FetchStatus {
+    /// Running: `stored` of `total` blocks are here.
+    Running {
+        /// Blocks stored locally.
+        stored: u64,
+        /// Blocks in the dataset.
+        total: u64,
+    },
+    /// Every block is stored: the dataset is complete.
+    Complete {
+        /// Blocks in the dataset.
+        total: u64,
+    },
+    /// The fetch stopped before the end; the blocks it stored stay (a later fetch resumes).
+    Failed {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Fetch these leaves first (a reader is waiting for them).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct Need {
+    /// Leaf indexes.
+    pub indexes: Vec<u64>,
+}
+
+/// Stop fetching (the dataset is being deleted).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub struct CancelFetch;
+
+/// What one fetch needs to run.
+pub(crate) struct FetchSetup {
+    pub(crate) repo: Repo,
+    pub(crate) exchange: Addr<BlockExchange>,
+    pub(crate) manifest_cid: Cid,
+    pub(crate) manifest: Manifest,
+    pub(crate) stored: u64,
+    pub(crate) window: usize,
+    pub(crate) expiry: u64,
+    pub(crate) status: watch::Sender<FetchStatus>,
+}
+
+/// The fetch actor; see the module docs.
+pub struct Fetch {
+    setup: FetchSetup,
+    /// Given to the exchange: deliveries for our wants.
+    sink: mpsc::Sender<Delivery>,
+    /// Taken in `started` to become this actor's stream.
+    deliveries: Option<mpsc::Receiver<Delivery>>,
+    /// Next leaf index not yet looked at in order.
+    next: u64,
+    /// Missing leaves found by the last scan, in order.
+    candidates: VecDeque<u64>,
+    /// A scan for missing leaves is running.
+    scanning: bool,
+    /// Leaves readers wait for.
+    urgent: VecDeque<u64>,
+    /// Leaves wanted at the exchange.
+    in_flight: HashSet<u64>,
+    /// Received, verified, waiting to be written.
+    received: Vec<(u64, Cid, Bytes, CodexProof)>,
+    /// A write batch is running.
+    writing: bool,
+    /// Blocks stored so far.
+    stored: u64,
+}
+
+impl Fetch {
+    pub(crate) fn new(setup: FetchSetup) -> Self {
+        let (sink, deliveries) = mpsc::channel(setup.window.max(1));
+        let stored = setup.stored;
+        Self {
+            setup,
+            sink,
+            deliveries: Some(deliveries),
+            next: 0,
+            candidates: VecDeque::new(),
+            scanning: false,
+            urgent: VecDeque::new(),
+            in_flight: HashSet::new(),
+            received: Vec::new(),
+            writing: false,
+            stored,
+        }
+    }
+
+    fn address(&self, index: u64) -> BlockAddress {
+        BlockAddress::Leaf {
+            tree: self.setup.manifest.tree_cid,
+            index,
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.setup.manifest.blocks_count()
+    }
+
+    /// Wants more leaves while the window has room: urgent ones first, then in order.
+    fn refill(&mut self, ctx: &mut Context<Self>) {
+        let room = self
+            .setup
+            .window
+            .saturating_sub(self.in_flight.len() + self.received.len());
+        let mut wanted = Vec::new();
+        while wanted.len() < room {
+            let next = match self.urgent.pop_front() {
+                Some(i) => i,
+                None => match self.candidates.pop_front() {
+                    Some(i) => i,
+                    None => break,
+                },
+            };
+            if self.in_flight.insert(next) {
+                wanted.push(self.address(next));
+            }
+        }
+        if !wanted.is_empty() {
+            let want = Want {
+                addresses: wanted,
+                sink: self.sink.clone(),
+            };
+            let exchange = self.setup.exchange.clone();
+            ctx.spawn(
+                async move { exchange.send(want).await }
+                    .into_actor(self)
+                    .map(|sent, act, ctx| {
+                        if sent.is_err() {
+                            act.fail("the block exchange stopped".into(), ctx);
+                        }
+                    }),
+            );
+        }
+        if self.candidates.is_empty() && !self.scanning && self.next < self.total() {
+            self.scan(ctx);
+        }
+    }
+
+    /// Finds the next missing leaves in order (some may be stored already: shared blocks, a
+    /// resumed fetch, a reader's urgent leaves).
+    fn scan(&mut self, ctx: &mut Context<Self>) {
+        self.scanning = true;
+        let start = self.next;
+        let count = SCAN.min(self.total() - start);
+        self.next = start + count;
+        let reader = self.setup.repo.reader.clone();
+        let tree = self.setup.manifest.tree_cid;
+        ctx.spawn(
+            async move { reader.send(MissingLeaves { tree, start, count }).await }
+                .into_actor(self)
+                .map(|found, act, ctx| {
+                    act.scanning = false;
+                    match found {
+                        Ok(Ok(missing)) => {
+                            let skip = |i: &u64| act.in_flight.contains(i);
+                            act.candidates
+                                .extend(missing.into_iter().filter(|i| !skip(i)));
+                            act.refill(ctx);
+                        }
+                        Ok(Err(e)) => act.fail(e.to_string(), ctx),
+                        Err(_) => act.fail("the store stopped".into(), ctx),
+                    }
+                }),
+        );
+    }
+
+    /// Writes what was received, if no write is running (one batch at a time keeps the order
+    /// of syncs and records simple).
+    fn flush(&mut self, ctx: &mut Context<Self>) {
+        if self.writing || self.received.is_empty() {
+            return;
+        }
+        self.writing = true;
+        let batch = std::mem::take(&mut self.received);
+        let job = store::Job {
+            repo: self.setup.repo.clone(),
+            manifest: self.setup.manifest_cid,
+            expiry: self.setup.expiry,
+            blocks: batch,
+        };
+        ctx.spawn(job.run().into_actor(self).map(|result, act, ctx| {
+            act.writing = false;
+            match result {
+                Ok(outcome) => {
+                    act.stored = outcome.stored;
+                    let exchange = act.setup.exchange.clone();
+                    exchange.do_send(crate::exchange::Resolve::Addresses(
+                        outcome.indexes.iter().map(|i| act.address(*i)).collect(),
+                    ));
+                    if outcome.completed {
+                        act.complete(ctx);
+                        return;
+                    }
+                    act.publish();
+                    act.refill(ctx);
+                    act.flush(ctx);
+                }
+                Err(e) => act.fail(e.to_string(), ctx),
+            }
+        }));
+    }
+
+    fn publish(&self) {
+        let _ = self.setup.status.send(FetchStatus::Running {
+            stored: self.stored,
+            total: self.total(),
+        });
+    }
+
+    fn complete(&mut self, ctx: &mut Context<Self>) {
+        let total = self.total();
+        tracing::info!(cid = %crate::cid_text(&self.setup.manifest_cid), blocks = total, "dataset fetched");
+        self.setup
+            .exchange
+            .do_send(crate::exchange::Resolve::Tree(self.setup.manifest.tree_cid));
+        let _ = self.setup.status.send(FetchStatus::Complete { total });
+        ctx.stop();
+    }
+
+    fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
+        tracing::warn!(cid = %crate::cid_text(&self.setup.manifest_cid), %reason, "fetch stopped");
+        let _ = self.setup.status.send(FetchStatus::Failed { reason });
+        ctx.stop();
+    }
+}
+
+impl Actor for Fetch {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(rx) = self.deliveries.take() {
+            ctx.add_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+                rx.recv().await.map(|d| (d, rx))
+            }));
+        }
+        self.publish();
+        self.refill(ctx);
+    }
+
+    fn stopped(&mut self, _: &mut Self::Context) {
+        // Whatever is still wanted goes back to nobody.
+        let addresses: Vec<BlockAddress> =
+            self.in_flight.iter().map(|i| self.address(*i)).collect();
+        if !addresses.is_empty() {
+            self.setup.exchange.do_send(Unwant {
+                addresses,
+                sink: self.sink.clone(),
+            });
+        }
+    }
+}
+
+impl StreamHandler<Delivery> for Fetch {
+    fn handle(&mut self, delivery: Delivery, ctx: &mut Self::Context) {
+        match delivery {
+            Delivery::Block {
+                address: BlockAddress::Leaf { index, .. },
+                cid,
+                data,
+                proof: Some(proof),
+            } if self.in_flight.remove(&index) => {
+                self.received.push((index, cid, data, proof));
+            }
+            Delivery::Failed { address } => {
+                self.fail(format!("no peer delivered {address:?}"), ctx);
+            }
+            // Not ours or already had: nothing to do.
+            Delivery::Block { .. } => {}
+        }
+        // Whatever arrived while a write ran goes in the next one: batches grow with the rate,
+        // one segment sync and one metadata batch each.
+        self.flush(ctx);
+    }
+
+    fn finished(&mut self, _: &mut Self::Context) {}
+}
+
+impl Handler<Need> for Fetch {
+    type Result = ();
+    fn handle(&mut self, msg: Need, ctx: &mut Self::Context) {
+        for i in msg.indexes {
+            if i < self.total() && !self.in_flight.contains(&i) && !self.urgent.contains(&i) {
+                self.urgent.push_back(i);
+            }
+        }
+        self.refill(ctx);
+    }
+}
+
+impl Handler<CancelFetch> for Fetch {
+    type Result = ();
+    fn handle(&mut self, _: CancelFetch, ctx: &mut Self::Context) {
+        let _ = self.setup.status.send(FetchStatus::Failed {
+            reason: "cancelled".into(),
+        });
+        ctx.stop();
+    }
+}

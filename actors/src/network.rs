@@ -1,0 +1,145 @@
+//! The node's network room: the libp2p component, the block-exchange actor on an arbiter of its
+//! own, and the registry of fetches, started behind [`crate::Node`] when the configuration asks
+//! for a network ([`crate::Config::network`]). The store's actors know nothing of it; it reaches
+//! them through the same messages as everything else.
+
+use std::time::Duration;
+
+use actix::{Actor, Addr, Arbiter, ArbiterHandle};
+use bytes::Bytes;
+use cid::Cid;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::{
+    error::{Error, Result},
+    exchange::{BlockExchange, Delivery, ExchangeConfig, Unwant, Want},
+    fetch::Fetches,
+    format::blockexc::BlockAddress,
+    net::{Net, NetConfig, NetHandle},
+    repo::Repo,
+};
+
+/// How the node takes part in the network. Every default is set in [`NetworkConfig::new`].
+#[derive(Debug, Clone)]
+pub struct NetworkConfig {
+    /// The libp2p stack: identity, listen addresses, peers, DHT.
+    pub net: NetConfig,
+    /// The block-exchange engine's limits and timings.
+    pub exchange: ExchangeConfig,
+    /// Blocks one fetch keeps wanted at once; with 64 KiB blocks, the memory one fetch may
+    /// hold. Default 256 (16 MiB).
+    pub fetch_window: usize,
+    /// Datasets fetched at once. Default 16.
+    pub max_fetches: usize,
+    /// How long a manifest is looked for among peers before the answer is "not found".
+    /// Default 20 s.
+    pub manifest_timeout: Duration,
+}
+
+impl NetworkConfig {
+    /// Defaults for a node whose repository is `data_dir`: its key at `<data-dir>/key`, its
+    /// known peers at `<data-dir>/peers`, listening nowhere until told.
+    pub fn new(data_dir: &std::path::Path) -> Self {
+        Self {
+            net: NetConfig::new(data_dir.join("key")).peer_store(data_dir.join("peers")),
+            exchange: ExchangeConfig::default(),
+            fetch_window: 256,
+            max_fetches: 16,
+            manifest_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+/// The running network room.
+pub(crate) struct Network {
+    pub(crate) net: NetHandle,
+    pub(crate) exchange: Addr<BlockExchange>,
+    pub(crate) fetches: Addr<Fetches>,
+    pub(crate) config: NetworkConfig,
+    /// The exchange's thread.
+    arbiter: ArbiterHandle,
+}
+
+impl Network {
+    /// Starts the libp2p component and the exchange on a new arbiter, and the fetch registry on
+    /// the caller's.
+    pub(crate) async fn start(config: NetworkConfig, repo: Repo) -> Result<Self> {
+        let arbiter = Arbiter::new().handle();
+        let (tx, rx) = oneshot::channel();
+        let (net_config, exchange_config) = (config.net.clone(), config.exchange.clone());
+        let exchange_repo = repo.clone();
+        let spawned = arbiter.spawn(async move {
+            let started = match Net::start(net_config).await {
+                Ok((handle, events)) => {
+                    let net = handle.clone();
+                    let exchange = BlockExchange::create(move |ctx| {
+                        let events = futures_util::stream::unfold(events, |mut rx| async move {
+                            rx.recv().await.map(|e| (e, rx))
+                        });
+                        actix::AsyncContext::add_stream(ctx, events);
+                        BlockExchange::new(handle, exchange_repo, exchange_config)
+                    });
+                    Ok((net, exchange))
+                }
+                Err(e) => Err(Error::Network(e.to_string())),
+            };
+            let _ = tx.send(started);
+        });
+        if !spawned {
+            return Err(Error::Unavailable);
+        }
+        let (net, exchange) = rx.await.map_err(|_| Error::Unavailable)??;
+        let fetches = Fetches::new(
+            repo,
+            exchange.clone(),
+            config.fetch_window,
+            config.max_fetches,
+        )
+        .start();
+        tracing::info!(peer_id = %net.peer_id(), "network started");
+        Ok(Self {
+            net,
+            exchange,
+            fetches,
+            config,
+            arbiter,
+        })
+    }
+
+    /// The bytes of a block (a manifest) no local store has, from whichever peer has it; "not
+    /// found" after [`NetworkConfig::manifest_timeout`].
+    pub(crate) async fn block_from_peers(&self, cid: Cid) -> Result<Bytes> {
+        let (tx, mut rx) = mpsc::channel(1);
+        let address = BlockAddress::Cid(cid);
+        self.exchange
+            .send(Want {
+                addresses: vec![address.clone()],
+                sink: tx.clone(),
+            })
+            .await?;
+        let timeout = self.config.manifest_timeout;
+        let got = tokio::time::timeout(timeout, rx.recv()).await;
+        match got {
+            Ok(Some(Delivery::Block { data, .. })) => Ok(data),
+            Ok(Some(Delivery::Failed { .. }) | None) => {
+                Err(Error::NotOnNetwork("no connected peer delivered it".into()))
+            }
+            Err(_) => {
+                self.exchange.do_send(Unwant {
+                    addresses: vec![address],
+                    sink: tx,
+                });
+                Err(Error::NotOnNetwork(format!(
+                    "no peer delivered it within {} s",
+                    timeout.as_secs()
+                )))
+            }
+        }
+    }
+
+    /// Stops the swarm (saving the peer store) and the exchange's thread.
+    pub(crate) async fn shutdown(&self) {
+        let _ = self.net.shutdown().await;
+        self.arbiter.stop();
+    }
+}

@@ -1,0 +1,263 @@
+//! The network operations of [`Node`]: identity and peers, manifests and datasets from peers.
+//! Each answers [`Error::NoNetwork`] on a node started without a network.
+
+use std::ops::Range;
+
+use bytes::Bytes;
+use cid::Cid;
+use libp2p::{Multiaddr, PeerId};
+use tokio::sync::watch;
+
+use super::{expiry_after, ByteStream, Node};
+use crate::{
+    download,
+    error::{Error, Result},
+    exchange::{Connect, ExchangeStats, GetStats},
+    fetch::{FetchStatus, RunningFetches, StartFetch},
+    format::manifest::{cid_of_encoded, Manifest},
+    meta_reader::{FindManifest, ListFetches},
+    meta_store::{BeginFetch, FetchProgress},
+    net::{DhtStats, RoutingTable},
+    network::Network,
+};
+
+/// A dataset fetched (or being fetched) from peers.
+#[derive(Debug, Clone)]
+pub struct Fetching {
+    /// Its manifest.
+    pub manifest: Manifest,
+    /// Where the fetch stands; a complete dataset starts as [`FetchStatus::Complete`].
+    pub status: watch::Receiver<FetchStatus>,
+}
+
+impl Node {
+    fn network(&self) -> Result<&Network> {
+        self.network.as_deref().ok_or(Error::NoNetwork)
+    }
+
+    /// This node's peer id, when it runs a network.
+    pub fn peer_id(&self) -> Option<PeerId> {
+        self.network.as_ref().map(|n| n.net.peer_id())
+    }
+
+    /// The addresses the network listens on.
+    ///
+    /// # Errors
+    /// [`Error::NoNetwork`]; [`Error::Unavailable`] when the network stopped.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
+        let network = self.network()?;
+        network
+            .net
+            .listen_addrs()
+            .await
+            .map_err(|_| Error::Unavailable)
+    }
+
+    /// The addresses peers should dial: the configured announce addresses, else the listen
+    /// addresses.
+    ///
+    /// # Errors
+    /// As [`Node::listen_addrs`].
+    pub async fn announce_addrs(&self) -> Result<Vec<Multiaddr>> {
+        let network = self.network()?;
+        if !network.config.net.announce_addrs.is_empty() {
+            return Ok(network.config.net.announce_addrs.clone());
+        }
+        self.listen_addrs().await
+    }
+
+    /// This node's signed peer record (`spr:` text) over its announce addresses.
+    ///
+    /// # Errors
+    /// As [`Node::listen_addrs`]; [`Error::Network`] when the record cannot be signed.
+    pub async fn spr(&self) -> Result<String> {
+        let addrs = self.announce_addrs().await?;
+        let network = self.network()?;
+        network
+            .net
+            .spr(addrs)
+            .map_err(|e| Error::Network(e.to_string()))
+    }
+
+    /// Connects to `peer` at `addrs` (Codex's `/connect`).
+    ///
+    /// # Errors
+    /// [`Error::Network`] when the peer cannot be reached there.
+    pub async fn connect(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<()> {
+        let network = self.network()?;
+        network
+            .exchange
+            .send(Connect { peer, addrs })
+            .await?
+            .map_err(|e| Error::Network(e.to_string()))
+    }
+
+    /// The manifest stored under `cid`, here (complete or being fetched) or, failing that,
+    /// from peers (not stored). Returns its bytes too.
+    ///
+    /// # Errors
+    /// [`Error::NotAManifest`] for another kind of CID; [`Error::NotOnNetwork`] when no peer
+    /// has it within the configured time; [`Error::BadManifest`].
+    pub async fn network_manifest(&self, cid: Cid) -> Result<(Manifest, Bytes)> {
+        if let Some(local) = self.repo.reader.send(FindManifest { cid }).await?? {
+            return Ok((local.manifest, local.bytes));
+        }
+        if cid.codec() != crate::format::cid::MANIFEST_CODEC {
+            return Err(Error::NotAManifest(cid));
+        }
+        let bytes = self.network()?.block_from_peers(cid).await?;
+        if cid_of_encoded(&bytes) != cid {
+            return Err(Error::NotOnNetwork("a peer sent other bytes".into()));
+        }
+        let manifest = Manifest::decode(&bytes).map_err(|e| Error::BadManifest {
+            cid,
+            reason: e.to_string(),
+        })?;
+        Ok((manifest, bytes))
+    }
+
+    /// Fetches the dataset `cid` from peers into the local store, in the background (Codex's
+    /// `POST /data/{cid}/network`); resumes a fetch cut short. The dataset's quota is reserved
+    /// up front. Once complete it is an ordinary local dataset.
+    ///
+    /// # Errors
+    /// As [`Node::network_manifest`]; [`Error::QuotaExceeded`] when the dataset cannot fit;
+    /// [`Error::Busy`] when too many fetches run.
+    pub async fn fetch(&self, cid: Cid) -> Result<Fetching> {
+        let (manifest, bytes) = self.network_manifest(cid).await?;
+        let expiry = expiry_after(self.config.block_ttl);
+        let progress = self
+            .repo
+            .meta
+            .send(BeginFetch {
+                manifest: bytes.to_vec(),
+                expiry,
+            })
+            .await??;
+        if progress.complete {
+            let (_, status) = watch::channel(FetchStatus::Complete {
+                total: progress.total,
+            });
+            return Ok(Fetching { manifest, status });
+        }
+        let network = self.network()?;
+        let status = network
+            .fetches
+            .send(StartFetch {
+                manifest_cid: cid,
+                manifest: manifest.clone(),
+                stored: progress.stored,
+                expiry,
+            })
+            .await??;
+        Ok(Fetching { manifest, status })
+    }
+
+    /// Streams bytes `range` of dataset `cid` (all of it when `None`), fetching from peers what
+    /// is not stored here (Codex's `network/stream`); what arrives is kept.
+    ///
+    /// # Errors
+    /// As [`Node::fetch`]; [`Error::RangeNotSatisfiable`]. Failures while streaming arrive as
+    /// the stream's last item.
+    pub async fn stream_network(
+        &self,
+        cid: Cid,
+        range: Option<Range<u64>>,
+    ) -> Result<(Manifest, ByteStream)> {
+        let fetching = self.fetch(cid).await?;
+        let manifest = fetching.manifest.clone();
+        let complete = matches!(*fetching.status.borrow(), FetchStatus::Complete { .. });
+        if complete {
+            let stream = self.read(&manifest, range)?;
+            return Ok((manifest, stream));
+        }
+        let size = manifest.dataset_size;
+        let range = range.unwrap_or(0..size);
+        if range.start >= range.end || range.end > size {
+            return Err(Error::RangeNotSatisfiable { size });
+        }
+        let source = download::fetching::Source {
+            repo: self.repo.clone(),
+            fetches: self.network()?.fetches.clone(),
+            manifest_cid: cid,
+            manifest: manifest.clone(),
+            status: fetching.status,
+        };
+        let stream = download::fetching::stream(source, range, self.config.read_ahead_blocks);
+        Ok((manifest, stream))
+    }
+
+    /// Progress of dataset `cid` here: blocks stored of blocks total, and whether a fetch runs.
+    /// `None` when nothing of it is stored.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn fetch_progress(&self, cid: Cid) -> Result<Option<(FetchProgress, bool)>> {
+        let Some(local) = self.repo.reader.send(FindManifest { cid }).await?? else {
+            return Ok(None);
+        };
+        let running = self
+            .running_fetches()
+            .await?
+            .into_iter()
+            .find(|(c, _)| *c == cid);
+        let progress = match running {
+            Some((_, FetchStatus::Running { stored, total })) => FetchProgress {
+                stored: stored.max(local.progress.stored),
+                total,
+                complete: false,
+            },
+            _ => local.progress,
+        };
+        Ok(Some((progress, running.is_some())))
+    }
+
+    /// Every dataset stored partially (being fetched, or cut short), with its progress.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn partial_datasets(&self) -> Result<Vec<(Cid, FetchProgress)>> {
+        self.repo.reader.send(ListFetches).await?
+    }
+
+    async fn running_fetches(&self) -> Result<Vec<(Cid, FetchStatus)>> {
+        match &self.network {
+            Some(network) => Ok(network.fetches.send(RunningFetches).await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Counters of the block exchange.
+    ///
+    /// # Errors
+    /// [`Error::NoNetwork`], [`Error::Unavailable`].
+    pub async fn exchange_stats(&self) -> Result<ExchangeStats> {
+        Ok(self.network()?.exchange.send(GetStats).await?)
+    }
+
+    /// The DHT routing table, in Codex's `/debug/info` `table` shape.
+    ///
+    /// # Errors
+    /// [`Error::NoNetwork`], [`Error::Unavailable`].
+    pub async fn routing_table(&self) -> Result<RoutingTable> {
+        let network = self.network()?;
+        network
+            .net
+            .routing_table()
+            .await
+            .map_err(|_| Error::Unavailable)
+    }
+
+    /// Counters of the DHT: lookups, providers found, dials.
+    ///
+    /// # Errors
+    /// [`Error::NoNetwork`], [`Error::Unavailable`].
+    pub async fn dht_stats(&self) -> Result<DhtStats> {
+        let network = self.network()?;
+        network
+            .net
+            .dht_stats()
+            .await
+            .map_err(|_| Error::Unavailable)
+    }
+}

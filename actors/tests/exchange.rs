@@ -1,0 +1,110 @@
+//! Block exchange between nodes of this engine on loopback, through the `Node` handle: a
+//! dataset uploaded to one node is fetched by another, byte for byte, and passed on.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use codex_actors::{Config, Error, FetchStatus, Multiaddr, NetworkConfig, Node, UploadOptions};
+use futures_util::StreamExt;
+
+type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+fn data(len: usize, seed: u8) -> Vec<u8> {
+    (0..len)
+        .map(|i| ((i * 31 + seed as usize) % 251) as u8)
+        .collect()
+}
+
+async fn start(dir: &std::path::Path) -> Result<Node, Error> {
+    let mut network = NetworkConfig::new(dir);
+    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
+        .parse()
+        .map_err(|_| Error::Unavailable)?;
+    network.net = network.net.listen_on(listen);
+    network.exchange.peer_timeout = Duration::from_secs(5);
+    Node::start(Config::new(dir).network(network)).await
+}
+
+async fn upload(node: &Node, bytes: &[u8]) -> Result<codex_actors::Cid, Error> {
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(bytes))]);
+    node.store(body, UploadOptions::default()).await
+}
+
+async fn connect(from: &Node, to: &Node) -> Result<(), Error> {
+    let peer = to.peer_id().ok_or(Error::NoNetwork)?;
+    from.connect(peer, to.listen_addrs().await?).await
+}
+
+async fn collect(mut stream: codex_actors::ByteStream) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    while let Some(piece) = stream.next().await {
+        out.extend_from_slice(&piece?);
+    }
+    Ok(out)
+}
+
+#[test]
+fn a_dataset_goes_from_node_to_node_and_on() -> TestResult {
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    actix::System::new().block_on(async move {
+        let a = start(dirs[0].path()).await?;
+        let b = start(dirs[1].path()).await?;
+        let original = data(1_000_000, 7);
+        let cid = upload(&a, &original).await?;
+        connect(&b, &a).await?;
+        let (manifest, stream) = b.stream_network(cid, None).await?;
+        assert_eq!(manifest.dataset_size, original.len() as u64);
+        assert!(collect(stream).await? == original, "B got the bytes");
+        // B now holds it as an ordinary dataset, with the same figures as A.
+        let mut status = b.fetch(cid).await?.status;
+        while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
+            status.changed().await.map_err(|_| Error::Unavailable)?;
+        }
+        assert_eq!(a.space().await?, b.space().await?);
+        assert!(b.partial_datasets().await?.is_empty());
+        let (_, local) = b.retrieve(cid).await?;
+        assert!(collect(local).await? == original, "B serves it locally");
+        a.shutdown().await?;
+        drop(a);
+        // C gets it from B alone.
+        let c = start(dirs[2].path()).await?;
+        connect(&c, &b).await?;
+        let (_, stream) = c.stream_network(cid, None).await?;
+        assert!(collect(stream).await? == original, "C got the bytes from B");
+        let stats = b.exchange_stats().await?;
+        assert!(stats.blocks_sent >= 16, "{stats:?}");
+        assert_eq!(stats.bad_blocks, 0);
+        b.shutdown().await?;
+        c.shutdown().await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn a_manifest_nobody_has_is_not_found_in_bounded_time() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    actix::System::new().block_on(async move {
+        let mut network = NetworkConfig::new(dirs[0].path());
+        network.net = network.net.listen_on(
+            "/ip4/127.0.0.1/tcp/0"
+                .parse()
+                .map_err(|_| Error::Unavailable)?,
+        );
+        network.manifest_timeout = Duration::from_secs(2);
+        let a = Node::start(Config::new(dirs[0].path()).network(network)).await?;
+        let b = start(dirs[1].path()).await?;
+        connect(&a, &b).await?;
+        let missing = codex_actors::format::manifest::cid_of_encoded(b"nobody has this");
+        let started = std::time::Instant::now();
+        let got = a.network_manifest(missing).await;
+        assert!(matches!(got, Err(Error::NotOnNetwork(_))), "{got:?}");
+        assert!(started.elapsed() < Duration::from_secs(10));
+        a.shutdown().await?;
+        b.shutdown().await?;
+        Ok(())
+    })
+}
