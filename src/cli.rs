@@ -5,7 +5,7 @@ use std::{net::IpAddr, path::PathBuf, time::Duration};
 use clap::{Parser, Subcommand};
 use codex_actors::{
     config::{DEFAULT_QUOTA_BYTES, DEFAULT_SEGMENT_BYTES},
-    Config,
+    Config, Multiaddr, NetworkConfig,
 };
 
 use crate::HttpConfig;
@@ -47,6 +47,22 @@ pub enum Command {
         /// Output file; stdout when absent.
         #[arg(short, long)]
         output: Option<PathBuf>,
+        /// Fetch what the node lacks from its peers (`network/stream`) instead of reading only
+        /// its local store.
+        #[arg(long)]
+        network: bool,
+        /// The node's API base URL.
+        #[arg(long, default_value = DEFAULT_API)]
+        api: String,
+    },
+    /// Ask a running node to connect to a peer.
+    Connect {
+        /// The peer's id (`16Uiu2…`).
+        peer: String,
+        /// The peer's multiaddresses; repeatable or comma-separated. Without any, the node
+        /// tries the addresses it knows for the peer.
+        #[arg(long, value_delimiter = ',')]
+        addrs: Vec<String>,
         /// The node's API base URL.
         #[arg(long, default_value = DEFAULT_API)]
         api: String,
@@ -95,17 +111,56 @@ pub struct Args {
     /// Largest upload body in bytes (413 beyond); the quota applies as well.
     #[arg(long, default_value_t = u64::MAX)]
     pub max_upload_bytes: u64,
+    /// Multiaddresses the peer-to-peer network listens on (TCP), repeatable or comma-separated.
+    /// Default: every interface, port 8070, so other nodes can reach this one; the REST API
+    /// stays on loopback.
+    #[arg(long, value_delimiter = ',', default_value = DEFAULT_LISTEN)]
+    pub listen_addrs: Vec<Multiaddr>,
+    /// Addresses to announce to peers instead of the listen addresses (e.g. a public address
+    /// behind NAT), repeatable or comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub announce_addrs: Vec<Multiaddr>,
+    /// Most peers connected at once.
+    #[arg(long, default_value_t = 160)]
+    pub max_peers: u32,
+    /// The secp256k1 identity key file (libp2p protobuf encoding), created on first start with
+    /// mode 0600. Default: `<data-dir>/key`.
+    #[arg(long)]
+    pub net_privkey: Option<PathBuf>,
+    /// A node to join the network through: a multiaddress ending in `/p2p/<peerId>`, or an
+    /// `spr:` record that carries a TCP address. Repeatable. Without one, this node is the
+    /// first of a network.
+    #[arg(long)]
+    pub bootstrap_node: Vec<String>,
+    /// Run without the peer-to-peer network: a single local store.
+    #[arg(long)]
+    pub no_network: bool,
 }
+
+/// Where the peer-to-peer network listens by default.
+pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/8070";
 
 impl Args {
     /// The engine configuration these flags describe.
     pub fn engine_config(&self) -> Config {
-        Config::new(&self.data_dir)
+        let config = Config::new(&self.data_dir)
             .quota_max_bytes(self.storage_quota)
             .block_ttl(Duration::from_secs(self.block_ttl))
             .maintenance_interval(Duration::from_secs(self.block_maintenance_interval.max(1)))
             .maintenance_batch(self.block_maintenance_number)
-            .segment_bytes(self.segment_bytes)
+            .segment_bytes(self.segment_bytes);
+        if self.no_network {
+            return config;
+        }
+        let mut network = NetworkConfig::new(&self.data_dir);
+        if let Some(key) = &self.net_privkey {
+            network.net.key_path = key.clone();
+        }
+        network.net.listen_addrs = self.listen_addrs.clone();
+        network.net.announce_addrs = self.announce_addrs.clone();
+        network.net.max_peers = self.max_peers;
+        network.net.bootstrap = self.bootstrap_node.clone();
+        config.network(network)
     }
 
     /// The HTTP configuration these flags describe.

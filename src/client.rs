@@ -132,9 +132,15 @@ pub fn upload(
 ///
 /// # Errors
 /// See [`ClientError`].
-pub fn download(api: &str, cid: &str, output: Option<&Path>) -> Result<u64, ClientError> {
+pub fn download(
+    api: &str,
+    cid: &str,
+    output: Option<&Path>,
+    network: bool,
+) -> Result<u64, ClientError> {
+    let route = if network { "/network/stream" } else { "" };
     let resp = agent()
-        .get(format!("{api}/api/codex/v1/data/{cid}"))
+        .get(format!("{api}/api/codex/v1/data/{cid}{route}"))
         .call()
         .map_err(|e| unreachable(api, e))?;
     if resp.status() != 200 {
@@ -172,4 +178,24 @@ pub fn download(api: &str, cid: &str, output: Option<&Path>) -> Result<u64, Clie
         ));
     }
     Ok(written)
+}
+
+/// `codex-node connect`: asks the node at `api` to dial `peer` at `addrs`. Returns the node's
+/// answer.
+///
+/// # Errors
+/// [`ClientError::Refused`] with the node's message (e.g. `400: Unable to dial peer`);
+/// [`ClientError::Unreachable`].
+pub fn connect(api: &str, peer: &str, addrs: &[String]) -> Result<String, ClientError> {
+    let mut req = agent().get(format!("{api}/api/codex/v1/connect/{peer}"));
+    for addr in addrs {
+        req = req.query("addrs", addr);
+    }
+    let resp = req.call().map_err(|e| unreachable(api, e))?;
+    if resp.status() != 200 {
+        return Err(refused(resp));
+    }
+    resp.into_body()
+        .read_to_string()
+        .map_err(|e| unreachable(api, e))
 }

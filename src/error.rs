@@ -19,6 +19,9 @@ pub enum ApiError {
     /// The `Content-Disposition` filename is not acceptable (Codex: 422).
     #[error("The filename is not valid.")]
     InvalidFilename,
+    /// A request that cannot be served as asked (bad peer id or address, a failed dial).
+    #[error("{0}")]
+    BadRequest(String),
     /// The upload is larger than the configured limit.
     #[error("The upload exceeds the limit of {0} bytes")]
     TooLarge(u64),
@@ -43,10 +46,15 @@ impl ResponseError for ApiError {
                 StatusCode::UNPROCESSABLE_ENTITY
             }
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::Engine(e) => match e {
                 Error::InvalidCid(_) | Error::UnsupportedCid(_) => StatusCode::BAD_REQUEST,
                 Error::EmptyUpload | Error::Stream(_) => StatusCode::BAD_REQUEST,
-                Error::NotFound(_) | Error::NotAManifest(_) => StatusCode::NOT_FOUND,
+                Error::NotFound(_) | Error::NotAManifest(_) | Error::NotOnNetwork(_) => {
+                    StatusCode::NOT_FOUND
+                }
+                Error::Network(_) => StatusCode::BAD_GATEWAY,
+                Error::NoNetwork | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
                 Error::BlockInUse(_) => StatusCode::CONFLICT,
                 Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
                 Error::QuotaExceeded { .. } | Error::DiskFull(_) => {

@@ -23,8 +23,15 @@ fn main() -> std::io::Result<()> {
             mime.as_deref(),
         )
         .map(|cid| println!("{cid}")),
-        Some(Command::Download { cid, output, api }) => {
-            client::download(api.trim_end_matches('/'), &cid, output.as_deref()).map(|_| ())
+        Some(Command::Download {
+            cid,
+            output,
+            network,
+            api,
+        }) => client::download(api.trim_end_matches('/'), &cid, output.as_deref(), network)
+            .map(|_| ()),
+        Some(Command::Connect { peer, addrs, api }) => {
+            client::connect(api.trim_end_matches('/'), &peer, &addrs).map(|text| println!("{text}"))
         }
     };
     if let Err(e) = result {

@@ -10,7 +10,7 @@ use actix_web::{
     http::header::{self, HeaderValue},
     web, HttpRequest, HttpResponse,
 };
-use codex_actors::{Error, Node};
+use codex_actors::{ByteStream, Cid, Error, Manifest, Node};
 use futures_util::{stream, StreamExt};
 
 use super::PathCid;
@@ -23,18 +23,47 @@ pub(crate) async fn download(
 ) -> Result<HttpResponse, ApiError> {
     let cid = PathCid::parse(&path)?.held()?;
     let manifest = node.manifest(cid).await?;
+    let range = requested_range(&req, manifest.dataset_size)?;
+    let body = node.read(&manifest, range.clone())?;
+    respond(cid, &manifest, range, body).await
+}
+
+/// `GET /api/codex/v1/data/{cid}/network/stream`: the same answer, for a dataset that may have
+/// to come from peers (fetched into the store while it streams).
+pub(crate) async fn network_stream(
+    path: web::Path<String>,
+    req: HttpRequest,
+    node: web::Data<Node>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = PathCid::parse(&path)?.held()?;
+    let fetching = node.fetch(cid).await?;
+    let range = requested_range(&req, fetching.manifest.dataset_size)?;
+    let body = node.read_fetching(cid, &fetching, range.clone())?;
+    respond(cid, &fetching.manifest, range, body).await
+}
+
+/// The `Range` a request asks for, if it asks for one this node serves.
+fn requested_range(req: &HttpRequest, size: u64) -> Result<Option<Range<u64>>, ApiError> {
+    match req.headers().get(header::RANGE) {
+        Some(value) => parse_range(value, size),
+        None => Ok(None),
+    }
+}
+
+/// Streams `body` (bytes `range` of the dataset, or all of it) with Codex's headers. The first
+/// piece is awaited before the status line goes out.
+async fn respond(
+    cid: Cid,
+    manifest: &Manifest,
+    range: Option<Range<u64>>,
+    mut body: ByteStream,
+) -> Result<HttpResponse, ApiError> {
     let size = manifest.dataset_size;
-    let range = match req.headers().get(header::RANGE) {
-        Some(value) => parse_range(value, size)?,
-        None => None,
-    };
-    let mut body = node.read(&manifest, range.clone())?;
     let first = match body.next().await {
         Some(Ok(bytes)) => bytes,
         Some(Err(e)) => return Err(e.into()),
         None => return Err(Error::NotFound(cid).into()),
     };
-
     let mut resp = match &range {
         Some(r) => {
             let mut resp = HttpResponse::PartialContent();

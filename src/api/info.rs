@@ -42,7 +42,7 @@ pub(crate) struct ManifestEntry {
 }
 
 impl ManifestEntry {
-    fn new(cid: &Cid, manifest: &Manifest) -> Self {
+    pub(crate) fn new(cid: &Cid, manifest: &Manifest) -> Self {
         Self {
             cid: cid_text(cid),
             manifest: manifest.into(),
@@ -64,16 +64,6 @@ struct SpaceJson {
     quota_max_bytes: u64,
     quota_used_bytes: u64,
     quota_reserved_bytes: u64,
-}
-
-/// `GET /data/{cid}/network/manifest`: this node has no network, so only local manifests.
-pub(crate) async fn manifest(
-    path: web::Path<String>,
-    node: web::Data<Node>,
-) -> Result<HttpResponse, ApiError> {
-    let cid = PathCid::parse(&path)?.held()?;
-    let manifest = node.manifest(cid).await?;
-    Ok(HttpResponse::Ok().json(ManifestEntry::new(&cid, &manifest)))
 }
 
 /// `GET /data`: every local manifest. A record that cannot be decoded is logged and skipped;
@@ -114,28 +104,6 @@ pub(crate) async fn delete(
     let removed = node.delete(cid).await?;
     tracing::info!(cid = %cid_text(&cid), blocks = removed.blocks, bytes = removed.bytes, "deleted");
     Ok(HttpResponse::NoContent().finish())
-}
-
-/// `GET /debug/info`: what makes sense for a single node without a network identity.
-pub(crate) async fn debug_info(
-    node: web::Data<Node>,
-    http: web::Data<crate::HttpConfig>,
-) -> Result<HttpResponse, ApiError> {
-    let s = node.space().await?;
-    let body = json!({
-        "id": null,
-        "addrs": http.listen.iter().map(|a| format!("http://{a}")).collect::<Vec<_>>(),
-        "repo": node.config().data_dir().display().to_string(),
-        "spr": "",
-        "announceAddresses": [],
-        "table": { "localNode": null, "nodes": [] },
-        "codex": { "version": env!("CARGO_PKG_VERSION"), "revision": "", "contracts": null },
-        "storage": { "totalBlocks": s.total_blocks, "quotaMaxBytes": s.quota_max_bytes, "quotaUsedBytes": s.quota_used_bytes },
-    });
-    let text = serde_json::to_string_pretty(&body).unwrap_or_default();
-    Ok(HttpResponse::Ok()
-        .content_type("application/json")
-        .body(text))
 }
 
 /// `GET /space`.

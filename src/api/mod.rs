@@ -3,6 +3,7 @@
 
 mod download;
 mod info;
+mod network;
 mod upload;
 
 use actix_web::{http::Method, web, HttpResponse};
@@ -20,13 +21,25 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
             .route("/data/{cid}", web::delete().to(info::delete))
             .route("/data", web::method(Method::OPTIONS).to(preflight))
             .route("/data/{cid}", web::method(Method::OPTIONS).to(preflight))
+            .route("/data/{cid}/network", web::post().to(network::fetch))
+            .route(
+                "/data/{cid}/network/stream",
+                web::get().to(download::network_stream),
+            )
             .route(
                 "/data/{cid}/network/manifest",
-                web::get().to(info::manifest),
+                web::get().to(network::manifest),
+            )
+            .route(
+                "/data/{cid}/network/progress",
+                web::get().to(network::progress),
             )
             .route("/data/{cid}/exists", web::get().to(info::exists))
             .route("/space", web::get().to(info::space))
-            .route("/debug/info", web::get().to(info::debug_info)),
+            .route("/peerid", web::get().to(network::peer_id))
+            .route("/spr", web::get().to(network::spr))
+            .route("/connect/{peer}", web::get().to(network::connect))
+            .route("/debug/info", web::get().to(network::debug_info)),
     )
     .route("/metrics", web::get().to(info::metrics))
     .default_service(web::to(not_found));

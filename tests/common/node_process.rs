@@ -27,11 +27,22 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts the binary on `dir` with `--api-port 0` plus `extra` flags, and waits for the line
     /// that gives its address. The error carries the log when the node stops before that.
+    /// Unless `extra` says otherwise, the network listens on a free loopback port (tests send
+    /// traffic to loopback only).
     pub fn spawn(dir: &Path, extra: &[&str]) -> TestResult<Self> {
+        let own_network = extra
+            .iter()
+            .any(|a| a.starts_with("--listen-addrs") || *a == "--no-network");
+        let loopback: &[&str] = if own_network {
+            &[]
+        } else {
+            &["--listen-addrs", "/ip4/127.0.0.1/tcp/0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_codex-node"))
             .arg("--data-dir")
             .arg(dir)
             .args(["--api-port", "0"])
+            .args(loopback)
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

@@ -468,8 +468,9 @@ mod tests {
             freed += step.freed.removed;
             steps += 1;
         }
-        // 10 leaves three at a time (4 steps), then the 5 + 3 + 2 + 1 nodes above them (4).
-        assert_eq!(steps, 8);
+        // 10 leaves three at a time (4 steps), then the 5 + 3 + 2 + 1 nodes above them and the
+        // leaf count, three at a time (4 steps, and a fifth that finds none left).
+        assert_eq!(steps, 9);
         assert_eq!(freed.blocks, BLOCKS + 1, "every block and the manifest");
         assert_eq!(meta.counters, Counters::default());
         assert!(meta.ks.leaves.is_empty()? && meta.ks.tree_nodes.is_empty()?);

@@ -14,7 +14,10 @@ use crate::{
     error::{Error, Result},
     exchange::{Connect, ExchangeStats, GetStats},
     fetch::{FetchStatus, RunningFetches, StartFetch},
-    format::manifest::{cid_of_encoded, Manifest},
+    format::{
+        cid::MANIFEST_CODEC,
+        manifest::{cid_of_encoded, Manifest},
+    },
     meta_reader::{FindManifest, ListFetches},
     meta_store::{BeginFetch, FetchProgress},
     net::{DhtStats, RoutingTable},
@@ -102,10 +105,20 @@ impl Node {
         if let Some(local) = self.repo.reader.send(FindManifest { cid }).await?? {
             return Ok((local.manifest, local.bytes));
         }
-        if cid.codec() != crate::format::cid::MANIFEST_CODEC {
-            return Err(Error::NotAManifest(cid));
-        }
-        let bytes = self.network()?.block_from_peers(cid).await?;
+        let Some(network) = self
+            .network
+            .as_deref()
+            .filter(|_| cid.codec() == MANIFEST_CODEC)
+        else {
+            // Not a manifest CID, or no network to ask: the local answer (not found, or a
+            // block that is no manifest).
+            return Err(self
+                .manifest(cid)
+                .await
+                .err()
+                .unwrap_or(Error::NotFound(cid)));
+        };
+        let bytes = network.block_from_peers(cid).await?;
         if cid_of_encoded(&bytes) != cid {
             return Err(Error::NotOnNetwork("a peer sent other bytes".into()));
         }
@@ -165,11 +178,24 @@ impl Node {
         range: Option<Range<u64>>,
     ) -> Result<(Manifest, ByteStream)> {
         let fetching = self.fetch(cid).await?;
-        let manifest = fetching.manifest.clone();
-        let complete = matches!(*fetching.status.borrow(), FetchStatus::Complete { .. });
-        if complete {
-            let stream = self.read(&manifest, range)?;
-            return Ok((manifest, stream));
+        let stream = self.read_fetching(cid, &fetching, range)?;
+        Ok((fetching.manifest, stream))
+    }
+
+    /// Streams bytes `range` of a dataset [`Node::fetch`] started: from the store, waiting for
+    /// the fetch (and asking it for these blocks first) where a block is not there yet.
+    ///
+    /// # Errors
+    /// [`Error::RangeNotSatisfiable`]; [`Error::NoNetwork`].
+    pub fn read_fetching(
+        &self,
+        cid: Cid,
+        fetching: &Fetching,
+        range: Option<Range<u64>>,
+    ) -> Result<ByteStream> {
+        let manifest = &fetching.manifest;
+        if matches!(*fetching.status.borrow(), FetchStatus::Complete { .. }) {
+            return self.read(manifest, range);
         }
         let size = manifest.dataset_size;
         let range = range.unwrap_or(0..size);
@@ -181,10 +207,13 @@ impl Node {
             fetches: self.network()?.fetches.clone(),
             manifest_cid: cid,
             manifest: manifest.clone(),
-            status: fetching.status,
+            status: fetching.status.clone(),
         };
-        let stream = download::fetching::stream(source, range, self.config.read_ahead_blocks);
-        Ok((manifest, stream))
+        Ok(download::fetching::stream(
+            source,
+            range,
+            self.config.read_ahead_blocks,
+        ))
     }
 
     /// Progress of dataset `cid` here: blocks stored of blocks total, and whether a fetch runs.

@@ -1,0 +1,167 @@
+//! The network routes: identity (`/peerid`, `/spr`), peering (`/connect`), datasets from peers
+//! (`POST /data/{cid}/network`, `/network/manifest`; `/network/stream` is in `download.rs`), the
+//! progress of a fetch, and `/debug/info`.
+
+use actix_web::{web, HttpResponse};
+use codex_actors::{Multiaddr, Node, PeerId};
+use serde::Serialize;
+use serde_json::json;
+
+use super::{info::ManifestEntry, PathCid};
+use crate::error::ApiError;
+
+/// `GET /peerid`: `{"id": …}`.
+pub(crate) async fn peer_id(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let id = node.peer_id().ok_or(codex_actors::Error::NoNetwork)?;
+    Ok(HttpResponse::Ok().json(json!({ "id": id.to_string() })))
+}
+
+/// `GET /spr`: `{"spr": "spr:…"}`, this node's signed record over its TCP announce addresses.
+pub(crate) async fn spr(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let spr = node.spr().await?;
+    Ok(HttpResponse::Ok().json(json!({ "spr": spr })))
+}
+
+/// `GET /connect/{peerId}?addrs=<multiaddr>`: dial a peer, as Codex does (400 with Codex's
+/// texts when the peer id or an address is unusable or the dial fails). Without `addrs`, the
+/// addresses the node already knows for the peer (its DHT and peer store) are tried.
+pub(crate) async fn connect(
+    path: web::Path<String>,
+    query: actix_web::web::Query<Vec<(String, String)>>,
+    node: web::Data<Node>,
+) -> Result<HttpResponse, ApiError> {
+    let peer: PeerId = path
+        .parse()
+        .map_err(|_| ApiError::BadRequest("Unable to decode Peer ID".into()))?;
+    // `addrs` may be given several times.
+    let mut addrs = Vec::new();
+    for (_, text) in query.iter().filter(|(k, _)| k == "addrs") {
+        let addr: Multiaddr = text
+            .parse()
+            .map_err(|_| ApiError::BadRequest(format!("Unable to parse address {text}")))?;
+        addrs.push(addr);
+    }
+    let known = !addrs.is_empty();
+    match node.connect(peer, addrs).await {
+        Ok(()) => Ok(HttpResponse::Ok()
+            .content_type("text/plain")
+            .body("Successfully connected to peer")),
+        Err(codex_actors::Error::Network(reason)) => {
+            tracing::info!(%peer, %reason, "connect failed");
+            let text = if known {
+                "Unable to dial peer"
+            } else {
+                "Unable to find Peer!"
+            };
+            Err(ApiError::BadRequest(text.into()))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /data/{cid}/network`: start fetching a dataset in the background (or resume one cut
+/// short); answers at once with the manifest. 507 when the dataset cannot fit the quota.
+pub(crate) async fn fetch(
+    path: web::Path<String>,
+    node: web::Data<Node>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = PathCid::parse(&path)?.held()?;
+    let fetching = node.fetch(cid).await?;
+    Ok(HttpResponse::Ok().json(ManifestEntry::new(&cid, &fetching.manifest)))
+}
+
+/// `GET /data/{cid}/network/manifest`: the manifest, from the local store or from peers.
+pub(crate) async fn manifest(
+    path: web::Path<String>,
+    node: web::Data<Node>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = PathCid::parse(&path)?.held()?;
+    let (manifest, _) = node.network_manifest(cid).await?;
+    Ok(HttpResponse::Ok().json(ManifestEntry::new(&cid, &manifest)))
+}
+
+/// The body of `GET /data/{cid}/network/progress`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Progress {
+    cid: String,
+    blocks_stored: u64,
+    blocks_total: u64,
+    complete: bool,
+    fetching: bool,
+}
+
+/// `GET /data/{cid}/network/progress` (this node's own route): blocks stored of blocks total,
+/// and whether a fetch is running. 404 when nothing of the dataset is here.
+pub(crate) async fn progress(
+    path: web::Path<String>,
+    node: web::Data<Node>,
+) -> Result<HttpResponse, ApiError> {
+    let cid = PathCid::parse(&path)?.held()?;
+    let (progress, fetching) = node
+        .fetch_progress(cid)
+        .await?
+        .ok_or(codex_actors::Error::NotFound(cid))?;
+    Ok(HttpResponse::Ok().json(Progress {
+        cid: codex_actors::cid_text(&cid),
+        blocks_stored: progress.stored,
+        blocks_total: progress.total,
+        complete: progress.complete,
+        fetching,
+    }))
+}
+
+/// `GET /debug/info`: Codex's shape, with this node's network identity when it has one.
+pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+    let s = node.space().await?;
+    let mut body = json!({
+        "id": node.peer_id().map(|p| p.to_string()),
+        "addrs": [],
+        "repo": node.config().data_dir().display().to_string(),
+        "spr": "",
+        "announceAddresses": [],
+        "table": { "localNode": null, "nodes": [] },
+        "codex": { "version": env!("CARGO_PKG_VERSION"), "revision": "", "contracts": null },
+        "storage": { "totalBlocks": s.total_blocks, "quotaMaxBytes": s.quota_max_bytes, "quotaUsedBytes": s.quota_used_bytes },
+    });
+    if node.peer_id().is_some() {
+        let text = |a: Vec<Multiaddr>| a.iter().map(ToString::to_string).collect::<Vec<_>>();
+        body["addrs"] = json!(text(node.listen_addrs().await?));
+        body["announceAddresses"] = json!(text(node.announce_addrs().await?));
+        body["spr"] = json!(node.spr().await?);
+        let table = node.routing_table().await?;
+        let entry = |n: &codex_actors::net::RoutingNode| {
+            json!({
+                "nodeId": n.node_id,
+                "peerId": n.peer_id.to_string(),
+                "record": n.record,
+                "address": n.address.as_ref().map(ToString::to_string),
+                "seen": n.seen,
+            })
+        };
+        body["table"] = json!({
+            "localNode": entry(&table.local_node),
+            "nodes": table.nodes.iter().map(entry).collect::<Vec<_>>(),
+        });
+        let stats = node.exchange_stats().await?;
+        body["exchange"] = json!({
+            "peers": stats.peers,
+            "blocksSent": stats.blocks_sent,
+            "blocksReceived": stats.blocks_received,
+            "pendingBlocks": stats.pending,
+        });
+        let fetches: Vec<_> = node
+            .partial_datasets()
+            .await?
+            .into_iter()
+            .map(|(cid, p)| {
+                json!({ "cid": codex_actors::cid_text(&cid), "blocksStored": p.stored, "blocksTotal": p.total })
+            })
+            .collect();
+        body["partialDatasets"] = json!(fetches);
+    }
+    let text = serde_json::to_string_pretty(&body).unwrap_or_default();
+    Ok(HttpResponse::Ok()
+        .content_type("application/json")
+        .body(text))
+}
