@@ -11,10 +11,11 @@
 
 use std::time::Duration;
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
 
 use crate::{
     error::Result,
+    exchange::DatasetRemoved,
     meta_store::{ExpireBlocks, Expired},
     node::unix_now,
     repo::Repo,
@@ -23,6 +24,8 @@ use crate::{
 /// The maintenance actor; see the module docs.
 pub struct Maintenance {
     repo: Repo,
+    /// Told of every dataset expired (the network stops announcing it), if there is a network.
+    removed: Option<Recipient<DatasetRemoved>>,
     interval: Duration,
     batch: usize,
     /// Key after which the next pass resumes.
@@ -34,9 +37,15 @@ pub struct Maintenance {
 impl Maintenance {
     /// A maintainer running an expiry pass over `batch` records, then a compaction step,
     /// every `interval`.
-    pub(crate) fn new(repo: Repo, interval: Duration, batch: usize) -> Self {
+    pub(crate) fn new(
+        repo: Repo,
+        removed: Option<Recipient<DatasetRemoved>>,
+        interval: Duration,
+        batch: usize,
+    ) -> Self {
         Self {
             repo,
+            removed,
             interval,
             batch,
             cursor: None,
@@ -69,6 +78,13 @@ impl Maintenance {
                     }
                     if moved > 0 {
                         tracing::info!(moved, "compacted a segment");
+                    }
+                    if let Some(removed) = &act.removed {
+                        for manifest in &expired.manifests {
+                            removed.do_send(DatasetRemoved {
+                                manifest: *manifest,
+                            });
+                        }
                     }
                     act.cursor = expired.next;
                 }

@@ -12,9 +12,10 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     error::{Error, Result},
-    exchange::{BlockExchange, Delivery, ExchangeConfig, Unwant, Want},
+    exchange::{BlockExchange, DatasetStored, Delivery, ExchangeConfig, Unwant, Want},
     fetch::Fetches,
     format::blockexc::BlockAddress,
+    meta_reader::{FindManifest, ListFetches, ListManifests},
     net::{Net, NetConfig, NetHandle},
     repo::Repo,
 };
@@ -135,6 +136,25 @@ impl Network {
                 )))
             }
         }
+    }
+
+    /// Announces every dataset the store holds, complete or being fetched (at start-up).
+    pub(crate) async fn announce_stored(&self, repo: &Repo) -> Result<()> {
+        let mut datasets: Vec<(Cid, Cid)> = Vec::new();
+        for (cid, manifest) in repo.reader.send(ListManifests).await?? {
+            if let Ok(m) = manifest {
+                datasets.push((cid, m.tree_cid));
+            }
+        }
+        for (cid, _) in repo.reader.send(ListFetches).await?? {
+            if let Some(local) = repo.reader.send(FindManifest { cid }).await?? {
+                datasets.push((cid, local.manifest.tree_cid));
+            }
+        }
+        for (manifest, tree) in datasets {
+            self.exchange.do_send(DatasetStored { manifest, tree });
+        }
+        Ok(())
     }
 
     /// Stops the swarm (saving the peer store) and the exchange's thread.

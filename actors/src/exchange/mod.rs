@@ -20,6 +20,7 @@
 //!
 //! Shutdown: it stops with its arbiter; dropping the network handle stops the swarm.
 
+mod discovery;
 mod peer;
 mod serve;
 mod wants;
@@ -136,8 +137,8 @@ pub enum Resolve {
     Tree(Cid),
 }
 
-/// A dataset was committed here (an upload): serve the peers waiting for its blocks, and
-/// announce it.
+/// A dataset is here (committed by an upload, found at start-up, or being fetched): serve the
+/// peers waiting for its blocks, and announce it in the DHT.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct DatasetStored {
@@ -147,7 +148,7 @@ pub struct DatasetStored {
     pub tree: Cid,
 }
 
-/// A dataset was removed here: stop announcing it.
+/// A dataset was removed here (deleted or expired): stop announcing it.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
 pub struct DatasetRemoved {
@@ -215,6 +216,8 @@ pub struct BlockExchange {
     serving: usize,
     /// wantBlock entries gathered while handling one event, sent at its end.
     outbox: HashMap<PeerId, Vec<BlockAddress>>,
+    /// What this node announces in the DHT, and the lookups for what it wants.
+    discovery: discovery::Discovery,
     stats: ExchangeStats,
 }
 
@@ -229,6 +232,7 @@ impl BlockExchange {
             pending: HashMap::new(),
             serving: 0,
             outbox: HashMap::new(),
+            discovery: discovery::Discovery::default(),
             stats: ExchangeStats::default(),
         }
     }
@@ -340,6 +344,7 @@ impl Handler<Resolve> for BlockExchange {
 impl Handler<DatasetStored> for BlockExchange {
     type Result = ();
     fn handle(&mut self, msg: DatasetStored, ctx: &mut Self::Context) {
+        self.provide(msg.manifest, msg.tree, ctx);
         self.resolve(Resolve::Tree(msg.tree), ctx);
         self.resolve(
             Resolve::Addresses(vec![BlockAddress::Cid(msg.manifest)]),
@@ -350,7 +355,9 @@ impl Handler<DatasetStored> for BlockExchange {
 
 impl Handler<DatasetRemoved> for BlockExchange {
     type Result = ();
-    fn handle(&mut self, _: DatasetRemoved, _: &mut Self::Context) {}
+    fn handle(&mut self, msg: DatasetRemoved, ctx: &mut Self::Context) {
+        self.unprovide(msg.manifest, ctx);
+    }
 }
 
 impl Handler<Connect> for BlockExchange {

@@ -26,6 +26,13 @@ pub(crate) struct Pending {
     asked_at: Instant,
 }
 
+impl Pending {
+    /// True while some peer is asked for it.
+    pub(super) fn is_requested(&self) -> bool {
+        self.requested.is_some()
+    }
+}
+
 impl BlockExchange {
     pub(super) fn want(
         &mut self,
@@ -66,6 +73,7 @@ impl BlockExchange {
             .collect();
         self.ask_everyone(unknown, ctx);
         self.flush_requests(ctx);
+        self.discover(ctx);
     }
 
     pub(super) fn unwant(
@@ -364,5 +372,6 @@ impl BlockExchange {
         self.ask_everyone(unknown, ctx);
         self.flush_requests(ctx);
         self.serve_all(ctx);
+        self.discover(ctx);
     }
 }

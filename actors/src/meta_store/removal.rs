@@ -123,6 +123,8 @@ pub struct Expired {
     pub freed: Freed,
     /// Trees to drop with [`DropTree`].
     pub trees: Vec<Cid>,
+    /// The manifests removed (complete or partial datasets), so they are no longer announced.
+    pub manifests: Vec<Cid>,
 }
 
 /// Pending changes of one removal batch.
@@ -327,6 +329,7 @@ impl MetaStore {
                 if let Some(tree) = self.remove_manifest(&mut r, &cid)? {
                     out.datasets += 1;
                     out.trees.extend(tree);
+                    out.manifests.push(cid);
                 }
             } else if let Some(current) = self.meta(&r.pending, &cid)? {
                 // A block only goes when no dataset and no upload holds it (Codex deletes

@@ -129,17 +129,21 @@ impl Node {
             journal,
             hasher,
         };
-        Maintenance::new(
-            repo.clone(),
-            config.maintenance_interval,
-            config.maintenance_batch,
-        )
-        .start();
         tracing::info!(data_dir = %config.data_dir.display(), quota = config.quota_max_bytes, "repository open");
         let network = match config.network.clone() {
             Some(nc) => Some(Arc::new(Network::start(nc, repo.clone()).await?)),
             None => None,
         };
+        Maintenance::new(
+            repo.clone(),
+            network.as_ref().map(|n| n.exchange.clone().recipient()),
+            config.maintenance_interval,
+            config.maintenance_batch,
+        )
+        .start();
+        if let Some(network) = &network {
+            network.announce_stored(&repo).await?;
+        }
         Ok(Self {
             repo,
             config: Arc::new(config),
@@ -280,6 +284,13 @@ impl Node {
                 .await?;
             total.datasets += step.datasets;
             total.freed.removed += step.freed.removed;
+            if let Some(network) = &self.network {
+                for manifest in &step.manifests {
+                    network.exchange.do_send(DatasetRemoved {
+                        manifest: *manifest,
+                    });
+                }
+            }
             match step.next {
                 Some(next) => after = Some(next),
                 None => return Ok(total),

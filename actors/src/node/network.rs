@@ -12,7 +12,7 @@ use super::{expiry_after, ByteStream, Node};
 use crate::{
     download,
     error::{Error, Result},
-    exchange::{Connect, ExchangeStats, GetStats},
+    exchange::{Connect, DatasetStored, ExchangeStats, GetStats},
     fetch::{FetchStatus, RunningFetches, StartFetch},
     format::{
         cid::MANIFEST_CODEC,
@@ -147,6 +147,13 @@ impl Node {
                 expiry,
             })
             .await??;
+        // Holding the manifest, this node can serve what it fetches: announce it at once.
+        if let Some(network) = &self.network {
+            network.exchange.do_send(DatasetStored {
+                manifest: cid,
+                tree: manifest.tree_cid,
+            });
+        }
         if progress.complete {
             let (_, status) = watch::channel(FetchStatus::Complete {
                 total: progress.total,
