@@ -70,8 +70,9 @@ pub fn bind(addr: std::net::SocketAddr) -> std::io::Result<TcpListener> {
     Ok(socket.into())
 }
 
-/// Serves the API on `listener` until the returned server is stopped (it also stops on
-/// SIGINT/SIGTERM, finishing requests in flight). Must run inside an actix system.
+/// Serves the API on `listener` until the returned server is stopped through its handle (the
+/// binary does so on SIGINT/SIGTERM, finishing requests in flight). Must run inside an actix
+/// system.
 ///
 /// # Errors
 /// When the listener cannot be used.
@@ -107,6 +108,10 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
             .configure(api::routes)
     })
     .workers(workers)
+    // The caller decides when to stop (main.rs on SIGINT/SIGTERM): actix-server's own signal
+    // handling would stop the whole actix system right after the HTTP workers, before the
+    // engine has synced its journal and the network has saved its peers.
+    .disable_signals()
     .listen(listener)?
     .run();
     Ok(server)

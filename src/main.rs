@@ -55,9 +55,32 @@ fn serve(args: Args) -> std::io::Result<()> {
         let listener = codex_node::bind((args.api_bindaddr, args.api_port).into())?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "codex-node listening on http://{addr}/api/codex/v1");
-        codex_node::run(listener, node.clone(), args.http_config())?.await?;
+        let server = codex_node::run(listener, node.clone(), args.http_config())?;
+        let handle = server.handle();
+        actix_web::rt::spawn(async move {
+            stop_signal().await;
+            tracing::info!("stopping: requests in flight finish, then the store syncs");
+            handle.stop(true).await;
+        });
+        server.await?;
         node.shutdown().await?;
         tracing::info!("stopped");
         Ok(())
     })
+}
+
+/// Resolves on SIGINT or SIGTERM (or when signals cannot be watched, never).
+async fn stop_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut int), Ok(mut term)) = (
+        signal(SignalKind::interrupt()),
+        signal(SignalKind::terminate()),
+    ) else {
+        tracing::warn!("cannot watch stop signals; stop the node with SIGKILL");
+        return std::future::pending().await;
+    };
+    tokio::select! {
+        _ = int.recv() => {}
+        _ = term.recv() => {}
+    }
 }

@@ -108,3 +108,23 @@ fn a_manifest_nobody_has_is_not_found_in_bounded_time() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn a_graceful_stop_saves_the_peers_it_knows() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let path = dirs[0].path().join("peers");
+    let (da, db) = (dirs[0].path().to_path_buf(), dirs[1].path().to_path_buf());
+    actix::System::new().block_on(async move {
+        let a = start(&da).await?;
+        let b = start(&db).await?;
+        connect(&a, &b).await?;
+        // identify runs once the connection is up
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        a.shutdown().await?;
+        b.shutdown().await?;
+        Ok::<_, Error>(())
+    })?;
+    let saved = std::fs::read_to_string(&path)?;
+    assert!(saved.lines().count() >= 1, "{saved:?}");
+    Ok(())
+}

@@ -150,6 +150,15 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             "blocksReceived": stats.blocks_received,
             "pendingBlocks": stats.pending,
         });
+        let dht = node.dht_stats().await?;
+        body["dht"] = json!({
+            "lookups": dht.lookups,
+            "providersFound": dht.providers_found,
+            "dials": dht.dials,
+            "announcements": dht.announcements,
+            "providedKeys": dht.provided_keys,
+            "routingTablePeers": dht.routing_table_peers,
+        });
         let fetches: Vec<_> = node
             .partial_datasets()
             .await?

@@ -134,3 +134,9 @@ impl Drop for NodeProcess {
         }
     }
 }
+
+impl super::Api for NodeProcess {
+    fn url(&self, path: &str) -> String {
+        NodeProcess::url(self, path)
+    }
+}

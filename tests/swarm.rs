@@ -1,0 +1,195 @@
+//! A swarm of real `codex-node` binaries on loopback (issue 12): nodes that know only a
+//! bootstrap node find a dataset by its CID alone, fetch it from every node that has it, and
+//! pass it on; a provider that disappears is dropped; a restarted node rejoins from its peer
+//! store without its bootstrap node.
+
+mod common;
+
+use std::{thread, time::Duration};
+
+use common::{node_process::NodeProcess, *};
+
+/// The multiaddress other nodes join through: `<listen addr>/p2p/<peer id>`.
+fn p2p_address(node: &NodeProcess) -> TestResult<String> {
+    let (_, info) = get_json(node, "/debug/info")?;
+    let addr = info["addrs"][0].as_str().ok_or("no listen address")?;
+    let id = info["id"].as_str().ok_or("no peer id")?;
+    Ok(format!("{addr}/p2p/{id}"))
+}
+
+fn joined(dir: &std::path::Path, bootstrap: &str) -> TestResult<NodeProcess> {
+    NodeProcess::spawn(dir, &["--bootstrap-node", bootstrap])
+}
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// Waits until `node` has announced `keys` records (manifest and tree per dataset).
+fn announced(node: &NodeProcess, keys: u64) -> TestResult {
+    let done = eventually(Duration::from_secs(30), || {
+        let (_, info) = get_json(node, "/debug/info")?;
+        Ok(info["dht"]["announcements"].as_u64().unwrap_or(0) >= keys)
+    })?;
+    assert!(done, "the dataset was never announced");
+    Ok(())
+}
+
+fn stream(node: &NodeProcess, cid: &str) -> TestResult<(u16, Vec<u8>)> {
+    let resp = agent()
+        .get(node.url(&format!("/data/{cid}/network/stream")))
+        .call()?;
+    let status = resp.status().as_u16();
+    let body = resp
+        .into_body()
+        .with_config()
+        .limit(u64::MAX)
+        .read_to_vec()?;
+    Ok((status, body))
+}
+
+fn blocks_sent(node: &NodeProcess) -> TestResult<u64> {
+    let (_, info) = get_json(node, "/debug/info")?;
+    Ok(info["exchange"]["blocksSent"].as_u64().unwrap_or(0))
+}
+
+#[test]
+fn eight_nodes_find_a_dataset_by_cid_and_share_it() -> TestResult {
+    const DOWNLOADERS: usize = 6;
+    let dirs: Vec<tempfile::TempDir> = (0..DOWNLOADERS + 2)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
+    let bootstrap = NodeProcess::spawn(dirs[0].path(), &[])?;
+    let entry = p2p_address(&bootstrap)?;
+    let uploader = joined(dirs[1].path(), &entry)?;
+    let downloaders = dirs[2..]
+        .iter()
+        .map(|d| joined(d.path(), &entry))
+        .collect::<TestResult<Vec<_>>>()?;
+    let original = random(12 << 20, 42);
+    let cid = upload_ok(&uploader, &original)?;
+    announced(&uploader, 2)?;
+    // Nobody /connects: each downloader looks the CID up and fetches from whoever has it.
+    // Errors cross the threads as text (the harness's error type is not `Send`).
+    let results: Vec<Result<(u16, Vec<u8>), String>> = thread::scope(|s| {
+        let handles: Vec<_> = downloaders
+            .iter()
+            .map(|d| s.spawn(|| stream(d, &cid).map_err(|e| e.to_string())))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err("a download thread panicked".into()))
+            })
+            .collect()
+    });
+    for (i, r) in results.into_iter().enumerate() {
+        let (status, body) = r?;
+        assert_eq!(status, 200, "downloader {i}");
+        assert!(body == original, "downloader {i} got other bytes");
+    }
+    let blocks = (original.len() as u64).div_ceil(65536);
+    let served = blocks_sent(&uploader)?;
+    eprintln!(
+        "the uploader served {served} of the {} blocks the downloaders received ({:.0} %)",
+        blocks * DOWNLOADERS as u64,
+        100.0 * served as f64 / (blocks * DOWNLOADERS as u64) as f64
+    );
+    assert!(
+        served < blocks * DOWNLOADERS as u64,
+        "downloaders also fetch from each other"
+    );
+    // A CID nobody provides: a clear 404 after a bounded time, not a hang.
+    let unknown = "zDvZRwzm2hu9WP31At9fk51QFWvVjpkbzX6WGBqEDEtrFVpvxoH8";
+    let started = std::time::Instant::now();
+    let (status, _) = text(
+        agent()
+            .post(downloaders[0].url(&format!("/data/{unknown}/network")))
+            .send_empty()?,
+    )?;
+    assert_eq!(status, 404);
+    assert!(started.elapsed() < Duration::from_secs(60));
+    Ok(())
+}
+
+#[test]
+fn a_provider_that_disappears_is_dropped_and_the_fetch_goes_on() -> TestResult {
+    let dirs: Vec<tempfile::TempDir> = (0..4)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
+    let bootstrap = NodeProcess::spawn(dirs[0].path(), &[])?;
+    let entry = p2p_address(&bootstrap)?;
+    let mut first = joined(dirs[1].path(), &entry)?;
+    let second = joined(dirs[2].path(), &entry)?;
+    let original = random(48 << 20, 7);
+    let cid = upload_ok(&first, &original)?;
+    announced(&first, 2)?;
+    let (status, body) = stream(&second, &cid)?;
+    assert!(
+        status == 200 && body == original,
+        "the second seeder has it"
+    );
+    announced(&second, 2)?;
+    let downloader = joined(dirs[3].path(), &entry)?;
+    let (status, _) = text(
+        agent()
+            .post(downloader.url(&format!("/data/{cid}/network")))
+            .send_empty()?,
+    )?;
+    assert_eq!(status, 200);
+    // Once the downloader is under way, one provider goes away without a word.
+    let started = eventually(Duration::from_secs(60), || {
+        let (_, p) = get_json(&downloader, &format!("/data/{cid}/network/progress"))?;
+        Ok(p["blocksStored"].as_u64().unwrap_or(0) > 16)
+    })?;
+    assert!(started, "the fetch never started");
+    first.kill()?;
+    let (status, body) = stream(&downloader, &cid)?;
+    assert_eq!(status, 200);
+    assert!(body == original, "completed from the remaining provider");
+    Ok(())
+}
+
+#[test]
+fn a_restarted_node_rejoins_without_its_bootstrap_node() -> TestResult {
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
+    let mut bootstrap = NodeProcess::spawn(dirs[0].path(), &[])?;
+    let entry = p2p_address(&bootstrap)?;
+    let uploader = joined(dirs[1].path(), &entry)?;
+    let mut node = joined(dirs[2].path(), &entry)?;
+    let first = random(1 << 20, 1);
+    let cid = upload_ok(&uploader, &first)?;
+    announced(&uploader, 2)?;
+    let (status, body) = stream(&node, &cid)?;
+    assert!(
+        status == 200 && body == first,
+        "fetched before the restart: {status}"
+    );
+    // A graceful stop saves the peers it knows; the bootstrap node goes away for good.
+    node.terminate()?;
+    bootstrap.terminate()?;
+    let node = NodeProcess::spawn(dirs[2].path(), &[])?;
+    let second = random(1 << 20, 2);
+    let cid = upload_ok(&uploader, &second)?;
+    announced(&uploader, 4)?;
+    let (status, body) = stream(&node, &cid)?;
+    assert_eq!(
+        status,
+        200,
+        "found through remembered peers: {:?}",
+        node.log()
+    );
+    assert!(body == second, "byte-exact");
+    Ok(())
+}
