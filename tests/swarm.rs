@@ -74,7 +74,7 @@ fn eight_nodes_find_a_dataset_by_cid_and_share_it() -> TestResult {
         .iter()
         .map(|d| joined(d.path(), &entry))
         .collect::<TestResult<Vec<_>>>()?;
-    let original = random(12 << 20, 42);
+    let original = random(40 << 20, 42);
     let cid = upload_ok(&uploader, &original)?;
     announced(&uploader, 2)?;
     // Nobody /connects: each downloader looks the CID up and fetches from whoever has it.
@@ -105,8 +105,8 @@ fn eight_nodes_find_a_dataset_by_cid_and_share_it() -> TestResult {
         100.0 * served as f64 / (blocks * DOWNLOADERS as u64) as f64
     );
     assert!(
-        served < blocks * DOWNLOADERS as u64,
-        "downloaders also fetch from each other"
+        served * 100 < blocks * DOWNLOADERS as u64 * 95,
+        "downloaders also fetch from each other (the uploader served at most 95 %)"
     );
     // A CID nobody provides: a clear 404 after a bounded time, not a hang.
     let unknown = "zDvZRwzm2hu9WP31At9fk51QFWvVjpkbzX6WGBqEDEtrFVpvxoH8";

@@ -59,18 +59,35 @@ pub(crate) struct Network {
     pub(crate) config: NetworkConfig,
     /// The exchange's thread.
     arbiter: ArbiterHandle,
+    /// The libp2p component's runtime: its own threads, so decrypting, framing and checking
+    /// received blocks against their CIDs use every core instead of one event loop. Taken on
+    /// shutdown (a tokio runtime must not be dropped inside an async context).
+    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
 }
+
+/// Threads of the network runtime.
+const NET_THREADS: usize = 2;
 
 impl Network {
     /// Starts the libp2p component and the exchange on a new arbiter, and the fetch registry on
     /// the caller's.
     pub(crate) async fn start(config: NetworkConfig, repo: Repo) -> Result<Self> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(NET_THREADS)
+            .thread_name("network")
+            .enable_all()
+            .build()?;
+        let net_config = config.net.clone();
+        let net_started = runtime.spawn(async move { Net::start(net_config).await });
         let arbiter = Arbiter::new().handle();
         let (tx, rx) = oneshot::channel();
-        let (net_config, exchange_config) = (config.net.clone(), config.exchange.clone());
+        let exchange_config = config.exchange.clone();
         let exchange_repo = repo.clone();
         let spawned = arbiter.spawn(async move {
-            let started = match Net::start(net_config).await {
+            let net = net_started
+                .await
+                .unwrap_or_else(|e| Err(crate::net::NetError::Listen(e.to_string())));
+            let started = match net {
                 Ok((handle, events)) => {
                     let net = handle.clone();
                     let exchange = BlockExchange::create(move |ctx| {
@@ -104,6 +121,7 @@ impl Network {
             fetches,
             config,
             arbiter,
+            runtime: std::sync::Mutex::new(Some(runtime)),
         })
     }
 
@@ -161,5 +179,23 @@ impl Network {
     pub(crate) async fn shutdown(&self) {
         let _ = self.net.shutdown().await;
         self.arbiter.stop();
+        self.stop_runtime();
+    }
+
+    fn stop_runtime(&self) {
+        let runtime = self
+            .runtime
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(runtime) = runtime {
+            runtime.shutdown_background();
+        }
+    }
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        self.stop_runtime();
     }
 }

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     error::{Error, Result},
-    fetch::{FetchStatus, Fetches, NeedLeaves},
+    fetch::{Fetch, FetchStatus, Fetches, NeedLeaves, Recent},
     format::manifest::Manifest,
     meta_reader::GetLeaves,
     node::ByteStream,
@@ -26,6 +26,8 @@ pub(crate) struct Source {
     pub(crate) manifest_cid: Cid,
     pub(crate) manifest: Manifest,
     pub(crate) status: watch::Receiver<FetchStatus>,
+    /// The running fetch, which keeps the blocks it just stored.
+    pub(crate) fetch: Option<Addr<Fetch>>,
 }
 
 pub(crate) fn stream(source: Source, range: Range<u64>, read_ahead: usize) -> ByteStream {
@@ -78,6 +80,12 @@ async fn leaf(source: &Source, i: u64) -> Result<Bytes> {
     let mut status = source.status.clone();
     let mut asked = false;
     loop {
+        // Stored a moment ago by the fetch: its bytes were verified on receipt.
+        if let Some(fetch) = &source.fetch {
+            if let Ok(Some(bytes)) = fetch.send(Recent { index: i }).await {
+                return Ok(bytes);
+            }
+        }
         let found = source
             .repo
             .reader

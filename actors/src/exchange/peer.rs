@@ -29,9 +29,9 @@ pub(crate) struct Peer {
     /// Addresses it wants that we do not hold yet: served when they arrive (Codex's
     /// `resolveBlocks`), not looked up again before that.
     pub(crate) waiting: HashSet<BlockAddress>,
-    /// A serve task for it is running (one at a time per peer, so at most one delivery
-    /// message per peer is in flight).
-    pub(crate) serving: bool,
+    /// Serve tasks running for it (a few at a time per peer, so at most that many delivery
+    /// messages per peer are in memory).
+    pub(crate) serving: usize,
     /// Its identify agent, when known (logs and `/debug/info`).
     pub(crate) agent: Option<String>,
 }
@@ -49,7 +49,7 @@ impl Peer {
             wants: VecDeque::new(),
             wants_set: HashSet::new(),
             waiting: HashSet::new(),
-            serving: false,
+            serving: 0,
             agent: None,
         }
     }

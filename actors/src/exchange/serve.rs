@@ -12,9 +12,13 @@ use crate::{
         BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantType,
         Wantlist,
     },
-    meta_reader::{FindBlock, HasAddresses, SourceBytes},
+    meta_reader::{BlockSource, FindBlocksAt, HasAddresses, SourceBytes},
     repo::Repo,
 };
+
+/// Delivery messages being prepared or written per peer at once: one is read while the other
+/// is written.
+const SERVES_PER_PEER: usize = 2;
 
 impl BlockExchange {
     pub(super) fn on_wantlist(
@@ -100,9 +104,10 @@ impl BlockExchange {
         }));
     }
 
-    /// Starts a serve task for `peer` if it wants something, none runs for it and the number of
-    /// tasks allows: up to [`MAX_DELIVERY_BLOCKS`] blocks read and sent in one message, which
-    /// must be written before the next one for this peer is read (bounded memory).
+    /// Starts a serve task for `peer` if it wants something, fewer than
+    /// [`SERVES_PER_PEER`] run for it and the number of tasks allows: up to
+    /// [`MAX_DELIVERY_BLOCKS`] blocks read and sent in one message, which must be written
+    /// before its task ends (bounded memory: while one message is written, the next is read).
     pub(super) fn serve(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
         if self.serving >= self.config.serve_tasks {
             return;
@@ -110,7 +115,7 @@ impl BlockExchange {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        if state.serving || state.wants.is_empty() {
+        if state.serving >= SERVES_PER_PEER || state.wants.is_empty() {
             return;
         }
         let take = state.wants.len().min(MAX_DELIVERY_BLOCKS);
@@ -118,7 +123,7 @@ impl BlockExchange {
         for a in &batch {
             state.wants_set.remove(a);
         }
-        state.serving = true;
+        state.serving += 1;
         self.serving += 1;
         let (repo, net) = (self.repo.clone(), self.net.clone());
         let task = async move {
@@ -140,7 +145,7 @@ impl BlockExchange {
             act.serving -= 1;
             act.stats.blocks_sent += sent as u64;
             if let Some(state) = act.peers.get_mut(&peer) {
-                state.serving = false;
+                state.serving -= 1;
                 state.waiting.extend(missing);
             }
             act.serve_all(ctx);
@@ -152,7 +157,7 @@ impl BlockExchange {
         let ready: Vec<PeerId> = self
             .peers
             .iter()
-            .filter(|(_, s)| !s.serving && !s.wants.is_empty())
+            .filter(|(_, s)| s.serving < SERVES_PER_PEER && !s.wants.is_empty())
             .map(|(id, _)| *id)
             .collect();
         for peer in ready {
@@ -190,17 +195,47 @@ impl BlockExchange {
     }
 }
 
-/// Reads what this node holds of `batch` (blocks verified by the block store, proofs for
-/// leaves); returns the deliveries and the addresses it does not hold.
+/// Reads what this node holds of `batch` (one metadata snapshot for the lookup, the block reads
+/// in parallel, each verified by the block store, proofs for leaves); returns the deliveries and
+/// the addresses it does not hold.
 async fn read_blocks(
     repo: &Repo,
     batch: Vec<BlockAddress>,
 ) -> (Vec<BlockDelivery>, Vec<BlockAddress>) {
-    let mut deliveries = Vec::with_capacity(batch.len());
+    let sources = match repo
+        .reader
+        .send(FindBlocksAt {
+            addresses: batch.clone(),
+        })
+        .await
+    {
+        Ok(Ok(sources)) => sources,
+        Ok(Err(e)) => {
+            tracing::warn!(error = %e, "cannot look blocks up for a peer");
+            return (Vec::new(), batch);
+        }
+        Err(_) => return (Vec::new(), batch),
+    };
+    let reads = batch
+        .into_iter()
+        .zip(sources)
+        .map(|(address, source)| async move {
+            let found = match source {
+                Some(source) => read_source(repo, source).await,
+                None => Ok(None),
+            };
+            (address, found)
+        });
+    let mut deliveries = Vec::new();
     let mut missing = Vec::new();
-    for address in batch {
-        match read_block(repo, &address).await {
-            Ok(Some(d)) => deliveries.push(d),
+    for (address, found) in futures_util::future::join_all(reads).await {
+        match found {
+            Ok(Some((cid, data, proof))) => deliveries.push(BlockDelivery {
+                cid,
+                data,
+                address,
+                proof,
+            }),
             Ok(None) => missing.push(address),
             Err(e) => {
                 tracing::warn!(?address, error = %e, "cannot serve a block");
@@ -211,27 +246,21 @@ async fn read_blocks(
     (deliveries, missing)
 }
 
-async fn read_block(repo: &Repo, address: &BlockAddress) -> Result<Option<BlockDelivery>> {
-    let Some(source) = repo
-        .reader
-        .send(FindBlock {
-            address: address.clone(),
-        })
-        .await??
-    else {
-        return Ok(None);
-    };
+type Found = (
+    cid::Cid,
+    bytes::Bytes,
+    Option<crate::format::merkle::CodexProof>,
+);
+
+async fn read_source(repo: &Repo, source: BlockSource) -> Result<Option<Found>> {
     let data = match source.bytes {
         SourceBytes::Inline(data) => data,
         SourceBytes::Stored(location) => {
-            match repo
-                .blocks
-                .send(ReadBlock {
-                    cid: source.cid,
-                    location,
-                })
-                .await?
-            {
+            let read = ReadBlock {
+                cid: source.cid,
+                location,
+            };
+            match repo.blocks.send(read).await? {
                 Ok(data) => data,
                 // Moved by compaction since the lookup: the next request finds it.
                 Err(Error::NotFound(_)) => return Ok(None),
@@ -239,10 +268,5 @@ async fn read_block(repo: &Repo, address: &BlockAddress) -> Result<Option<BlockD
             }
         }
     };
-    Ok(Some(BlockDelivery {
-        cid: source.cid,
-        data,
-        address: address.clone(),
-        proof: source.proof,
-    }))
+    Ok(Some((source.cid, data, source.proof)))
 }

@@ -69,6 +69,15 @@ pub struct Need {
     pub indexes: Vec<u64>,
 }
 
+/// The bytes of leaf `index` if this fetch stored it a moment ago (a reader streaming the
+/// dataset takes it from here instead of reading it back and hashing it again).
+#[derive(Debug, Message)]
+#[rtype(result = "Option<Bytes>")]
+pub struct Recent {
+    /// The leaf index.
+    pub index: u64,
+}
+
 /// Stop fetching (the dataset is being deleted).
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
@@ -93,8 +102,12 @@ pub struct Fetch {
     sink: mpsc::Sender<Delivery>,
     /// Taken in `started` to become this actor's stream.
     deliveries: Option<mpsc::Receiver<Delivery>>,
-    /// Next leaf index not yet looked at in order.
-    next: u64,
+    /// Where the scan for missing leaves started: a random leaf, so that downloaders of the
+    /// same dataset hold different blocks early and can serve each other (readers' urgent
+    /// leaves still come first).
+    start_at: u64,
+    /// Leaves scanned so far, from `start_at` on, wrapping around.
+    scanned: u64,
     /// Missing leaves found by the last scan, in order.
     candidates: VecDeque<u64>,
     /// A scan for missing leaves is running.
@@ -109,17 +122,29 @@ pub struct Fetch {
     writing: bool,
     /// Blocks stored so far.
     stored: u64,
+    /// The last blocks stored, for readers streaming the dataset ([`Recent`]); at most the
+    /// window's worth, so memory stays bounded.
+    recent: VecDeque<(u64, Bytes)>,
+    /// One bit per leaf this fetch stored (a reader's late [`Need`], or a scan made before,
+    /// must not want it again): 2 KiB per GiB of dataset.
+    done: Vec<u64>,
 }
 
 impl Fetch {
     pub(crate) fn new(setup: FetchSetup) -> Self {
-        let (sink, deliveries) = mpsc::channel(setup.window.max(1));
+        let (sink, deliveries) = mpsc::channel(setup.window.max(1) * 2);
         let stored = setup.stored;
+        let total = setup.manifest.blocks_count().max(1);
+        let seed = std::hash::BuildHasher::hash_one(
+            &std::collections::hash_map::RandomState::new(),
+            setup.manifest_cid.to_bytes(),
+        );
         Self {
             setup,
             sink,
             deliveries: Some(deliveries),
-            next: 0,
+            start_at: seed % total,
+            scanned: 0,
             candidates: VecDeque::new(),
             scanning: false,
             urgent: VecDeque::new(),
@@ -127,6 +152,8 @@ impl Fetch {
             received: Vec::new(),
             writing: false,
             stored,
+            recent: VecDeque::new(),
+            done: Vec::new(),
         }
     }
 
@@ -141,23 +168,46 @@ impl Fetch {
         self.setup.manifest.blocks_count()
     }
 
-    /// Wants more leaves while the window has room: urgent ones first, then in order.
+    fn is_done(&self, index: u64) -> bool {
+        let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
+        self.done
+            .get(word)
+            .is_some_and(|w| w & (1 << (index % 64)) != 0)
+    }
+
+    fn mark_done(&mut self, index: u64) {
+        let Ok(word) = usize::try_from(index / 64) else {
+            return;
+        };
+        if self.done.len() <= word {
+            self.done.resize(word + 1, 0);
+        }
+        if let Some(w) = self.done.get_mut(word) {
+            *w |= 1 << (index % 64);
+        }
+    }
+
+    /// Wants more leaves: the ones readers wait for at once (they are few: a reader's read
+    /// ahead), then candidates while the window has room.
     fn refill(&mut self, ctx: &mut Context<Self>) {
+        let mut wanted = Vec::new();
+        while let Some(next) = self.urgent.pop_front() {
+            if !self.is_done(next) && self.in_flight.insert(next) {
+                wanted.push(self.address(next));
+            }
+        }
         let room = self
             .setup
             .window
             .saturating_sub(self.in_flight.len() + self.received.len());
-        let mut wanted = Vec::new();
-        while wanted.len() < room {
-            let next = match self.urgent.pop_front() {
-                Some(i) => i,
-                None => match self.candidates.pop_front() {
-                    Some(i) => i,
-                    None => break,
-                },
+        let mut taken = 0;
+        while taken < room {
+            let Some(next) = self.candidates.pop_front() else {
+                break;
             };
-            if self.in_flight.insert(next) {
+            if !self.is_done(next) && self.in_flight.insert(next) {
                 wanted.push(self.address(next));
+                taken += 1;
             }
         }
         if !wanted.is_empty() {
@@ -176,7 +226,7 @@ impl Fetch {
                     }),
             );
         }
-        if self.candidates.is_empty() && !self.scanning && self.next < self.total() {
+        if self.candidates.is_empty() && !self.scanning && self.scanned < self.total() {
             self.scan(ctx);
         }
     }
@@ -185,9 +235,11 @@ impl Fetch {
     /// resumed fetch, a reader's urgent leaves).
     fn scan(&mut self, ctx: &mut Context<Self>) {
         self.scanning = true;
-        let start = self.next;
-        let count = SCAN.min(self.total() - start);
-        self.next = start + count;
+        let total = self.total();
+        let start = (self.start_at + self.scanned) % total;
+        // Up to the end of the dataset; the next scan wraps around to its start.
+        let count = SCAN.min(total - self.scanned).min(total - start);
+        self.scanned += count;
         let reader = self.setup.repo.reader.clone();
         let tree = self.setup.manifest.tree_cid;
         ctx.spawn(
@@ -230,8 +282,20 @@ impl Fetch {
                     act.stored = outcome.stored;
                     let exchange = act.setup.exchange.clone();
                     exchange.do_send(crate::exchange::Resolve::Addresses(
-                        outcome.indexes.iter().map(|i| act.address(*i)).collect(),
+                        outcome
+                            .blocks
+                            .iter()
+                            .map(|(i, _)| act.address(*i))
+                            .collect(),
                     ));
+                    for (i, _) in &outcome.blocks {
+                        act.mark_done(*i);
+                    }
+                    act.recent.extend(outcome.blocks);
+                    let keep = act.setup.window.max(1);
+                    while act.recent.len() > keep {
+                        act.recent.pop_front();
+                    }
                     if outcome.completed {
                         act.complete(ctx);
                         return;
@@ -324,11 +388,23 @@ impl Handler<Need> for Fetch {
     type Result = ();
     fn handle(&mut self, msg: Need, ctx: &mut Self::Context) {
         for i in msg.indexes {
-            if i < self.total() && !self.in_flight.contains(&i) && !self.urgent.contains(&i) {
+            let wanted = self.in_flight.contains(&i) || self.urgent.contains(&i);
+            if i < self.total() && !wanted && !self.is_done(i) {
                 self.urgent.push_back(i);
             }
         }
         self.refill(ctx);
+    }
+}
+
+impl Handler<Recent> for Fetch {
+    type Result = Option<Bytes>;
+    fn handle(&mut self, msg: Recent, _: &mut Self::Context) -> Self::Result {
+        self.recent
+            .iter()
+            .rev()
+            .find(|(i, _)| *i == msg.index)
+            .map(|(_, b)| b.clone())
     }
 }
 

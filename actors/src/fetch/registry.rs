@@ -19,7 +19,7 @@ use crate::{
 /// Start fetching a dataset whose partial record exists (or join the fetch running for it).
 /// Replies with its status channel.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<watch::Receiver<FetchStatus>>")]
+#[rtype(result = "Result<(watch::Receiver<FetchStatus>, Addr<Fetch>)>")]
 pub struct StartFetch {
     /// The manifest CID.
     pub manifest_cid: Cid,
@@ -91,11 +91,11 @@ impl Actor for Fetches {
 }
 
 impl Handler<StartFetch> for Fetches {
-    type Result = Result<watch::Receiver<FetchStatus>>;
+    type Result = Result<(watch::Receiver<FetchStatus>, Addr<Fetch>)>;
     fn handle(&mut self, msg: StartFetch, _: &mut Self::Context) -> Self::Result {
         self.prune();
-        if let Some((_, status)) = self.running.get(&msg.manifest_cid) {
-            return Ok(status.clone());
+        if let Some((addr, status)) = self.running.get(&msg.manifest_cid) {
+            return Ok((status.clone(), addr.clone()));
         }
         if self.running.len() >= self.max {
             return Err(Error::Busy(format!(
@@ -119,8 +119,9 @@ impl Handler<StartFetch> for Fetches {
             status: tx,
         })
         .start();
-        self.running.insert(msg.manifest_cid, (fetch, rx.clone()));
-        Ok(rx)
+        self.running
+            .insert(msg.manifest_cid, (fetch.clone(), rx.clone()));
+        Ok((rx, fetch))
     }
 }
 

@@ -28,14 +28,14 @@ pub(super) struct Outcome {
     pub(super) stored: u64,
     /// The dataset is complete (and that is durable).
     pub(super) completed: bool,
-    /// The leaf indexes this batch stored.
-    pub(super) indexes: Vec<u64>,
+    /// The leaf indexes this batch stored, with their (verified) bytes.
+    pub(super) blocks: Vec<(u64, Bytes)>,
 }
 
 impl Job {
     pub(super) async fn run(self) -> Result<Outcome> {
         let repo = self.repo;
-        let indexes = self.blocks.iter().map(|b| b.0).collect();
+        let stored_blocks = self.blocks.iter().map(|b| (b.0, b.2.clone())).collect();
         let mut todo = self.blocks;
         let mut write_all = false;
         for _ in 0..3 {
@@ -100,7 +100,7 @@ impl Job {
                 return Ok(Outcome {
                     stored: fetched.stored,
                     completed: fetched.completed,
-                    indexes,
+                    blocks: stored_blocks,
                 });
             }
             // Blocks removed between the lookup and the record: write them this time.

@@ -12,8 +12,8 @@
 mod network;
 
 pub use network::{
-    BlockSource, FindBlock, FindManifest, HasAddresses, ListFetches, LocalManifest, MissingLeaves,
-    SourceBytes,
+    BlockSource, FindBlocksAt, FindManifest, HasAddresses, ListFetches, LocalManifest,
+    MissingLeaves, SourceBytes,
 };
 
 use actix::{Actor, Handler, Message, SyncContext};

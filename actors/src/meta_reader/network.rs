@@ -20,12 +20,12 @@ use crate::{
     records::{self, Fetching, LeafRecord, Location},
 };
 
-/// Where to find the block a peer asks for, if this node holds it.
+/// Where to find the blocks a peer asks for, those this node holds (one snapshot for all).
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Option<BlockSource>>")]
-pub struct FindBlock {
-    /// The address asked for.
-    pub address: BlockAddress,
+#[rtype(result = "Result<Vec<Option<BlockSource>>>")]
+pub struct FindBlocksAt {
+    /// The addresses asked for.
+    pub addresses: Vec<BlockAddress>,
 }
 
 /// A block this node can serve.
@@ -93,11 +93,10 @@ pub struct MissingLeaves {
 pub struct ListFetches;
 
 impl MetaReader {
-    fn find_block(&self, address: &BlockAddress) -> Result<Option<BlockSource>> {
-        let snap = self.ks.db.snapshot();
+    fn find_block(&self, snap: &Snapshot, address: &BlockAddress) -> Result<Option<BlockSource>> {
         match address {
             BlockAddress::Cid(cid) if cid.codec() == MANIFEST_CODEC => {
-                let Some(found) = manifest_bytes(&snap, &self.ks, cid)? else {
+                let Some(found) = manifest_bytes(snap, &self.ks, cid)? else {
                     return Ok(None);
                 };
                 Ok(Some(BlockSource {
@@ -107,7 +106,7 @@ impl MetaReader {
                 }))
             }
             BlockAddress::Cid(cid) => {
-                let location = block_meta(&snap, &self.ks, cid)?.and_then(|m| m.location);
+                let location = block_meta(snap, &self.ks, cid)?.and_then(|m| m.location);
                 Ok(location.map(|l| BlockSource {
                     cid: *cid,
                     bytes: SourceBytes::Stored(l),
@@ -115,14 +114,14 @@ impl MetaReader {
                 }))
             }
             BlockAddress::Leaf { tree, index } => {
-                let Some(cid) = leaf(&snap, &self.ks, tree, *index)? else {
+                let Some(cid) = leaf(snap, &self.ks, tree, *index)? else {
                     return Ok(None);
                 };
-                let Some(location) = block_meta(&snap, &self.ks, &cid)?.and_then(|m| m.location)
+                let Some(location) = block_meta(snap, &self.ks, &cid)?.and_then(|m| m.location)
                 else {
                     return Ok(None);
                 };
-                let proof = self.proof(&snap, tree, *index)?;
+                let proof = self.proof(snap, tree, *index)?;
                 Ok(Some(BlockSource {
                     cid,
                     bytes: SourceBytes::Stored(location),
@@ -232,10 +231,14 @@ fn leaf(
     Ok(Cid::try_from(record.block_cid.as_slice()).ok())
 }
 
-impl Handler<FindBlock> for MetaReader {
-    type Result = Result<Option<BlockSource>>;
-    fn handle(&mut self, msg: FindBlock, _: &mut Self::Context) -> Self::Result {
-        self.find_block(&msg.address)
+impl Handler<FindBlocksAt> for MetaReader {
+    type Result = Result<Vec<Option<BlockSource>>>;
+    fn handle(&mut self, msg: FindBlocksAt, _: &mut Self::Context) -> Self::Result {
+        let snap = self.ks.db.snapshot();
+        msg.addresses
+            .iter()
+            .map(|a| self.find_block(&snap, a))
+            .collect()
     }
 }
 

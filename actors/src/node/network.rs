@@ -13,7 +13,7 @@ use crate::{
     download,
     error::{Error, Result},
     exchange::{Connect, DatasetStored, ExchangeStats, GetStats},
-    fetch::{FetchStatus, RunningFetches, StartFetch},
+    fetch::{Fetch, FetchStatus, RunningFetches, StartFetch},
     format::{
         cid::MANIFEST_CODEC,
         manifest::{cid_of_encoded, Manifest},
@@ -31,6 +31,8 @@ pub struct Fetching {
     pub manifest: Manifest,
     /// Where the fetch stands; a complete dataset starts as [`FetchStatus::Complete`].
     pub status: watch::Receiver<FetchStatus>,
+    /// The fetch actor, while one runs (readers take freshly stored blocks from it).
+    fetch: Option<actix::Addr<Fetch>>,
 }
 
 impl Node {
@@ -158,10 +160,14 @@ impl Node {
             let (_, status) = watch::channel(FetchStatus::Complete {
                 total: progress.total,
             });
-            return Ok(Fetching { manifest, status });
+            return Ok(Fetching {
+                manifest,
+                status,
+                fetch: None,
+            });
         }
         let network = self.network()?;
-        let status = network
+        let (status, fetch) = network
             .fetches
             .send(StartFetch {
                 manifest_cid: cid,
@@ -170,7 +176,11 @@ impl Node {
                 expiry,
             })
             .await??;
-        Ok(Fetching { manifest, status })
+        Ok(Fetching {
+            manifest,
+            status,
+            fetch: Some(fetch),
+        })
     }
 
     /// Streams bytes `range` of dataset `cid` (all of it when `None`), fetching from peers what
@@ -215,6 +225,7 @@ impl Node {
             manifest_cid: cid,
             manifest: manifest.clone(),
             status: fetching.status.clone(),
+            fetch: fetching.fetch.clone(),
         };
         Ok(download::fetching::stream(
             source,
