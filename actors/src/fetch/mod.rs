@@ -38,6 +38,9 @@ use crate::{
 
 /// Leaf indexes looked up per query for the next missing ones.
 const SCAN: u64 = 1024;
+/// Blocks kept after storing them, for readers streaming the dataset (4 MiB of 64 KiB blocks):
+/// a reader asks for the leaves it needs next first, so they are among the last stored.
+const RECENT_BLOCKS: usize = 64;
 
 /// Where a fetch stands; published on its watch channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,8 +125,8 @@ pub struct Fetch {
     writing: bool,
     /// Blocks stored so far.
     stored: u64,
-    /// The last blocks stored, for readers streaming the dataset ([`Recent`]); at most the
-    /// window's worth, so memory stays bounded.
+    /// The last blocks stored, for readers streaming the dataset ([`Recent`]); at most
+    /// [`RECENT_BLOCKS`], so memory stays bounded.
     recent: VecDeque<(u64, Bytes)>,
     /// One bit per leaf this fetch stored (a reader's late [`Need`], or a scan made before,
     /// must not want it again): 2 KiB per GiB of dataset.
@@ -292,8 +295,7 @@ impl Fetch {
                         act.mark_done(*i);
                     }
                     act.recent.extend(outcome.blocks);
-                    let keep = act.setup.window.max(1);
-                    while act.recent.len() > keep {
+                    while act.recent.len() > RECENT_BLOCKS {
                         act.recent.pop_front();
                     }
                     if outcome.completed {
