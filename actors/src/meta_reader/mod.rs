@@ -110,6 +110,10 @@ impl MetaReader {
                 cid,
                 reason: e.to_string(),
             }),
+            // A dataset still being fetched is not here yet, for local reads.
+            None if snap.contains_key(&self.ks.fetching, cid.to_bytes())? => {
+                Err(Error::NotFound(cid))
+            }
             None if snap.contains_key(&self.ks.block_meta, cid.to_bytes())? => {
                 Err(Error::NotAManifest(cid))
             }
