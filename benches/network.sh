@@ -107,9 +107,11 @@ swarm() { # swarm N -> seconds until all N hold it
   for i in $(seq "$n"); do start "sw$i" $((40 + i)) --bootstrap-node "$boot"; done
   sleep 1 # the announcement goes out
   local s e; s=$(now)
-  local dl=() p
-  for i in $(seq "$n"); do curl -sf "$(api $((40 + i)))/data/$cid/network/stream" -o /dev/null & dl+=($!); done
-  for p in "${dl[@]}"; do wait "$p"; done
+  # Each downloader fetches in the background (from a leaf of its own); done when all hold it.
+  for i in $(seq "$n"); do curl -sf -X POST "$(api $((40 + i)))/data/$cid/network" >/dev/null; done
+  for i in $(seq "$n"); do
+    until curl -sf "$(api $((40 + i)))/data/$cid/network/progress" | grep -q '"complete":true'; do sleep 0.05; done
+  done
   e=$(now)
   stop_all
   echo "$e - $s" | bc

@@ -5,7 +5,7 @@
 
 mod common;
 
-use std::{thread, time::Duration};
+use std::time::Duration;
 
 use common::{node_process::NodeProcess, *};
 
@@ -77,25 +77,24 @@ fn eight_nodes_find_a_dataset_by_cid_and_share_it() -> TestResult {
     let original = random(40 << 20, 42);
     let cid = upload_ok(&uploader, &original)?;
     announced(&uploader, 2)?;
-    // Nobody /connects: each downloader looks the CID up and fetches from whoever has it.
-    // Errors cross the threads as text (the harness's error type is not `Send`).
-    let results: Vec<Result<(u16, Vec<u8>), String>> = thread::scope(|s| {
-        let handles: Vec<_> = downloaders
-            .iter()
-            .map(|d| s.spawn(|| stream(d, &cid).map_err(|e| e.to_string())))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err("a download thread panicked".into()))
-            })
-            .collect()
-    });
-    for (i, r) in results.into_iter().enumerate() {
-        let (status, body) = r?;
-        assert_eq!(status, 200, "downloader {i}");
-        assert!(body == original, "downloader {i} got other bytes");
+    // Nobody /connects: each downloader looks the CID up and fetches from whoever has it, in
+    // the background, starting at a leaf of its own.
+    for d in &downloaders {
+        let url = d.url(&format!("/data/{cid}/network"));
+        let (status, body) = text(agent().post(url).send_empty()?)?;
+        assert_eq!(status, 200, "{body}");
+    }
+    for (i, d) in downloaders.iter().enumerate() {
+        let complete = eventually(Duration::from_secs(120), || {
+            let (_, p) = get_json(d, &format!("/data/{cid}/network/progress"))?;
+            Ok(p["complete"] == true)
+        })?;
+        assert!(complete, "downloader {i} never completed");
+        let (status, _, body) = download(d, &cid, None)?;
+        assert!(
+            status == 200 && body == original,
+            "downloader {i} holds other bytes"
+        );
     }
     let blocks = (original.len() as u64).div_ceil(65536);
     let served = blocks_sent(&uploader)?;

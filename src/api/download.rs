@@ -36,7 +36,23 @@ pub(crate) async fn network_stream(
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
     let cid = PathCid::parse(&path)?.held()?;
-    let fetching = node.fetch(cid).await?;
+    // The fetch starts where the reader does (the range is checked against the size later).
+    let first = req
+        .headers()
+        .get(header::RANGE)
+        .and_then(|v| {
+            v.to_str()
+                .ok()?
+                .trim()
+                .strip_prefix("bytes=")?
+                .split('-')
+                .next()?
+                .trim()
+                .parse::<u64>()
+                .ok()
+        })
+        .unwrap_or(0);
+    let fetching = node.fetch_from(cid, Some(first / 65536)).await?;
     let range = requested_range(&req, fetching.manifest.dataset_size)?;
     let body = node.read_fetching(cid, &fetching, range.clone())?;
     respond(cid, &fetching.manifest, range, body).await

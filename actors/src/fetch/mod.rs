@@ -38,9 +38,6 @@ use crate::{
 
 /// Leaf indexes looked up per query for the next missing ones.
 const SCAN: u64 = 1024;
-/// Blocks kept after storing them, for readers streaming the dataset (4 MiB of 64 KiB blocks):
-/// a reader asks for the leaves it needs next first, so they are among the last stored.
-const RECENT_BLOCKS: usize = 64;
 
 /// Where a fetch stands; published on its watch channel.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -96,6 +93,8 @@ pub(crate) struct FetchSetup {
     pub(crate) window: usize,
     pub(crate) expiry: u64,
     pub(crate) status: watch::Sender<FetchStatus>,
+    /// The leaf to fetch from first: where a reader starts, or `None` for a random leaf.
+    pub(crate) from: Option<u64>,
 }
 
 /// The fetch actor; see the module docs.
@@ -105,9 +104,10 @@ pub struct Fetch {
     sink: mpsc::Sender<Delivery>,
     /// Taken in `started` to become this actor's stream.
     deliveries: Option<mpsc::Receiver<Delivery>>,
-    /// Where the scan for missing leaves started: a random leaf, so that downloaders of the
-    /// same dataset hold different blocks early and can serve each other (readers' urgent
-    /// leaves still come first).
+    /// Where the scan for missing leaves started: where a reader starts when a stream started
+    /// the fetch (so the blocks it reads next arrive first and are taken from `recent`), else a
+    /// random leaf, so that downloaders of the same dataset hold different blocks early and can
+    /// serve each other.
     start_at: u64,
     /// Leaves scanned so far, from `start_at` on, wrapping around.
     scanned: u64,
@@ -125,8 +125,9 @@ pub struct Fetch {
     writing: bool,
     /// Blocks stored so far.
     stored: u64,
-    /// The last blocks stored, for readers streaming the dataset ([`Recent`]); at most
-    /// [`RECENT_BLOCKS`], so memory stays bounded.
+    /// The last blocks stored, for readers streaming the dataset ([`Recent`]); at most the
+    /// window's worth (a reader that keeps up finds every block here; one that falls behind
+    /// reads the rest back from the store), so memory stays bounded.
     recent: VecDeque<(u64, Bytes)>,
     /// One bit per leaf this fetch stored (a reader's late [`Need`], or a scan made before,
     /// must not want it again): 2 KiB per GiB of dataset.
@@ -138,6 +139,7 @@ impl Fetch {
         let (sink, deliveries) = mpsc::channel(setup.window.max(1) * 2);
         let stored = setup.stored;
         let total = setup.manifest.blocks_count().max(1);
+        let from = setup.from;
         let seed = std::hash::BuildHasher::hash_one(
             &std::collections::hash_map::RandomState::new(),
             setup.manifest_cid.to_bytes(),
@@ -146,7 +148,7 @@ impl Fetch {
             setup,
             sink,
             deliveries: Some(deliveries),
-            start_at: seed % total,
+            start_at: from.map_or(seed % total, |f| f.min(total - 1)),
             scanned: 0,
             candidates: VecDeque::new(),
             scanning: false,
@@ -295,7 +297,7 @@ impl Fetch {
                         act.mark_done(*i);
                     }
                     act.recent.extend(outcome.blocks);
-                    while act.recent.len() > RECENT_BLOCKS {
+                    while act.recent.len() > act.setup.window.max(1) {
                         act.recent.pop_front();
                     }
                     if outcome.completed {

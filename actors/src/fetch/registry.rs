@@ -29,6 +29,9 @@ pub struct StartFetch {
     pub stored: u64,
     /// Expiry for the blocks it stores.
     pub expiry: u64,
+    /// The leaf to start from (a reader's first), or `None` for a random one. Ignored when a
+    /// fetch of the dataset runs already.
+    pub from: Option<u64>,
 }
 
 /// Ask the running fetch of a dataset for these leaves first (if one runs).
@@ -117,6 +120,7 @@ impl Handler<StartFetch> for Fetches {
             window: self.window,
             expiry: msg.expiry,
             status: tx,
+            from: msg.from,
         })
         .start();
         self.running

@@ -35,6 +35,9 @@ pub struct Fetching {
     fetch: Option<actix::Addr<Fetch>>,
 }
 
+/// Every dataset this node writes or fetches has 64 KiB blocks.
+const BLOCK_SIZE_U64: u64 = crate::config::BLOCK_SIZE as u64;
+
 impl Node {
     fn network(&self) -> Result<&Network> {
         self.network.as_deref().ok_or(Error::NoNetwork)
@@ -139,6 +142,15 @@ impl Node {
     /// As [`Node::network_manifest`]; [`Error::QuotaExceeded`] when the dataset cannot fit;
     /// [`Error::Busy`] when too many fetches run.
     pub async fn fetch(&self, cid: Cid) -> Result<Fetching> {
+        self.fetch_from(cid, None).await
+    }
+
+    /// [`Node::fetch`], starting with leaf `from` (where a reader starts) rather than a random
+    /// one, when no fetch of the dataset runs yet.
+    ///
+    /// # Errors
+    /// As [`Node::fetch`].
+    pub async fn fetch_from(&self, cid: Cid, from: Option<u64>) -> Result<Fetching> {
         let (manifest, bytes) = self.network_manifest(cid).await?;
         let expiry = expiry_after(self.config.block_ttl);
         let progress = self
@@ -174,6 +186,7 @@ impl Node {
                 manifest: manifest.clone(),
                 stored: progress.stored,
                 expiry,
+                from,
             })
             .await??;
         Ok(Fetching {
@@ -194,7 +207,8 @@ impl Node {
         cid: Cid,
         range: Option<Range<u64>>,
     ) -> Result<(Manifest, ByteStream)> {
-        let fetching = self.fetch(cid).await?;
+        let from = range.as_ref().map_or(0, |r| r.start / BLOCK_SIZE_U64);
+        let fetching = self.fetch_from(cid, Some(from)).await?;
         let stream = self.read_fetching(cid, &fetching, range)?;
         Ok((fetching.manifest, stream))
     }
