@@ -298,11 +298,7 @@ impl StreamHandler<NetEvent> for BlockExchange {
                 self.refill(ctx);
             }
             NetEvent::Message { peer, message, .. } => self.on_message(peer, message, ctx),
-            NetEvent::Violation { peer, violation } => {
-                tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was closed");
-                self.stats.violations += 1;
-                self.stats.bad_blocks += 1;
-            }
+            NetEvent::Violation { peer, violation } => self.on_violation(peer, &violation, ctx),
             NetEvent::SendFailed { peer, reason } => {
                 tracing::debug!(%peer, ?reason, "could not send to peer");
             }

@@ -8,9 +8,12 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use super::{BlockExchange, Delivery, MAX_LIST_ENTRIES};
-use crate::format::blockexc::{
-    BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantEntry, WantType,
-    Wantlist,
+use crate::{
+    format::blockexc::{
+        BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantEntry,
+        WantType, Wantlist,
+    },
+    net::Violation,
 };
 
 /// A block some fetch wants.
@@ -272,6 +275,26 @@ impl BlockExchange {
                 proof: delivery.proof.clone(),
             });
         }
+    }
+
+    /// A peer broke the protocol, and the network layer reset the stream it came on: whatever
+    /// else it was sending us there is lost, so it is disconnected as for a bad block, and what
+    /// it was asked for goes to other peers now rather than after the peer timeout. Too many
+    /// streams at once is only refused (the streams it has carry on).
+    pub(super) fn on_violation(
+        &mut self,
+        peer: PeerId,
+        violation: &Violation,
+        ctx: &mut Context<Self>,
+    ) {
+        self.stats.violations += 1;
+        if matches!(violation, Violation::TooManyStreams) {
+            tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was refused");
+            self.stats.bad_blocks += 1;
+            return;
+        }
+        tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was reset");
+        self.punish(peer, "broke the protocol", ctx);
     }
 
     /// Counts a bad delivery and drops the connection: nothing it sent is stored.
