@@ -108,3 +108,32 @@ fn a_manifest_nobody_has_is_not_found_in_bounded_time() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn a_streamed_fetch_asks_for_each_block_once() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    actix::System::new().block_on(async move {
+        let a = start(dirs[0].path()).await?;
+        let b = start(dirs[1].path()).await?;
+        // 49 blocks: the reader asks for leaves the fetch is also getting in order.
+        let original = data(3 * 1024 * 1024 + 12_345, 3);
+        let cid = upload(&a, &original).await?;
+        connect(&b, &a).await?;
+        let (_, stream) = b.stream_network(cid, None).await?;
+        assert!(collect(stream).await? == original);
+        let mut status = b.fetch(cid).await?.status;
+        while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
+            status.changed().await.map_err(|_| Error::Unavailable)?;
+        }
+        let (sent, received) = (a.exchange_stats().await?, b.exchange_stats().await?);
+        assert_eq!(
+            sent.blocks_sent, 50,
+            "49 leaves and the manifest, once each"
+        );
+        assert_eq!(received.blocks_received, 50, "{received:?}");
+        assert_eq!(received.duplicate_blocks, 0, "{received:?}");
+        a.shutdown().await?;
+        b.shutdown().await?;
+        Ok(())
+    })
+}
