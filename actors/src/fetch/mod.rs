@@ -103,6 +103,10 @@ pub struct Fetch {
     urgent: VecDeque<u64>,
     /// Leaves wanted at the exchange.
     in_flight: HashSet<u64>,
+    /// Every leaf this fetch ever wanted, one bit each (40 KiB for 20 GiB of 64 KiB blocks): a
+    /// want ends in a delivery or in the fetch's failure, so no leaf is wanted twice, whichever
+    /// way it came (in order, for a reader, or both).
+    wanted: Bitmap,
     /// Received, verified, waiting to be written.
     received: Vec<(u64, Cid, Bytes, CodexProof)>,
     /// A write batch is running.
@@ -115,6 +119,7 @@ impl Fetch {
     pub(crate) fn new(setup: FetchSetup) -> Self {
         let (sink, deliveries) = mpsc::channel(setup.window.max(1));
         let stored = setup.stored;
+        let setup_total = setup.manifest.blocks_count();
         Self {
             setup,
             sink,
@@ -124,6 +129,7 @@ impl Fetch {
             scanning: false,
             urgent: VecDeque::new(),
             in_flight: HashSet::new(),
+            wanted: Bitmap::new(setup_total),
             received: Vec::new(),
             writing: false,
             stored,
@@ -156,7 +162,8 @@ impl Fetch {
                     None => break,
                 },
             };
-            if self.in_flight.insert(next) {
+            if self.wanted.insert(next) {
+                self.in_flight.insert(next);
                 wanted.push(self.address(next));
             }
         }
@@ -197,7 +204,7 @@ impl Fetch {
                     act.scanning = false;
                     match found {
                         Ok(Ok(missing)) => {
-                            let skip = |i: &u64| act.in_flight.contains(i);
+                            let skip = |i: &u64| act.wanted.contains(*i);
                             act.candidates
                                 .extend(missing.into_iter().filter(|i| !skip(i)));
                             act.refill(ctx);
@@ -324,7 +331,7 @@ impl Handler<Need> for Fetch {
     type Result = ();
     fn handle(&mut self, msg: Need, ctx: &mut Self::Context) {
         for i in msg.indexes {
-            if i < self.total() && !self.in_flight.contains(&i) && !self.urgent.contains(&i) {
+            if i < self.total() && !self.wanted.contains(i) && !self.urgent.contains(&i) {
                 self.urgent.push_back(i);
             }
         }
@@ -339,5 +346,49 @@ impl Handler<CancelFetch> for Fetch {
             reason: "cancelled".into(),
         });
         ctx.stop();
+    }
+}
+
+/// One bit per leaf.
+struct Bitmap(Vec<u64>);
+
+impl Bitmap {
+    fn new(bits: u64) -> Self {
+        Self(vec![0; usize::try_from(bits.div_ceil(64)).unwrap_or(0)])
+    }
+
+    fn contains(&self, i: u64) -> bool {
+        let word = usize::try_from(i / 64).ok().and_then(|w| self.0.get(w));
+        word.is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Sets bit `i`; false when it was set already or is out of range.
+    fn insert(&mut self, i: u64) -> bool {
+        let Some(word) = usize::try_from(i / 64).ok().and_then(|w| self.0.get_mut(w)) else {
+            return false;
+        };
+        let bit = 1 << (i % 64);
+        let fresh = *word & bit == 0;
+        *word |= bit;
+        fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bitmap;
+
+    #[test]
+    fn a_bitmap_sets_each_bit_once_and_refuses_out_of_range() {
+        let mut b = Bitmap::new(130);
+        for i in [0, 63, 64, 127, 128, 129] {
+            assert!(!b.contains(i));
+            assert!(b.insert(i), "{i} is new");
+            assert!(!b.insert(i), "{i} is set already");
+            assert!(b.contains(i));
+        }
+        assert!(!b.contains(1) && !b.contains(65));
+        assert!(!b.insert(192), "past the last word");
+        assert!(!b.contains(u64::MAX));
     }
 }
