@@ -11,7 +11,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use super::TestResult;
+use super::{Api, TestResult};
 
 /// A running `codex-node` binary.
 pub struct NodeProcess {
@@ -123,6 +123,12 @@ impl NodeProcess {
         if let Some(reader) = self.reader.take() {
             let _ = reader.join();
         }
+    }
+}
+
+impl Api for NodeProcess {
+    fn url(&self, path: &str) -> String {
+        NodeProcess::url(self, path)
     }
 }
 
