@@ -114,6 +114,40 @@ fn a_dataset_goes_from_a_to_b_and_from_b_to_c_once_a_is_gone() -> TestResult {
     assert_eq!(space(&b)?, space(&c)?);
     assert_eq!(exchange_counter(&b, "blocksSent")?, 50);
     assert_eq!(exchange_counter(&c, "blocksReceived")?, 50);
+    assert_eq!(received_by_peer(&c)?, vec![(peer_id(&b)?, 50)]);
+    // The same counters, Codex's way, on /metrics.
+    let counter = |n: u64| Some(("counter".to_owned(), n));
+    assert_eq!(
+        metric(&b, "codex_block_exchange_blocks_sent_total")?,
+        counter(50)
+    );
+    assert_eq!(
+        metric(&c, "codex_block_exchange_blocks_received_total")?,
+        counter(50)
+    );
+    assert_eq!(
+        metric(&c, "codex_block_exchange_bad_blocks_received_total")?,
+        counter(0)
+    );
+    assert_eq!(
+        metric(&c, "codex_block_exchange_requests_failed_total")?,
+        counter(0)
+    );
+    assert_eq!(
+        metric(&c, "codex_block_exchange_retries_total")?,
+        counter(0)
+    );
+    assert_eq!(
+        metric(&c, "codex_block_exchange_peer_timeouts_total")?,
+        counter(0)
+    );
+    let gauge = |n: u64| Some(("gauge".to_owned(), n));
+    assert_eq!(
+        metric(&b, "codex_block_exchange_peers")?,
+        gauge(1),
+        "C (A is gone)"
+    );
+    assert_eq!(metric(&c, "codex_block_exchange_pending_blocks")?, gauge(0));
     Ok(())
 }
 
@@ -140,6 +174,13 @@ fn a_downloader_takes_blocks_from_both_seeders() -> TestResult {
     wait_complete(&d, &cid)?;
     let (_, _, got) = download(&d, &cid, None)?;
     assert!(got == data);
+    let mut received = received_by_peer(&d)?;
+    received.sort_by_key(|(_, n)| *n);
+    assert!(
+        received.len() == 2 && received[0].1 > 0,
+        "blocks came from both: {received:?}"
+    );
+    assert_eq!(received[0].1 + received[1].1, 513);
     let sent: Vec<u64> = seeders
         .iter()
         .map(|s| exchange_counter(s, "blocksSent"))

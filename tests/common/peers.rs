@@ -152,3 +152,34 @@ pub fn partial_datasets(node: &impl Api) -> TestResult<Vec<(String, u64, u64)>> 
         })
         .collect()
 }
+
+/// Blocks received from each connected peer, by peer id (`/debug/info` `exchange.peerList`).
+pub fn received_by_peer(node: &impl Api) -> TestResult<Vec<(String, u64)>> {
+    let stats = exchange(node)?;
+    let list = stats["peerList"].as_array().ok_or("no peerList")?;
+    list.iter()
+        .map(|p| {
+            Ok((
+                p["peerId"].as_str().ok_or("peerId")?.to_owned(),
+                p["blocksReceived"].as_u64().ok_or("blocksReceived")?,
+            ))
+        })
+        .collect()
+}
+
+/// A sample of our node's `/metrics` (the value of the line `name value`), with its type.
+pub fn metric(node: &impl Api, name: &str) -> TestResult<Option<(String, u64)>> {
+    let root = node.url("/").replace("/api/codex/v1/", "/metrics");
+    let (status, body) = text(agent().get(root).call()?)?;
+    assert_eq!(status, 200);
+    let kind = body
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("# TYPE {name} ")))
+        .map(str::to_owned);
+    let value = body
+        .lines()
+        .find_map(|l| l.strip_prefix(&format!("{name} ")))
+        .map(str::parse::<u64>)
+        .transpose()?;
+    Ok(kind.zip(value))
+}

@@ -34,6 +34,7 @@ use cid::Cid;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
+pub use self::peer::PeerStats;
 use self::{peer::Peer, wants::Pending};
 use crate::{
     format::{
@@ -193,6 +194,8 @@ pub struct ExchangeStats {
     pub want_lists_received: u64,
     /// Blocks wanted now.
     pub pending: u64,
+    /// Blocks sent to and received from each connected peer.
+    pub per_peer: Vec<PeerStats>,
 }
 
 /// Read the exchange's counters.
@@ -362,6 +365,7 @@ impl Handler<GetStats> for BlockExchange {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut stats = self.stats.clone();
         stats.pending = self.pending.len() as u64;
+        stats.per_peer = self.peer_stats();
         MessageResult(stats)
     }
 }

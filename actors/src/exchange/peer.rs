@@ -6,6 +6,9 @@ use std::{
     time::Instant,
 };
 
+use libp2p::PeerId;
+
+use super::BlockExchange;
 use crate::format::blockexc::BlockAddress;
 
 /// One connected peer.
@@ -34,6 +37,24 @@ pub(crate) struct Peer {
     pub(crate) serving: bool,
     /// Its identify agent, when known (logs and `/debug/info`).
     pub(crate) agent: Option<String>,
+    /// Blocks we sent it.
+    pub(crate) blocks_sent: u64,
+    /// Blocks it sent us that passed every check.
+    pub(crate) blocks_received: u64,
+}
+
+/// Blocks exchanged with one connected peer (part of [`super::ExchangeStats`]): shows which
+/// peers a download came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its identify agent, when known (`Codex` for a Codex node).
+    pub agent: Option<String>,
+    /// Blocks we sent it.
+    pub blocks_sent: u64,
+    /// Blocks it sent us that passed every check.
+    pub blocks_received: u64,
 }
 
 /// Addresses remembered in [`Peer::recent`].
@@ -51,6 +72,8 @@ impl Peer {
             waiting: HashSet::new(),
             serving: false,
             agent: None,
+            blocks_sent: 0,
+            blocks_received: 0,
         }
     }
 
@@ -88,5 +111,23 @@ impl Peer {
             self.wants.retain(|a| a != address);
         }
         self.waiting.remove(address);
+    }
+}
+
+impl BlockExchange {
+    /// Per-peer counters of the peers connected now, by peer id.
+    pub(super) fn peer_stats(&self) -> Vec<PeerStats> {
+        let mut list: Vec<PeerStats> = self
+            .peers
+            .iter()
+            .map(|(peer, s)| PeerStats {
+                peer: *peer,
+                agent: s.agent.clone(),
+                blocks_sent: s.blocks_sent,
+                blocks_received: s.blocks_received,
+            })
+            .collect();
+        list.sort_by_key(|p| p.peer);
+        list
     }
 }

@@ -265,6 +265,7 @@ impl BlockExchange {
         if let Some(state) = self.peers.get_mut(&peer) {
             state.settle(&address);
             state.active_at = Instant::now();
+            state.blocks_received += 1;
         }
         self.stats.blocks_received += 1;
         for sink in pending.sinks {
