@@ -137,3 +137,40 @@ fn a_streamed_fetch_asks_for_each_block_once() -> TestResult {
         Ok(())
     })
 }
+
+#[test]
+fn two_seeders_share_a_download() -> TestResult {
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    actix::System::new().block_on(async move {
+        let a = start(dirs[0].path()).await?;
+        let b = start(dirs[1].path()).await?;
+        let c = start(dirs[2].path()).await?;
+        // 384 blocks: one and a half fetch windows.
+        let original = data(24 * 1024 * 1024, 5);
+        let cid = upload(&a, &original).await?;
+        assert_eq!(upload(&b, &original).await?, cid);
+        connect(&c, &a).await?;
+        connect(&c, &b).await?;
+        let mut status = c.fetch(cid).await?.status;
+        while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
+            status.changed().await.map_err(|_| Error::Unavailable)?;
+        }
+        assert_eq!(*status.borrow(), FetchStatus::Complete { total: 384 });
+        let stats = c.exchange_stats().await?;
+        let shares: Vec<u64> = stats.per_peer.iter().map(|p| p.blocks_received).collect();
+        assert_eq!(shares.iter().sum::<u64>(), 385, "{shares:?}");
+        // Whoever answers first cannot take every request: the other gets a fair part.
+        assert!(
+            shares.len() == 2 && shares.iter().all(|n| *n >= 96),
+            "each seeder sent at least a quarter: {shares:?}"
+        );
+        for n in [a, b, c] {
+            n.shutdown().await?;
+        }
+        Ok(())
+    })
+}
