@@ -14,8 +14,9 @@ use crate::format::blockexc::BlockAddress;
 /// One connected peer.
 #[derive(Debug)]
 pub(crate) struct Peer {
-    /// Addresses it said it has (presences), among those we want. Cleared when it stops
-    /// answering our requests, so it is asked again before it is trusted again.
+    /// Addresses it said it has (presences), among those we want now (an address no longer
+    /// wanted is forgotten). Cleared when it stops answering our requests, so it is asked again
+    /// before it is trusted again.
     pub(crate) has: HashSet<BlockAddress>,
     /// Addresses we asked it to send (wantBlock) and have not received yet.
     pub(crate) requested: HashSet<BlockAddress>,

@@ -16,6 +16,10 @@ use crate::{
     net::Violation,
 };
 
+/// Fewest requests a holder may have outstanding, whatever its share (1 MiB of 64 KiB blocks
+/// in flight keeps a peer busy).
+const MIN_SHARE: usize = 16;
+
 /// A block some fetch wants.
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -86,6 +90,7 @@ impl BlockExchange {
             if !p.sinks.is_empty() {
                 continue;
             }
+            self.forget(address);
             if let Some(peer) = self.pending.remove(address).and_then(|p| p.requested) {
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.settle(address);
@@ -169,6 +174,23 @@ impl BlockExchange {
         }
     }
 
+    /// The most requests one peer may have outstanding: the per-peer limit shared out among
+    /// the peers that hold something we want, so that whoever answers a round of presences
+    /// first does not take every request while others could serve part of them. Half of it
+    /// while a single holder is known: another one's answer may be a moment behind.
+    fn share(&self) -> usize {
+        let max = self.config.max_requests_per_peer;
+        let holders = self.peers.values().filter(|s| !s.has.is_empty()).count();
+        (max / holders.max(2)).max(MIN_SHARE).min(max)
+    }
+
+    /// Forgets who has `address` (it is no longer wanted), so `has` holds only wanted blocks.
+    fn forget(&mut self, address: &BlockAddress) {
+        for state in self.peers.values_mut() {
+            state.has.remove(address);
+        }
+    }
+
     /// Asks the least loaded peer known to have `address` for it, if it is not asked of anyone
     /// yet and some holder has room for another request.
     fn assign(&mut self, address: &BlockAddress) {
@@ -178,7 +200,7 @@ impl BlockExchange {
         if p.requested.is_some() {
             return;
         }
-        let max = self.config.max_requests_per_peer;
+        let max = self.share();
         let best = self
             .peers
             .iter()
@@ -213,7 +235,7 @@ impl BlockExchange {
 
     /// Gives wants waiting for room to the peers that have some now.
     pub(super) fn refill(&mut self, ctx: &mut Context<Self>) {
-        let max = self.config.max_requests_per_peer;
+        let max = self.share();
         if self.peers.values().all(|s| s.requested.len() >= max) {
             return;
         }
@@ -262,6 +284,7 @@ impl BlockExchange {
         let Some(pending) = self.pending.remove(&address) else {
             return;
         };
+        self.forget(&address);
         if let Some(state) = self.peers.get_mut(&peer) {
             state.settle(&address);
             state.active_at = Instant::now();
@@ -369,6 +392,7 @@ impl BlockExchange {
         }
         for address in failed {
             if let Some(p) = self.pending.remove(&address) {
+                self.forget(&address);
                 tracing::debug!(?address, "want failed: no peer delivered it");
                 self.stats.failed_wants += 1;
                 for sink in p.sinks {
