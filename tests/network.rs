@@ -1,7 +1,8 @@
 //! Block exchange between real `codex-node` binaries on loopback, through the HTTP API: a
 //! dataset passed from node to node, two seeders, a seeder killed mid-transfer, a downloader
-//! killed mid-transfer and resumed, a fetch cancelled by DELETE, a dataset refused up front by
-//! the quota, and the `connect` and `download --network` commands.
+//! killed mid-transfer and resumed, a partial dataset left to expire, a fetch cancelled by
+//! DELETE, a dataset refused up front by the quota, and the `connect` and `download --network`
+//! commands.
 
 mod common;
 
@@ -357,5 +358,27 @@ fn a_dataset_that_cannot_fit_the_quota_is_refused_up_front() -> TestResult {
         2,
         "the manifest, once per request"
     );
+    Ok(())
+}
+
+#[test]
+fn a_partial_dataset_nobody_resumes_expires() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let a = NodeProcess::spawn(dirs[0].path(), &[])?;
+    // Blocks live 4 s; expiry runs every second.
+    let flags = ["--block-ttl", "4", "--block-mi", "1"];
+    let mut d = NodeProcess::spawn(dirs[1].path(), &flags)?;
+    let empty = space(&d)?;
+    let cid = upload_ok(&a, &content(7, LARGE))?;
+    connect_to(&d, &a)?;
+    assert_eq!(start_fetch(&d, &cid)?.0, 200);
+    wait_stored(&d, &cid, LARGE_BLOCKS / 8)?;
+    d.kill()?;
+    // (That it survives a restart is checked above; here it is left alone.)
+    let d = NodeProcess::spawn(dirs[1].path(), &flags)?;
+    let expired = eventually(Duration::from_secs(15), || Ok(space(&d)? == empty))?;
+    assert!(expired, "{} vs {empty}", space(&d)?);
+    assert!(partial_datasets(&d)?.is_empty());
+    assert_eq!(progress(&d, &cid)?.0, 404);
     Ok(())
 }
