@@ -49,6 +49,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct ExchangeConfig {
     /// Blocks asked of one peer and not yet received. Default 256 (16 MiB of 64 KiB blocks).
+    /// Shared out among the peers that hold wanted blocks (half of it while one alone is known),
+    /// so that several seeders share a download.
     pub max_requests_per_peer: usize,
     /// A peer with requests outstanding that delivers nothing for this long loses them (they go
     /// to other peers) and its presences are forgotten. Default 30 s (Codex: 1 min).
