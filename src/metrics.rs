@@ -1,11 +1,14 @@
 //! Prometheus metrics, served at `GET /metrics` on the API listener.
 //!
 //! Counters and histograms go through the `metrics` facade into one process-wide Prometheus
-//! recorder. Repository gauges are not mirrored anywhere: they are read from the metadata actor
-//! (their only owner) each time `/metrics` is rendered.
+//! recorder. Repository gauges and the block exchange's counters are not mirrored anywhere:
+//! they are read from the metadata actor and the exchange actor (their only owners) each time
+//! `/metrics` is rendered. The exchange's names are Codex's (`codex_block_exchange_…`, counters
+//! ending in `_total` as nim-metrics writes them) where Codex has the counter.
 
-use std::{sync::OnceLock, time::Duration};
+use std::{fmt::Write as _, sync::OnceLock, time::Duration};
 
+use codex_actors::exchange::ExchangeStats;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
@@ -36,8 +39,8 @@ pub(crate) fn download_done(bytes: u64) {
     metrics::counter!("codex_api_download_bytes_total").increment(bytes);
 }
 
-/// The text exposition, with the repository gauges appended.
-pub(crate) fn render(space: &codex_actors::Space) -> String {
+/// The text exposition, with the repository gauges and the exchange's counters appended.
+pub(crate) fn render(space: &codex_actors::Space, exchange: Option<&ExchangeStats>) -> String {
     let mut out = HANDLE
         .get()
         .and_then(Option::as_ref)
@@ -65,9 +68,99 @@ pub(crate) fn render(space: &codex_actors::Space) -> String {
             space.quota_max_bytes,
         ),
     ] {
-        out.push_str(&format!(
-            "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {value}\n"
-        ));
+        sample(&mut out, name, "gauge", help, value);
+    }
+    if let Some(s) = exchange {
+        for (name, kind, help, value) in exchange_samples(s) {
+            sample(&mut out, name, kind, help, value);
+        }
     }
     out
+}
+
+/// The block exchange's counters and gauges: (name, type, help, value).
+fn exchange_samples(s: &ExchangeStats) -> [(&'static str, &'static str, &'static str, u64); 12] {
+    const C: &str = "counter";
+    [
+        (
+            "codex_block_exchange_blocks_sent_total",
+            C,
+            "Blocks sent to peers",
+            s.blocks_sent,
+        ),
+        (
+            "codex_block_exchange_blocks_received_total",
+            C,
+            "Blocks received and verified",
+            s.blocks_received,
+        ),
+        (
+            "codex_block_exchange_spurious_blocks_received_total",
+            C,
+            "Duplicate blocks received",
+            s.duplicate_blocks,
+        ),
+        (
+            "codex_block_exchange_bad_blocks_received_total",
+            C,
+            "Bad deliveries and frames refused",
+            s.bad_blocks,
+        ),
+        (
+            "codex_block_exchange_protocol_violations_total",
+            C,
+            "Frames the network layer refused",
+            s.violations,
+        ),
+        (
+            "codex_block_exchange_retries_total",
+            C,
+            "Block requests given to another peer",
+            s.retries,
+        ),
+        (
+            "codex_block_exchange_peer_timeouts_total",
+            C,
+            "Peers that stopped answering",
+            s.peer_timeouts,
+        ),
+        (
+            "codex_block_exchange_requests_failed_total",
+            C,
+            "Block requests that failed for good",
+            s.failed_wants,
+        ),
+        (
+            "codex_block_exchange_want_lists_sent_total",
+            C,
+            "Want lists sent",
+            s.want_lists_sent,
+        ),
+        (
+            "codex_block_exchange_want_lists_received_total",
+            C,
+            "Want lists received",
+            s.want_lists_received,
+        ),
+        (
+            "codex_block_exchange_peers",
+            "gauge",
+            "Peers connected",
+            s.peers,
+        ),
+        (
+            "codex_block_exchange_pending_blocks",
+            "gauge",
+            "Blocks wanted from peers now",
+            s.pending,
+        ),
+    ]
+}
+
+fn sample(out: &mut String, name: &str, kind: &str, help: &str, value: u64) {
+    // Writing to a String cannot fail.
+    let _ = write!(
+        out,
+        "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+    );
 }

@@ -128,3 +128,70 @@ fn a_graceful_stop_saves_the_peers_it_knows() -> TestResult {
     assert!(saved.lines().count() >= 1, "{saved:?}");
     Ok(())
 }
+
+#[test]
+fn a_streamed_fetch_asks_for_each_block_once() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    actix::System::new().block_on(async move {
+        let a = start(dirs[0].path()).await?;
+        let b = start(dirs[1].path()).await?;
+        // 49 blocks: the reader asks for leaves the fetch is also getting in order.
+        let original = data(3 * 1024 * 1024 + 12_345, 3);
+        let cid = upload(&a, &original).await?;
+        connect(&b, &a).await?;
+        let (_, stream) = b.stream_network(cid, None).await?;
+        assert!(collect(stream).await? == original);
+        let mut status = b.fetch(cid).await?.status;
+        while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
+            status.changed().await.map_err(|_| Error::Unavailable)?;
+        }
+        let (sent, received) = (a.exchange_stats().await?, b.exchange_stats().await?);
+        assert_eq!(
+            sent.blocks_sent, 50,
+            "49 leaves and the manifest, once each"
+        );
+        assert_eq!(received.blocks_received, 50, "{received:?}");
+        assert_eq!(received.duplicate_blocks, 0, "{received:?}");
+        a.shutdown().await?;
+        b.shutdown().await?;
+        Ok(())
+    })
+}
+
+#[test]
+fn two_seeders_share_a_download() -> TestResult {
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    actix::System::new().block_on(async move {
+        let a = start(dirs[0].path()).await?;
+        let b = start(dirs[1].path()).await?;
+        let c = start(dirs[2].path()).await?;
+        // 384 blocks: one and a half fetch windows.
+        let original = data(24 * 1024 * 1024, 5);
+        let cid = upload(&a, &original).await?;
+        assert_eq!(upload(&b, &original).await?, cid);
+        connect(&c, &a).await?;
+        connect(&c, &b).await?;
+        let mut status = c.fetch(cid).await?.status;
+        while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
+            status.changed().await.map_err(|_| Error::Unavailable)?;
+        }
+        assert_eq!(*status.borrow(), FetchStatus::Complete { total: 384 });
+        let stats = c.exchange_stats().await?;
+        let shares: Vec<u64> = stats.per_peer.iter().map(|p| p.blocks_received).collect();
+        assert_eq!(shares.iter().sum::<u64>(), 385, "{shares:?}");
+        // Whoever answers first cannot take every request: the other gets a fair part (about
+        // half, in practice).
+        assert!(
+            shares.len() == 2 && shares.iter().all(|n| *n >= 96),
+            "each seeder sent at least a quarter: {shares:?}"
+        );
+        for n in [a, b, c] {
+            n.shutdown().await?;
+        }
+        Ok(())
+    })
+}

@@ -120,7 +120,9 @@ pub(crate) async fn space(node: web::Data<Node>) -> Result<HttpResponse, ApiErro
 /// `GET /metrics`: Prometheus text format.
 pub(crate) async fn metrics(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let space = node.space().await?;
+    // No exchange counters without a network (or once it stopped): the rest is still served.
+    let exchange = node.exchange_stats().await.ok();
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
-        .body(crate::metrics::render(&space)))
+        .body(crate::metrics::render(&space, exchange.as_ref())))
 }

@@ -144,11 +144,30 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             "nodes": table.nodes.iter().map(entry).collect::<Vec<_>>(),
         });
         let stats = node.exchange_stats().await?;
+        let per_peer: Vec<_> = stats
+            .per_peer
+            .iter()
+            .map(|p| {
+                json!({
+                    "peerId": p.peer.to_string(),
+                    "agent": p.agent,
+                    "blocksSent": p.blocks_sent,
+                    "blocksReceived": p.blocks_received,
+                })
+            })
+            .collect();
         body["exchange"] = json!({
             "peers": stats.peers,
             "blocksSent": stats.blocks_sent,
             "blocksReceived": stats.blocks_received,
+            "duplicateBlocks": stats.duplicate_blocks,
+            "badBlocks": stats.bad_blocks,
+            "violations": stats.violations,
+            "retries": stats.retries,
+            "peerTimeouts": stats.peer_timeouts,
+            "failedWants": stats.failed_wants,
             "pendingBlocks": stats.pending,
+            "peerList": per_peer,
         });
         let dht = node.dht_stats().await?;
         body["dht"] = json!({

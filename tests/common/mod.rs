@@ -3,8 +3,9 @@
 //!
 //! For tests of the binary itself: `node_process` (the `codex-node` executable as a child
 //! process), `lazyfs` (a FUSE file system that can drop unsynced data, for power cuts),
-//! `workload` (seeded files and the ledger of what a node acknowledged) and `clients`
-//! (concurrent clients that fill that ledger).
+//! `workload` (seeded files and the ledger of what a node acknowledged), `clients`
+//! (concurrent clients that fill that ledger) and `peers` (several nodes on loopback: connect,
+//! fetch from peers, progress, exchange counters).
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod answer;
@@ -12,6 +13,7 @@ pub mod clients;
 pub mod codex;
 pub mod lazyfs;
 pub mod node_process;
+pub mod peers;
 pub mod workload;
 
 use std::{

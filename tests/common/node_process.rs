@@ -11,7 +11,7 @@ use std::{
     thread::JoinHandle,
 };
 
-use super::TestResult;
+use super::{Api, TestResult};
 
 /// A running `codex-node` binary.
 pub struct NodeProcess {
@@ -126,17 +126,17 @@ impl NodeProcess {
     }
 }
 
+impl Api for NodeProcess {
+    fn url(&self, path: &str) -> String {
+        NodeProcess::url(self, path)
+    }
+}
+
 impl Drop for NodeProcess {
     fn drop(&mut self) {
         if !self.exited {
             let _ = self.child.kill();
             let _ = self.child.wait();
         }
-    }
-}
-
-impl super::Api for NodeProcess {
-    fn url(&self, path: &str) -> String {
-        NodeProcess::url(self, path)
     }
 }

@@ -35,6 +35,7 @@ use cid::Cid;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 
+pub use self::peer::PeerStats;
 use self::{peer::Peer, wants::Pending};
 use crate::{
     format::{
@@ -49,6 +50,8 @@ use crate::{
 #[derive(Debug, Clone)]
 pub struct ExchangeConfig {
     /// Blocks asked of one peer and not yet received. Default 256 (16 MiB of 64 KiB blocks).
+    /// Shared out among the peers that hold wanted blocks (half of it while one alone is known),
+    /// so that several seeders share a download.
     pub max_requests_per_peer: usize,
     /// A peer with requests outstanding that delivers nothing for this long loses them (they go
     /// to other peers) and its presences are forgotten. Default 30 s (Codex: 1 min).
@@ -194,6 +197,8 @@ pub struct ExchangeStats {
     pub want_lists_received: u64,
     /// Blocks wanted now.
     pub pending: u64,
+    /// Blocks sent to and received from each connected peer.
+    pub per_peer: Vec<PeerStats>,
 }
 
 /// Read the exchange's counters.
@@ -302,11 +307,7 @@ impl StreamHandler<NetEvent> for BlockExchange {
                 self.refill(ctx);
             }
             NetEvent::Message { peer, message, .. } => self.on_message(peer, message, ctx),
-            NetEvent::Violation { peer, violation } => {
-                tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was closed");
-                self.stats.violations += 1;
-                self.stats.bad_blocks += 1;
-            }
+            NetEvent::Violation { peer, violation } => self.on_violation(peer, &violation, ctx),
             NetEvent::SendFailed { peer, reason } => {
                 tracing::debug!(%peer, ?reason, "could not send to peer");
             }
@@ -373,6 +374,7 @@ impl Handler<GetStats> for BlockExchange {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut stats = self.stats.clone();
         stats.pending = self.pending.len() as u64;
+        stats.per_peer = self.peer_stats();
         MessageResult(stats)
     }
 }

@@ -6,13 +6,17 @@ use std::{
     time::Instant,
 };
 
+use libp2p::PeerId;
+
+use super::BlockExchange;
 use crate::format::blockexc::BlockAddress;
 
 /// One connected peer.
 #[derive(Debug)]
 pub(crate) struct Peer {
-    /// Addresses it said it has (presences), among those we want. Cleared when it stops
-    /// answering our requests, so it is asked again before it is trusted again.
+    /// Addresses it said it has (presences), among those we want now (an address no longer
+    /// wanted is forgotten). Cleared when it stops answering our requests, so it is asked again
+    /// before it is trusted again.
     pub(crate) has: HashSet<BlockAddress>,
     /// Addresses we asked it to send (wantBlock) and have not received yet.
     pub(crate) requested: HashSet<BlockAddress>,
@@ -34,6 +38,24 @@ pub(crate) struct Peer {
     pub(crate) serving: usize,
     /// Its identify agent, when known (logs and `/debug/info`).
     pub(crate) agent: Option<String>,
+    /// Blocks we sent it.
+    pub(crate) blocks_sent: u64,
+    /// Blocks it sent us that passed every check.
+    pub(crate) blocks_received: u64,
+}
+
+/// Blocks exchanged with one connected peer (part of [`super::ExchangeStats`]): shows which
+/// peers a download came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PeerStats {
+    /// The peer.
+    pub peer: PeerId,
+    /// Its identify agent, when known (`Codex` for a Codex node).
+    pub agent: Option<String>,
+    /// Blocks we sent it.
+    pub blocks_sent: u64,
+    /// Blocks it sent us that passed every check.
+    pub blocks_received: u64,
 }
 
 /// Addresses remembered in [`Peer::recent`].
@@ -51,6 +73,8 @@ impl Peer {
             waiting: HashSet::new(),
             serving: 0,
             agent: None,
+            blocks_sent: 0,
+            blocks_received: 0,
         }
     }
 
@@ -88,5 +112,23 @@ impl Peer {
             self.wants.retain(|a| a != address);
         }
         self.waiting.remove(address);
+    }
+}
+
+impl BlockExchange {
+    /// Per-peer counters of the peers connected now, by peer id.
+    pub(super) fn peer_stats(&self) -> Vec<PeerStats> {
+        let mut list: Vec<PeerStats> = self
+            .peers
+            .iter()
+            .map(|(peer, s)| PeerStats {
+                peer: *peer,
+                agent: s.agent.clone(),
+                blocks_sent: s.blocks_sent,
+                blocks_received: s.blocks_received,
+            })
+            .collect();
+        list.sort_by_key(|p| p.peer);
+        list
     }
 }

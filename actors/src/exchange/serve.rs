@@ -146,6 +146,7 @@ impl BlockExchange {
             act.stats.blocks_sent += sent as u64;
             if let Some(state) = act.peers.get_mut(&peer) {
                 state.serving -= 1;
+                state.blocks_sent += sent as u64;
                 state.waiting.extend(missing);
             }
             act.serve_all(ctx);

@@ -8,10 +8,17 @@ use libp2p::PeerId;
 use tokio::sync::mpsc;
 
 use super::{BlockExchange, Delivery, MAX_LIST_ENTRIES};
-use crate::format::blockexc::{
-    BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantEntry, WantType,
-    Wantlist,
+use crate::{
+    format::blockexc::{
+        BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantEntry,
+        WantType, Wantlist,
+    },
+    net::Violation,
 };
+
+/// Fewest requests a holder may have outstanding, whatever its share (1 MiB of 64 KiB blocks
+/// in flight keeps a peer busy).
+const MIN_SHARE: usize = 16;
 
 /// A block some fetch wants.
 #[derive(Debug)]
@@ -91,6 +98,7 @@ impl BlockExchange {
             if !p.sinks.is_empty() {
                 continue;
             }
+            self.forget(address);
             if let Some(peer) = self.pending.remove(address).and_then(|p| p.requested) {
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.settle(address);
@@ -174,6 +182,23 @@ impl BlockExchange {
         }
     }
 
+    /// The most requests one peer may have outstanding: the per-peer limit shared out among
+    /// the peers that hold something we want, so that whoever answers a round of presences
+    /// first does not take every request while others could serve part of them. Half of it
+    /// while a single holder is known: another one's answer may be a moment behind.
+    fn share(&self) -> usize {
+        let max = self.config.max_requests_per_peer;
+        let holders = self.peers.values().filter(|s| !s.has.is_empty()).count();
+        (max / holders.max(2)).max(MIN_SHARE).min(max)
+    }
+
+    /// Forgets who has `address` (it is no longer wanted), so `has` holds only wanted blocks.
+    fn forget(&mut self, address: &BlockAddress) {
+        for state in self.peers.values_mut() {
+            state.has.remove(address);
+        }
+    }
+
     /// Asks the least loaded peer known to have `address` for it, if it is not asked of anyone
     /// yet and some holder has room for another request.
     fn assign(&mut self, address: &BlockAddress) {
@@ -183,7 +208,7 @@ impl BlockExchange {
         if p.requested.is_some() {
             return;
         }
-        let max = self.config.max_requests_per_peer;
+        let max = self.share();
         let best = self
             .peers
             .iter()
@@ -218,7 +243,7 @@ impl BlockExchange {
 
     /// Gives wants waiting for room to the peers that have some now.
     pub(super) fn refill(&mut self, ctx: &mut Context<Self>) {
-        let max = self.config.max_requests_per_peer;
+        let max = self.share();
         if self.peers.values().all(|s| s.requested.len() >= max) {
             return;
         }
@@ -267,9 +292,11 @@ impl BlockExchange {
         let Some(pending) = self.pending.remove(&address) else {
             return;
         };
+        self.forget(&address);
         if let Some(state) = self.peers.get_mut(&peer) {
             state.settle(&address);
             state.active_at = Instant::now();
+            state.blocks_received += 1;
         }
         self.stats.blocks_received += 1;
         for sink in pending.sinks {
@@ -280,6 +307,26 @@ impl BlockExchange {
                 proof: delivery.proof.clone(),
             });
         }
+    }
+
+    /// A peer broke the protocol, and the network layer reset the stream it came on: whatever
+    /// else it was sending us there is lost, so it is disconnected as for a bad block, and what
+    /// it was asked for goes to other peers now rather than after the peer timeout. Too many
+    /// streams at once is only refused (the streams it has carry on).
+    pub(super) fn on_violation(
+        &mut self,
+        peer: PeerId,
+        violation: &Violation,
+        ctx: &mut Context<Self>,
+    ) {
+        self.stats.violations += 1;
+        if matches!(violation, Violation::TooManyStreams) {
+            tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was refused");
+            self.stats.bad_blocks += 1;
+            return;
+        }
+        tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was reset");
+        self.punish(peer, "broke the protocol", ctx);
     }
 
     /// Counts a bad delivery and drops the connection: nothing it sent is stored.
@@ -353,6 +400,7 @@ impl BlockExchange {
         }
         for address in failed {
             if let Some(p) = self.pending.remove(&address) {
+                self.forget(&address);
                 tracing::debug!(?address, "want failed: no peer delivered it");
                 self.stats.failed_wants += 1;
                 for sink in p.sinks {

@@ -119,6 +119,10 @@ pub struct Fetch {
     urgent: VecDeque<u64>,
     /// Leaves wanted at the exchange.
     in_flight: HashSet<u64>,
+    /// Every leaf this fetch ever wanted, one bit each (40 KiB for 20 GiB of 64 KiB blocks): a
+    /// want ends in a delivery or in the fetch's failure, so no leaf is wanted twice, whichever
+    /// way it came (in order, for a reader, or both).
+    wanted: Bitmap,
     /// Received, verified, waiting to be written.
     received: Vec<(u64, Cid, Bytes, CodexProof)>,
     /// A write batch is running.
@@ -129,16 +133,14 @@ pub struct Fetch {
     /// window's worth (a reader that keeps up finds every block here; one that falls behind
     /// reads the rest back from the store), so memory stays bounded.
     recent: VecDeque<(u64, Bytes)>,
-    /// One bit per leaf this fetch stored (a reader's late [`Need`], or a scan made before,
-    /// must not want it again): 2 KiB per GiB of dataset.
-    done: Vec<u64>,
 }
 
 impl Fetch {
     pub(crate) fn new(setup: FetchSetup) -> Self {
         let (sink, deliveries) = mpsc::channel(setup.window.max(1) * 2);
         let stored = setup.stored;
-        let total = setup.manifest.blocks_count().max(1);
+        let setup_total = setup.manifest.blocks_count();
+        let total = setup_total.max(1);
         let from = setup.from;
         let seed = std::hash::BuildHasher::hash_one(
             &std::collections::hash_map::RandomState::new(),
@@ -154,11 +156,11 @@ impl Fetch {
             scanning: false,
             urgent: VecDeque::new(),
             in_flight: HashSet::new(),
+            wanted: Bitmap::new(setup_total),
             received: Vec::new(),
             writing: false,
             stored,
             recent: VecDeque::new(),
-            done: Vec::new(),
         }
     }
 
@@ -173,31 +175,13 @@ impl Fetch {
         self.setup.manifest.blocks_count()
     }
 
-    fn is_done(&self, index: u64) -> bool {
-        let word = usize::try_from(index / 64).unwrap_or(usize::MAX);
-        self.done
-            .get(word)
-            .is_some_and(|w| w & (1 << (index % 64)) != 0)
-    }
-
-    fn mark_done(&mut self, index: u64) {
-        let Ok(word) = usize::try_from(index / 64) else {
-            return;
-        };
-        if self.done.len() <= word {
-            self.done.resize(word + 1, 0);
-        }
-        if let Some(w) = self.done.get_mut(word) {
-            *w |= 1 << (index % 64);
-        }
-    }
-
     /// Wants more leaves: the ones readers wait for at once (they are few: a reader's read
     /// ahead), then candidates while the window has room.
     fn refill(&mut self, ctx: &mut Context<Self>) {
         let mut wanted = Vec::new();
         while let Some(next) = self.urgent.pop_front() {
-            if !self.is_done(next) && self.in_flight.insert(next) {
+            if self.wanted.insert(next) {
+                self.in_flight.insert(next);
                 wanted.push(self.address(next));
             }
         }
@@ -210,7 +194,8 @@ impl Fetch {
             let Some(next) = self.candidates.pop_front() else {
                 break;
             };
-            if !self.is_done(next) && self.in_flight.insert(next) {
+            if self.wanted.insert(next) {
+                self.in_flight.insert(next);
                 wanted.push(self.address(next));
                 taken += 1;
             }
@@ -254,7 +239,7 @@ impl Fetch {
                     act.scanning = false;
                     match found {
                         Ok(Ok(missing)) => {
-                            let skip = |i: &u64| act.in_flight.contains(i);
+                            let skip = |i: &u64| act.wanted.contains(*i);
                             act.candidates
                                 .extend(missing.into_iter().filter(|i| !skip(i)));
                             act.refill(ctx);
@@ -293,9 +278,6 @@ impl Fetch {
                             .map(|(i, _)| act.address(*i))
                             .collect(),
                     ));
-                    for (i, _) in &outcome.blocks {
-                        act.mark_done(*i);
-                    }
                     act.recent.extend(outcome.blocks);
                     while act.recent.len() > act.setup.window.max(1) {
                         act.recent.pop_front();
@@ -392,8 +374,7 @@ impl Handler<Need> for Fetch {
     type Result = ();
     fn handle(&mut self, msg: Need, ctx: &mut Self::Context) {
         for i in msg.indexes {
-            let wanted = self.in_flight.contains(&i) || self.urgent.contains(&i);
-            if i < self.total() && !wanted && !self.is_done(i) {
+            if i < self.total() && !self.wanted.contains(i) && !self.urgent.contains(&i) {
                 self.urgent.push_back(i);
             }
         }
@@ -419,5 +400,49 @@ impl Handler<CancelFetch> for Fetch {
             reason: "cancelled".into(),
         });
         ctx.stop();
+    }
+}
+
+/// One bit per leaf.
+struct Bitmap(Vec<u64>);
+
+impl Bitmap {
+    fn new(bits: u64) -> Self {
+        Self(vec![0; usize::try_from(bits.div_ceil(64)).unwrap_or(0)])
+    }
+
+    fn contains(&self, i: u64) -> bool {
+        let word = usize::try_from(i / 64).ok().and_then(|w| self.0.get(w));
+        word.is_some_and(|w| w & (1 << (i % 64)) != 0)
+    }
+
+    /// Sets bit `i`; false when it was set already or is out of range.
+    fn insert(&mut self, i: u64) -> bool {
+        let Some(word) = usize::try_from(i / 64).ok().and_then(|w| self.0.get_mut(w)) else {
+            return false;
+        };
+        let bit = 1 << (i % 64);
+        let fresh = *word & bit == 0;
+        *word |= bit;
+        fresh
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Bitmap;
+
+    #[test]
+    fn a_bitmap_sets_each_bit_once_and_refuses_out_of_range() {
+        let mut b = Bitmap::new(130);
+        for i in [0, 63, 64, 127, 128, 129] {
+            assert!(!b.contains(i));
+            assert!(b.insert(i), "{i} is new");
+            assert!(!b.insert(i), "{i} is set already");
+            assert!(b.contains(i));
+        }
+        assert!(!b.contains(1) && !b.contains(65));
+        assert!(!b.insert(192), "past the last word");
+        assert!(!b.contains(u64::MAX));
     }
 }

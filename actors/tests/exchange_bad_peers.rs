@@ -1,0 +1,588 @@
+//! A misbehaving peer, written here on the same libp2p stack, against a node of this engine.
+//!
+//! Each case: our node `O` fetches dataset `X`, which only the bad peer `B` claims to have at
+//! first. `B` serves the manifest honestly, then answers the first request for leaves with one
+//! kind of bad message, and behaves from then on. A good node `S` is connected to `O` all along.
+//! Checked every time: `O` stores nothing of the bad message (its progress and `/space` stay
+//! as they were), counts it, and closes `B`'s stream or connection; `S` is still served by `O`
+//! meanwhile; once `S` has `X` too, the fetch completes well within the peer timeout, byte for
+//! byte, and the repository is consistent afterwards.
+
+mod net_common;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use codex_actors::{
+    exchange::ExchangeStats,
+    format::{
+        blockexc::{BlockAddress, BlockDelivery, BlockPresence, Message, WantType},
+        cid::{cid_from_digest, sha256, Digest, BLOCK_CODEC, ROOT_CODEC},
+        manifest::Manifest,
+        merkle::{self, CodexProof},
+    },
+    net::{framing, BLOCKEXC_PROTOCOL},
+    Cid, Config, Error, FetchStatus, Multiaddr, NetworkConfig, Node, PeerId, UploadOptions,
+};
+use futures::{AsyncReadExt as _, StreamExt as _};
+use libp2p::{
+    identity::Keypair,
+    noise,
+    swarm::{dial_opts::DialOpts, SwarmEvent},
+    tcp, yamux, SwarmBuilder,
+};
+use net_common::TestResult;
+use tokio::sync::mpsc;
+
+const BLOCK: usize = 64 * 1024;
+/// How long the fetch may take once the good seeder has the dataset. Well under the peer
+/// timeout (30 s by default): a bad peer must not hold the fetch up until it times out.
+const COMPLETE_WITHIN: Duration = Duration::from_secs(15);
+
+/// One kind of bad answer to a request for leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Misbehaviour {
+    /// A leaf whose bytes do not hash to its CID (beside genuine ones in the same message).
+    WrongBytes,
+    /// The right leaf with a proof of the same index in another tree.
+    WrongProof,
+    /// A genuine leaf of another dataset, never asked for.
+    Unrequested,
+    /// A length prefix above the frame limit.
+    OversizedFrame,
+    /// A frame that is not protobuf.
+    Garbage,
+    /// Genuine leaves in a message whose first address has `leaf = 2`.
+    EnumOutOfRange,
+}
+
+impl Misbehaviour {
+    /// True when the network layer refuses the frame (a violation) rather than the exchange
+    /// refusing a valid message.
+    fn is_violation(self) -> bool {
+        !matches!(self, Self::WrongProof | Self::Unrequested)
+    }
+}
+
+/// A dataset built here, as Codex chunks and hashes it: padded blocks, the tree, the manifest.
+struct Dataset {
+    data: Vec<u8>,
+    blocks: Vec<Bytes>,
+    cids: Vec<Cid>,
+    layers: Vec<Vec<Digest>>,
+    tree: Cid,
+    manifest: Bytes,
+    manifest_cid: Cid,
+}
+
+impl Dataset {
+    fn new(seed: u8, len: usize) -> TestResult<Self> {
+        let data: Vec<u8> = (0..len)
+            .map(|i| ((i * 131 + i / 7 + seed as usize * 17) % 251) as u8)
+            .collect();
+        let blocks: Vec<Bytes> = data
+            .chunks(BLOCK)
+            .map(|c| {
+                let mut b = c.to_vec();
+                b.resize(BLOCK, 0);
+                Bytes::from(b)
+            })
+            .collect();
+        let digests: Vec<Digest> = blocks.iter().map(|b| sha256(b)).collect();
+        let cids = digests
+            .iter()
+            .map(|d| cid_from_digest(BLOCK_CODEC, d))
+            .collect();
+        let layers = merkle::layers(&digests).ok_or("no leaves")?;
+        let root = layers.last().and_then(|l| l.first()).ok_or("no root")?;
+        let tree = cid_from_digest(ROOT_CODEC, root);
+        let manifest = Manifest::new(tree, len as u64, BLOCK as u32, None, None);
+        Ok(Self {
+            data,
+            blocks,
+            cids,
+            tree,
+            manifest_cid: manifest.cid(),
+            manifest: Bytes::from(manifest.encode()),
+            layers,
+        })
+    }
+
+    fn holds(&self, address: &BlockAddress) -> bool {
+        match address {
+            BlockAddress::Cid(cid) => *cid == self.manifest_cid,
+            BlockAddress::Leaf { tree, index } => {
+                *tree == self.tree && (*index as usize) < self.blocks.len()
+            }
+        }
+    }
+
+    fn proof(&self, index: u64) -> Option<CodexProof> {
+        CodexProof::from_layers(&self.layers, index)
+    }
+
+    /// The genuine delivery for `address`, if this dataset holds it.
+    fn delivery(&self, address: &BlockAddress) -> Option<BlockDelivery> {
+        match address {
+            BlockAddress::Cid(cid) if *cid == self.manifest_cid => Some(BlockDelivery {
+                cid: *cid,
+                data: self.manifest.clone(),
+                address: address.clone(),
+                proof: None,
+            }),
+            BlockAddress::Leaf { tree, index } if *tree == self.tree => {
+                let i = usize::try_from(*index).ok()?;
+                Some(BlockDelivery {
+                    cid: *self.cids.get(i)?,
+                    data: self.blocks.get(i)?.clone(),
+                    address: address.clone(),
+                    proof: self.proof(*index),
+                })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// What the bad peer saw happen.
+#[derive(Debug, PartialEq, Eq)]
+enum Report {
+    /// It sent its bad message.
+    Misbehaved,
+    /// The stream it sent the bad message on was closed by the node.
+    StreamClosed,
+    /// The node closed the connection.
+    Disconnected,
+}
+
+/// The misbehaving peer: a bare libp2p swarm (TCP, Noise, yamux, raw streams) that dials the
+/// node, reads its want lists and writes whatever it likes.
+struct BadPeer {
+    reports: mpsc::UnboundedReceiver<Report>,
+    /// Reports received so far.
+    seen: Vec<Report>,
+}
+
+impl BadPeer {
+    async fn start(
+        to: PeerId,
+        addr: Multiaddr,
+        dataset: Dataset,
+        other: Dataset,
+        how: Misbehaviour,
+    ) -> TestResult<Self> {
+        let mut swarm = SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build();
+        let mut control = swarm.behaviour().new_control();
+        let mut incoming = control.accept(BLOCKEXC_PROTOCOL)?;
+        let (report, reports) = mpsc::unbounded_channel();
+        let (msg_tx, mut messages) = mpsc::unbounded_channel::<Message>();
+        swarm.dial(DialOpts::peer_id(to).addresses(vec![addr]).build())?;
+        let swarm_report = report.clone();
+        tokio::spawn(async move {
+            loop {
+                if let SwarmEvent::ConnectionClosed {
+                    num_established: 0, ..
+                } = swarm.select_next_some().await
+                {
+                    let _ = swarm_report.send(Report::Disconnected);
+                }
+            }
+        });
+        // Every stream the node opens to us: its frames, decoded, go to the brain below.
+        tokio::spawn(async move {
+            while let Some((_, mut stream)) = incoming.next().await {
+                let tx = msg_tx.clone();
+                tokio::spawn(async move {
+                    while let Ok(frame) = framing::read_frame(&mut stream, 8 << 20).await {
+                        let Ok(message) = Message::decode(frame) else {
+                            return;
+                        };
+                        if tx.send(message).is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        tokio::spawn(async move {
+            let mut brain = Brain {
+                control,
+                to,
+                out: None,
+                dataset,
+                other,
+                how,
+                misbehaved: false,
+                report,
+            };
+            while let Some(message) = messages.recv().await {
+                if brain.on_message(message).await.is_err() {
+                    brain.out = None; // reopened on the next write
+                }
+            }
+        });
+        Ok(Self {
+            reports,
+            seen: Vec::new(),
+        })
+    }
+
+    /// Waits for `want` (or finds it among the reports seen so far).
+    async fn expect(&mut self, want: Report) -> TestResult {
+        let (reports, seen) = (&mut self.reports, &mut self.seen);
+        let found = tokio::time::timeout(Duration::from_secs(10), async {
+            while !seen.contains(&want) {
+                match reports.recv().await {
+                    Some(r) => seen.push(r),
+                    None => return false,
+                }
+            }
+            true
+        })
+        .await;
+        match found {
+            Ok(true) => Ok(()),
+            _ => Err(format!("the bad peer never saw {want:?}").into()),
+        }
+    }
+}
+
+/// The bad peer's message handling.
+struct Brain {
+    control: libp2p_stream::Control,
+    to: PeerId,
+    /// Our stream to the node, opened on the first write.
+    out: Option<libp2p::Stream>,
+    dataset: Dataset,
+    /// Another dataset of the same shape, for wrong proofs and unrequested blocks.
+    other: Dataset,
+    how: Misbehaviour,
+    misbehaved: bool,
+    report: mpsc::UnboundedSender<Report>,
+}
+
+impl Brain {
+    async fn write(&mut self, bytes: &[u8]) -> TestResult {
+        if self.out.is_none() {
+            self.out = Some(self.control.open_stream(self.to, BLOCKEXC_PROTOCOL).await?);
+        }
+        let out = self.out.as_mut().ok_or("no stream")?;
+        futures::AsyncWriteExt::write_all(out, bytes).await?;
+        futures::AsyncWriteExt::flush(out).await?;
+        Ok(())
+    }
+
+    async fn send(&mut self, message: &Message) -> TestResult {
+        self.write(&framing::encode_frame(&message.encode())).await
+    }
+
+    async fn on_message(&mut self, message: Message) -> TestResult {
+        let mut haves = Vec::new();
+        let mut blocks = Vec::new();
+        for entry in message.wantlist.entries {
+            if entry.cancel || !self.dataset.holds(&entry.address) {
+                continue;
+            }
+            match entry.want_type {
+                WantType::Have => haves.push(BlockPresence::have(entry.address)),
+                WantType::Block => blocks.push(entry.address),
+            }
+        }
+        if !haves.is_empty() {
+            self.send(&Message {
+                presences: haves,
+                ..Message::default()
+            })
+            .await?;
+        }
+        let leaves: Vec<BlockAddress> = blocks
+            .iter()
+            .filter(|a| matches!(a, BlockAddress::Leaf { .. }))
+            .cloned()
+            .collect();
+        if !leaves.is_empty() && !self.misbehaved {
+            self.misbehaved = true;
+            self.misbehave(&leaves).await?;
+            blocks.retain(|a| !leaves.contains(a));
+        }
+        for chunk in blocks.chunks(20) {
+            let deliveries = chunk
+                .iter()
+                .filter_map(|a| self.dataset.delivery(a))
+                .collect();
+            self.send(&Message {
+                deliveries,
+                ..Message::default()
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Answers the first request for `leaves` badly, then watches what the node does with the
+    /// stream it came on.
+    async fn misbehave(&mut self, leaves: &[BlockAddress]) -> TestResult {
+        let genuine: Vec<BlockDelivery> = leaves
+            .iter()
+            .take(3)
+            .filter_map(|a| self.dataset.delivery(a))
+            .collect();
+        let first = genuine.first().cloned().ok_or("no leaf to answer")?;
+        let frame = match self.how {
+            Misbehaviour::WrongBytes => {
+                let mut data = first.data.to_vec();
+                data[100] ^= 0xff;
+                let mut deliveries = genuine.clone();
+                deliveries[0].data = Bytes::from(data);
+                framing::encode_frame(
+                    &Message {
+                        deliveries,
+                        ..Message::default()
+                    }
+                    .encode(),
+                )
+            }
+            Misbehaviour::WrongProof => {
+                let BlockAddress::Leaf { index, .. } = first.address else {
+                    return Err("not a leaf".into());
+                };
+                let bad = BlockDelivery {
+                    proof: self.other.proof(index),
+                    ..first
+                };
+                framing::encode_frame(
+                    &Message {
+                        deliveries: vec![bad],
+                        ..Message::default()
+                    }
+                    .encode(),
+                )
+            }
+            Misbehaviour::Unrequested => {
+                let address = BlockAddress::Leaf {
+                    tree: self.other.tree,
+                    index: 0,
+                };
+                let stray = self.other.delivery(&address).ok_or("no leaf")?;
+                assert!(stray.is_authentic());
+                framing::encode_frame(
+                    &Message {
+                        deliveries: vec![stray],
+                        ..Message::default()
+                    }
+                    .encode(),
+                )
+            }
+            Misbehaviour::OversizedFrame => {
+                let mut prefix = Vec::new();
+                prost::encoding::encode_varint(5 << 20, &mut prefix);
+                prefix.extend_from_slice(&[0u8; 64]);
+                prefix
+            }
+            Misbehaviour::Garbage => framing::encode_frame(&[0xff; 40]),
+            Misbehaviour::EnumOutOfRange => {
+                let mut wire = Message {
+                    deliveries: genuine,
+                    ..Message::default()
+                }
+                .to_wire();
+                if let Some(a) = wire.payload[0].address.as_mut() {
+                    a.leaf = Some(2);
+                }
+                framing::encode_frame(&prost::Message::encode_to_vec(&wire))
+            }
+        };
+        self.write(&frame).await?;
+        let _ = self.report.send(Report::Misbehaved);
+        // Watch the stream: the node must close (reset) it after a violation.
+        if let Some(mut stream) = self.out.take().filter(|_| self.how.is_violation()) {
+            let report = self.report.clone();
+            tokio::spawn(async move {
+                let mut buf = [0u8; 64];
+                loop {
+                    match stream.read(&mut buf).await {
+                        Ok(0) | Err(_) => {
+                            let _ = report.send(Report::StreamClosed);
+                            return;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn start(dir: &std::path::Path) -> Result<Node, Error> {
+    let mut network = NetworkConfig::new(dir);
+    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
+        .parse()
+        .map_err(|_| Error::Unavailable)?;
+    network.net = network.net.listen_on(listen);
+    // The default peer timeout (30 s): the fetch must not need it to get past the bad peer.
+    Node::start(Config::new(dir).network(network)).await
+}
+
+async fn upload(node: &Node, bytes: &[u8]) -> Result<Cid, Error> {
+    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(bytes))]);
+    node.store(body, UploadOptions::default()).await
+}
+
+async fn connect(from: &Node, to: &Node) -> Result<(), Error> {
+    let peer = to.peer_id().ok_or(Error::NoNetwork)?;
+    from.connect(peer, to.listen_addrs().await?).await
+}
+
+async fn collect(mut stream: codex_actors::ByteStream) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    while let Some(piece) = stream.next().await {
+        out.extend_from_slice(&piece?);
+    }
+    Ok(out)
+}
+
+/// Polls `O`'s counters until `done` holds them (10 s at most).
+async fn wait_stats(
+    node: &Node,
+    done: impl Fn(&ExchangeStats) -> bool,
+) -> TestResult<ExchangeStats> {
+    let started = std::time::Instant::now();
+    loop {
+        let stats = node.exchange_stats().await?;
+        if done(&stats) || started.elapsed() > Duration::from_secs(10) {
+            return Ok(stats);
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn run_case(how: Misbehaviour) -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let (o_dir, s_dir) = (dirs[0].path().to_path_buf(), dirs[1].path().to_path_buf());
+    let o_path = o_dir.clone();
+    actix::System::new().block_on(async move {
+        // 20 blocks, the last one partial; `other` has the same shape and other bytes.
+        let x = Dataset::new(1, 19 * BLOCK + 4321)?;
+        let other = Dataset::new(2, 19 * BLOCK + 4321)?;
+        let y = Dataset::new(3, 5 * BLOCK + 17)?;
+        let o = start(&o_path).await?;
+        let s = start(&s_dir).await?;
+        assert_eq!(
+            upload(&o, &y.data).await?,
+            y.manifest_cid,
+            "built as Codex does"
+        );
+        connect(&s, &o).await?;
+        let before = o.space().await?;
+
+        let to = o.peer_id().ok_or("no peer id")?;
+        let addr = o
+            .listen_addrs()
+            .await?
+            .into_iter()
+            .next()
+            .ok_or("no addr")?;
+        let (x_cid, x_data, x_manifest_len) = (x.manifest_cid, x.data.clone(), x.manifest.len());
+        let mut bad = BadPeer::start(to, addr, x, other, how).await?;
+        let fetcher = o.clone();
+        let fetch = actix_rt::spawn(async move { fetcher.fetch(x_cid).await });
+        bad.expect(Report::Misbehaved).await?;
+        let stats = wait_stats(&o, |s| s.bad_blocks > 0).await?;
+        assert_eq!(stats.bad_blocks, 1, "{how:?}: {stats:?}");
+        let violations = u64::from(how.is_violation());
+        assert_eq!(stats.violations, violations, "{how:?}: {stats:?}");
+        if how.is_violation() {
+            bad.expect(Report::StreamClosed).await?;
+        }
+        // Whatever it sent, a bad peer is disconnected: its requests go to others at once.
+        bad.expect(Report::Disconnected).await?;
+        // Nothing of the bad message is stored: only the manifest of X is new.
+        let fetching = fetch.await??;
+        let progress = o.fetch_progress(x_cid).await?.ok_or("no progress")?;
+        assert_eq!(progress.0.stored, 0, "{how:?}");
+        let now = o.space().await?;
+        assert_eq!(now.total_blocks, before.total_blocks + 1, "{how:?}");
+        assert_eq!(
+            now.quota_used_bytes,
+            before.quota_used_bytes + x_manifest_len as u64
+        );
+
+        // The good peer is served meanwhile.
+        let (_, stream) = s.stream_network(y.manifest_cid, None).await?;
+        assert!(collect(stream).await? == y.data, "{how:?}: S got Y");
+
+        // Once S holds X as well, the fetch completes without waiting out the bad peer.
+        assert_eq!(upload(&s, &x_data).await?, x_cid);
+        let mut status = fetching.status;
+        let done = tokio::time::timeout(COMPLETE_WITHIN, async {
+            while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
+                if status.changed().await.is_err() {
+                    break;
+                }
+            }
+            status.borrow().clone()
+        })
+        .await;
+        let Ok(FetchStatus::Complete { total }) = done else {
+            return Err(
+                format!("{how:?}: not complete within {COMPLETE_WITHIN:?}: {done:?}").into(),
+            );
+        };
+        assert_eq!(total, 20);
+        let (_, local) = o.retrieve(x_cid).await?;
+        assert!(
+            collect(local).await? == x_data,
+            "{how:?}: O has X, byte for byte"
+        );
+        assert_eq!(o.space().await?, s.space().await?, "{how:?}");
+        let stats = o.exchange_stats().await?;
+        assert_eq!(stats.bad_blocks, 1, "{how:?}: {stats:?}");
+        o.shutdown().await?;
+        s.shutdown().await?;
+        drop(o);
+        Ok::<_, Box<dyn std::error::Error + Send + Sync>>(())
+    })?;
+    let report = codex_actors::repair::inspect(&o_dir)?;
+    assert!(report.is_clean(), "{how:?}: {report:?}");
+    Ok(())
+}
+
+#[test]
+fn a_block_whose_bytes_do_not_match_its_cid_is_refused() -> TestResult {
+    run_case(Misbehaviour::WrongBytes)
+}
+
+#[test]
+fn a_block_with_a_proof_for_another_tree_is_refused() -> TestResult {
+    run_case(Misbehaviour::WrongProof)
+}
+
+#[test]
+fn a_block_nobody_asked_for_is_refused() -> TestResult {
+    run_case(Misbehaviour::Unrequested)
+}
+
+#[test]
+fn an_oversized_frame_is_refused() -> TestResult {
+    run_case(Misbehaviour::OversizedFrame)
+}
+
+#[test]
+fn garbage_protobuf_is_refused() -> TestResult {
+    run_case(Misbehaviour::Garbage)
+}
+
+#[test]
+fn an_enum_value_out_of_range_is_refused() -> TestResult {
+    run_case(Misbehaviour::EnumOutOfRange)
+}
