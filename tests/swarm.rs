@@ -7,7 +7,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{node_process::NodeProcess, *};
+use common::{node_process::NodeProcess, peers::stream_network, *};
 
 /// The multiaddress other nodes join through: `<listen addr>/p2p/<peer id>`.
 fn p2p_address(node: &NodeProcess) -> TestResult<String> {
@@ -41,19 +41,6 @@ fn announced(node: &NodeProcess, keys: u64) -> TestResult {
     })?;
     assert!(done, "the dataset was never announced");
     Ok(())
-}
-
-fn stream(node: &NodeProcess, cid: &str) -> TestResult<(u16, Vec<u8>)> {
-    let resp = agent()
-        .get(node.url(&format!("/data/{cid}/network/stream")))
-        .call()?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .with_config()
-        .limit(u64::MAX)
-        .read_to_vec()?;
-    Ok((status, body))
 }
 
 fn blocks_sent(node: &NodeProcess) -> TestResult<u64> {
@@ -132,7 +119,7 @@ fn a_provider_that_disappears_is_dropped_and_the_fetch_goes_on() -> TestResult {
     let original = random(48 << 20, 7);
     let cid = upload_ok(&first, &original)?;
     announced(&first, 2)?;
-    let (status, body) = stream(&second, &cid)?;
+    let (status, body) = stream_network(&second, &cid)?;
     assert!(
         status == 200 && body == original,
         "the second seeder has it"
@@ -152,7 +139,7 @@ fn a_provider_that_disappears_is_dropped_and_the_fetch_goes_on() -> TestResult {
     })?;
     assert!(started, "the fetch never started");
     first.kill()?;
-    let (status, body) = stream(&downloader, &cid)?;
+    let (status, body) = stream_network(&downloader, &cid)?;
     assert_eq!(status, 200);
     assert!(body == original, "completed from the remaining provider");
     Ok(())
@@ -170,7 +157,7 @@ fn a_restarted_node_rejoins_without_its_bootstrap_node() -> TestResult {
     let first = random(1 << 20, 1);
     let cid = upload_ok(&uploader, &first)?;
     announced(&uploader, 2)?;
-    let (status, body) = stream(&node, &cid)?;
+    let (status, body) = stream_network(&node, &cid)?;
     assert!(
         status == 200 && body == first,
         "fetched before the restart: {status}"
@@ -182,7 +169,7 @@ fn a_restarted_node_rejoins_without_its_bootstrap_node() -> TestResult {
     let second = random(1 << 20, 2);
     let cid = upload_ok(&uploader, &second)?;
     announced(&uploader, 4)?;
-    let (status, body) = stream(&node, &cid)?;
+    let (status, body) = stream_network(&node, &cid)?;
     assert_eq!(
         status,
         200,

@@ -64,11 +64,9 @@ async fn pump(
             return Ok(());
         };
         let block = read?;
-        let block_start = index * bs;
-        let lo = range.start.saturating_sub(block_start).min(bs) as usize;
-        let hi = (range.end - block_start).min(bs).min(block.len() as u64) as usize;
+        let piece = super::trim(block, index, bs, &range);
         index += 1;
-        if tx.send(Ok(block.slice(lo..hi.max(lo)))).await.is_err() {
+        if tx.send(Ok(piece)).await.is_err() {
             return Ok(()); // client gone
         }
     }

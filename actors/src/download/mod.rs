@@ -87,12 +87,18 @@ async fn pump(
             return Ok(());
         };
         let block = read?;
-        let block_start = index * bs;
-        let lo = range.start.saturating_sub(block_start).min(bs) as usize;
-        let hi = (range.end - block_start).min(bs).min(block.len() as u64) as usize;
+        let piece = trim(block, index, bs, &range);
         index += 1;
-        if tx.send(Ok(block.slice(lo..hi.max(lo)))).await.is_err() {
+        if tx.send(Ok(piece)).await.is_err() {
             return Ok(()); // client gone
         }
     }
+}
+
+/// The part of block `index` (of `bs` bytes, the last one padded) that lies in `range`.
+pub(crate) fn trim(block: Bytes, index: u64, bs: u64, range: &Range<u64>) -> Bytes {
+    let block_start = index * bs;
+    let lo = range.start.saturating_sub(block_start).min(bs) as usize;
+    let hi = (range.end - block_start).min(bs).min(block.len() as u64) as usize;
+    block.slice(lo..hi.max(lo))
 }
