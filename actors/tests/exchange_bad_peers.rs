@@ -314,6 +314,12 @@ impl Brain {
             self.misbehave(&leaves).await?;
             blocks.retain(|a| !leaves.contains(a));
         }
+        if self.misbehaved {
+            // From then on it sends nothing more: whatever the node stores of X must come from
+            // the good seeder, so the count below is exact even when a later request reaches it
+            // before the disconnect does.
+            return Ok(());
+        }
         for chunk in blocks.chunks(20) {
             let deliveries = chunk
                 .iter()
