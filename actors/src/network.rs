@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     error::{Error, Result},
-    exchange::{BlockExchange, DatasetStored, Delivery, ExchangeConfig, Unwant, Want},
+    exchange::{BlockExchange, DatasetStored, Delivery, ExchangeConfig, GetStats, Unwant, Want},
     fetch::Fetches,
     format::blockexc::BlockAddress,
     meta_reader::{FindManifest, ListFetches, ListManifests},
@@ -128,6 +128,17 @@ impl Network {
     /// The bytes of a block (a manifest) no local store has, from whichever peer has it; "not
     /// found" after [`NetworkConfig::manifest_timeout`].
     pub(crate) async fn block_from_peers(&self, cid: Cid) -> Result<Bytes> {
+        // A node that knows no peer at all (none connected, none in its DHT table) cannot find
+        // anything: it says so at once instead of waiting out the timeout.
+        let peers = self.exchange.send(GetStats).await?.peers;
+        let known = self
+            .net
+            .dht_stats()
+            .await
+            .map_or(0, |s| s.routing_table_peers);
+        if peers == 0 && known == 0 {
+            return Err(Error::NotOnNetwork("this node knows no peer".into()));
+        }
         let (tx, mut rx) = mpsc::channel(1);
         let address = BlockAddress::Cid(cid);
         self.exchange
