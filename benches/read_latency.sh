@@ -12,7 +12,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/codex-bench}
-PORT=${PORT:-18082}
+PORT=${PORT:-18182}
 RUNS=${RUNS:-3}
 IDLE_S=${IDLE_S:-5}
 GAP_MS=${GAP_MS:-5}
@@ -31,8 +31,12 @@ gen small $((256 << 10)) > "$WORK/256k"
 node_pid=
 trap 'kill $node_pid 2>/dev/null || true' EXIT
 start_node() {
+  ! curl -s "$URL/space" >/dev/null || { echo "port $PORT is taken: set PORT" >&2; exit 1; }
   "$BIN" --data-dir "$WORK/lat-data" --api-port "$PORT" 2>"$WORK/lat-node.log" & node_pid=$!
-  for _ in $(seq 100); do curl -sf "$URL/space" >/dev/null && return; sleep 0.05; done
+  for _ in $(seq 100); do
+    kill -0 "$node_pid" 2>/dev/null || { echo "node exited (port $PORT taken?), see its log" >&2; exit 1; }
+    curl -sf "$URL/space" >/dev/null && return; sleep 0.05
+  done
   echo "node did not start" >&2; exit 1
 }
 stop_node() { kill -INT "$node_pid"; wait "$node_pid" || true; }
