@@ -107,6 +107,7 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
             .configure(api::routes)
     })
     .workers(workers)
+    .tcp_nodelay(true)
     .listen(listener)?
     .run();
     Ok(server)
