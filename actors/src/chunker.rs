@@ -4,14 +4,22 @@
 //! zero-pads the last block (Codex's `LPStreamChunker` with `pad = true`), numbers the blocks and
 //! sends each to the upload actor as [`AddBlock`]. A `Feed` is answered only once the upload
 //! actor has admitted its blocks, which is how storage pushes back on the HTTP body.
+//!
+//! Blocks are cut from aligned arenas (16 blocks each), so the block store can write them to
+//! disk directly from here without copying them again (`segments/append.rs`). A piece that
+//! already holds a whole block at an aligned address is passed on without any copy.
 
 use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
 use bytes::{Bytes, BytesMut};
 
 use crate::{
     error::Result,
+    segments::{is_aligned, ALIGN},
     upload::{AddBlock, Upload},
 };
+
+/// Blocks per arena: one allocation per batch of blocks rather than one per block.
+const ARENA_BLOCKS: usize = 16;
 
 /// The next piece of the upload stream.
 #[derive(Message)]
@@ -32,7 +40,8 @@ pub struct Close;
 /// The chunking actor; see the module docs.
 pub struct Chunker {
     block_size: usize,
-    /// The block being filled; never holds more than one block.
+    /// The block being filled (its bytes so far), at the front of the rest of its arena: an
+    /// aligned allocation that the next blocks are cut from. Never holds more than one block.
     buf: BytesMut,
     /// Index of the next block to send.
     next_index: u64,
@@ -48,7 +57,7 @@ impl Chunker {
         let block_size = block_size as usize;
         Self {
             block_size,
-            buf: BytesMut::with_capacity(block_size),
+            buf: BytesMut::new(),
             next_index: 0,
             received: 0,
             upload,
@@ -60,17 +69,22 @@ impl Chunker {
         self.received += data.len() as u64;
         let mut out = Vec::new();
         while !data.is_empty() {
-            if self.buf.is_empty() && data.len() >= self.block_size {
-                // Whole block already in one piece: pass the bytes on without copying.
+            if self.buf.is_empty()
+                && data.len() >= self.block_size
+                && is_aligned(&data[..self.block_size])
+            {
+                // Whole block already in one aligned piece: pass the bytes on without copying.
                 let block = data.split_to(self.block_size);
                 out.push(self.numbered(block));
                 continue;
             }
+            if self.buf.is_empty() && self.buf.capacity() < self.block_size {
+                self.buf = arena(self.block_size);
+            }
             let take = (self.block_size - self.buf.len()).min(data.len());
             self.buf.extend_from_slice(&data.split_to(take));
             if self.buf.len() == self.block_size {
-                let block =
-                    std::mem::replace(&mut self.buf, BytesMut::with_capacity(self.block_size));
+                let block = self.buf.split_to(self.block_size);
                 out.push(self.numbered(block.freeze()));
             }
         }
@@ -92,6 +106,15 @@ impl Chunker {
             Ok(())
         })
     }
+}
+
+/// An empty buffer with room for [`ARENA_BLOCKS`] blocks, starting at an aligned address.
+fn arena(block_size: usize) -> BytesMut {
+    let mut arena = BytesMut::with_capacity(ARENA_BLOCKS * block_size + ALIGN);
+    let pad = arena.as_ptr().align_offset(ALIGN);
+    arena.resize(pad, 0);
+    let _ = arena.split_to(pad);
+    arena
 }
 
 impl Actor for Chunker {

@@ -7,8 +7,11 @@
 //! found together. Block bytes reach the disk once, instead of going through fjall's journal,
 //! memtable flushes and blob files (measured in `benches/README.md`).
 //!
-//! Record on disk: `magic "CXB1" ‖ cid length (u8) ‖ cid ‖ data length (u32 LE) ‖ data`. The
-//! header makes a segment self-describing for tools; the metadata is what the node trusts.
+//! Blocks are written in runs, each block's bytes at an aligned offset, so that they can bypass
+//! the page cache (`append.rs` gives the layout and the reasons). Segments written before that
+//! hold records `magic "CXB1" ‖ cid length (u8) ‖ cid ‖ data length (u32 LE) ‖ data`, one after
+//! the other; they are read the same way, through the location. The headers make a segment
+//! self-describing for tools; the metadata is what the node trusts.
 //!
 //! Durability rules (issue 10):
 //! - [`BlockBytes::sync`] fdatasyncs every segment written before the call. Syncs are
@@ -39,8 +42,10 @@ use std::{
 use bytes::{Bytes, BytesMut};
 use cid::Cid;
 
+mod append;
 mod compaction;
 
+pub(crate) use append::{align_up, is_aligned, ALIGN};
 pub use compaction::Move;
 
 pub use crate::records::Location;
@@ -49,7 +54,6 @@ use crate::{
     format::cid::{cid_text, verify},
 };
 
-const MAGIC: &[u8; 4] = b"CXB1";
 /// Bytes written between two background syncs of the active segment.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024; /* 64 MiB */
 
@@ -63,6 +67,9 @@ struct Flush {
 struct Writer {
     segment: u32,
     file: Arc<File>,
+    /// The same file opened for direct writes; `None` where the file system refuses them.
+    direct: Option<File>,
+    /// Where the next run goes (aligned).
     len: u64,
     written_since_sync: u64,
     /// End of the range last handed to the flusher.
@@ -81,6 +88,8 @@ struct Inner {
     sync_lock: Mutex<()>,
     /// Set when an fsync failed; see the module docs.
     poisoned: AtomicBool,
+    /// Set once a direct write was refused: later segments are not opened for direct writes.
+    no_direct: AtomicBool,
     /// Open handles for reads, by segment number.
     files: RwLock<HashMap<u32, Arc<File>>>,
     /// Live data bytes per segment, to delete segments that become empty.
@@ -159,11 +168,13 @@ impl BlockBytes {
         if removed || !lengths.contains_key(&segment) {
             sync_dir(dir)?;
         }
-        let len = file.metadata()?.len();
+        // A segment written before runs existed may end anywhere; the next run starts aligned.
+        let len = align_up(file.metadata()?.len());
         let files = HashMap::from([(segment, file.clone())]);
         let writer = Writer {
             segment,
             file,
+            direct: open_direct(dir, segment),
             len,
             written_since_sync: 0,
             flushed_to: len,
@@ -177,6 +188,7 @@ impl BlockBytes {
                 writer: Mutex::new(writer),
                 sync_lock: Mutex::new(()),
                 poisoned: AtomicBool::new(false),
+                no_direct: AtomicBool::new(false),
                 files: RwLock::new(files),
                 live: Mutex::new(live),
                 #[cfg(test)]
@@ -189,90 +201,6 @@ impl BlockBytes {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        Ok(())
-    }
-
-    /// Appends each block and returns where it went, in order. A block given twice in one call
-    /// is written once (both get the same location). Appends are serialized by the writer lock
-    /// (one sequential stream per disk).
-    pub(crate) fn write(&self, blocks: &[(Cid, Bytes)]) -> Result<Vec<Location>> {
-        self.check_poisoned()?;
-        let mut out = Vec::with_capacity(blocks.len());
-        let mut seen: HashMap<&Cid, Location> = HashMap::new();
-        let mut w = lock(&self.inner.writer);
-        for (cid, data) in blocks {
-            if let Some(loc) = seen.get(cid) {
-                out.push(*loc);
-                continue;
-            }
-            let loc = self.append(&mut w, &cid.to_bytes(), data)?;
-            seen.insert(cid, loc);
-            out.push(loc);
-        }
-        Ok(out)
-    }
-
-    /// Appends one record to the active segment (rotating when full) and counts it live; the
-    /// caller holds the writer lock.
-    fn append(&self, w: &mut Writer, key: &[u8], data: &[u8]) -> Result<Location> {
-        let len = u32::try_from(data.len())
-            .map_err(|_| Error::Config("block larger than 4 GiB".into()))?;
-        let key_len = u8::try_from(key.len())
-            .map_err(|_| Error::Config("CID longer than 255 bytes".into()))?;
-        let mut header = Vec::with_capacity(4 + 1 + key.len() + 4);
-        header.extend_from_slice(MAGIC);
-        header.push(key_len);
-        header.extend_from_slice(key);
-        header.extend_from_slice(&len.to_le_bytes());
-        let record = header.len() as u64 + u64::from(len);
-        if w.len > 0 && w.len + record > self.inner.segment_bytes {
-            self.rotate(w)?;
-        }
-        let start = w.len;
-        w.file.write_all_at(&header, start)?;
-        w.file.write_all_at(data, start + header.len() as u64)?;
-        w.len += record;
-        w.written_since_sync += record;
-        if w.written_since_sync >= SYNC_EVERY {
-            // Start writeback now, off this thread, so that the commit's sync is short.
-            w.written_since_sync = 0;
-            let flush = Flush {
-                file: w.file.clone(),
-                from: w.flushed_to,
-                to: w.len,
-            };
-            w.flushed_to = w.len;
-            let _ = self.inner.flusher.send(flush);
-        }
-        let (segment, file) = (w.segment, w.file.clone());
-        w.dirty.insert(segment, file);
-        *lock(&self.inner.live).entry(segment).or_default() += u64::from(len);
-        Ok(Location {
-            segment,
-            offset: start + header.len() as u64,
-            len,
-        })
-    }
-
-    fn rotate(&self, w: &mut Writer) -> Result<()> {
-        let next = w.segment + 1;
-        let file = Arc::new(open_segment(&self.inner.dir, next)?);
-        // The new file's name must survive a power loss before any byte in it is acknowledged;
-        // fdatasync of the file alone does not cover its directory entry.
-        sync_dir(&self.inner.dir)?;
-        self.inner
-            .files
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(next, file.clone());
-        *w = Writer {
-            segment: next,
-            file,
-            len: 0,
-            written_since_sync: 0,
-            flushed_to: 0,
-            dirty: std::mem::take(&mut w.dirty),
-        };
         Ok(())
     }
 
@@ -377,6 +305,23 @@ impl BlockBytes {
         self.file(loc.segment)?
             .write_all_at(b"\xde\xad\xbe\xef", loc.offset)?;
         Ok(())
+    }
+}
+
+/// The segment opened for direct writes (bypassing the page cache), or `None` where the file
+/// system does not support them.
+fn open_direct(dir: &Path, segment: u32) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(segment_path(dir, segment))
+    {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::info!(error = %e, "no direct writes: block writes go through the page cache");
+            None
+        }
     }
 }
 
