@@ -19,7 +19,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::{
     error::Result,
-    segments::{is_aligned, ALIGN},
+    segments::{align_start, is_aligned, ALIGN},
     upload::{AddBlock, Upload},
 };
 
@@ -144,11 +144,11 @@ impl Arenas {
             // Succeeds only when this handle is the last one on the allocation.
             if oldest.try_reclaim(capacity) {
                 if let Some(arena) = self.spent.pop_front() {
-                    return aligned(arena);
+                    return align_start(arena);
                 }
             }
         }
-        aligned(BytesMut::with_capacity(capacity))
+        align_start(BytesMut::with_capacity(capacity))
     }
 
     /// Keeps a used-up arena for reuse (a buffer that never was an arena is just dropped).
@@ -161,14 +161,6 @@ impl Arenas {
         }
         self.spent.push_back(arena);
     }
-}
-
-/// `arena` from its first aligned byte on (the bytes before it are split off and dropped).
-fn aligned(mut arena: BytesMut) -> BytesMut {
-    let pad = arena.as_ptr().align_offset(ALIGN);
-    arena.resize(pad, 0);
-    let _ = arena.split_to(pad);
-    arena
 }
 
 impl Actor for Chunker {

@@ -26,6 +26,7 @@ pub struct Config {
     pub(crate) upload_window_batches: u32,
     pub(crate) hasher_threads: usize,
     pub(crate) block_store_threads: usize,
+    pub(crate) block_reader_threads: usize,
     pub(crate) reader_threads: usize,
     pub(crate) batch_records: usize,
     pub(crate) read_ahead_blocks: usize,
@@ -47,9 +48,10 @@ impl Config {
             upload_window_batches: 8, /* 32 MiB in flight per upload */
             hasher_threads: cores,
             block_store_threads: 2,
+            block_reader_threads: 4,
             reader_threads: 2,
             batch_records: 4096,
-            read_ahead_blocks: 8, /* 512 KiB read ahead per download */
+            read_ahead_blocks: 64, /* 4 MiB read ahead per download */
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
             maintenance_batch: DEFAULT_MAINTENANCE_BATCH,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
@@ -98,6 +100,16 @@ impl Config {
         self
     }
 
+    /// Threads reading and verifying blocks for downloads, apart from the block store's
+    /// writers, so a read never queues behind a write or a sync. Reads wait on the disk (they
+    /// bypass the page cache), so more threads than cores keep every core verifying.
+    /// Default = 4.
+    #[must_use]
+    pub fn block_reader_threads(mut self, threads: usize) -> Self {
+        self.block_reader_threads = threads.max(1);
+        self
+    }
+
     /// Threads answering metadata queries (downloads, listings, space) from snapshots, apart
     /// from the single metadata writer. Default = 2.
     #[must_use]
@@ -115,7 +127,8 @@ impl Config {
         self
     }
 
-    /// Blocks a download reads ahead of the client. Default = 8.
+    /// Blocks a download reads ahead of the client, in reads of 16 that run side by side on
+    /// the block readers' threads. Default = 64 (4 MiB).
     #[must_use]
     pub fn read_ahead_blocks(mut self, blocks: usize) -> Self {
         self.read_ahead_blocks = blocks.max(1);

@@ -31,7 +31,6 @@
 use std::{
     collections::HashMap,
     fs::{File, OpenOptions},
-    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -39,20 +38,15 @@ use std::{
     },
 };
 
-use bytes::{Bytes, BytesMut};
-use cid::Cid;
-
 mod append;
 mod compaction;
+mod read;
 
-pub(crate) use append::{align_up, is_aligned, ALIGN};
+pub(crate) use append::{align_start, align_up, is_aligned, ALIGN};
 pub use compaction::Move;
 
+use crate::error::{Error, Result};
 pub use crate::records::Location;
-use crate::{
-    error::{Error, Result},
-    format::cid::{cid_text, verify},
-};
 
 /// Bytes written between two background syncs of the active segment.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024; /* 64 MiB */
@@ -92,6 +86,8 @@ struct Inner {
     no_direct: AtomicBool,
     /// Open handles for reads, by segment number.
     files: RwLock<HashMap<u32, Arc<File>>>,
+    /// Handles for reads around the page cache, by segment number (`None`: refused).
+    direct_reads: RwLock<HashMap<u32, Option<Arc<File>>>>,
     /// Live data bytes per segment, to delete segments that become empty.
     live: Mutex<HashMap<u32, u64>>,
     /// Test hook run inside `sync` between taking the dirty set and syncing it.
@@ -190,6 +186,7 @@ impl BlockBytes {
                 poisoned: AtomicBool::new(false),
                 no_direct: AtomicBool::new(false),
                 files: RwLock::new(files),
+                direct_reads: RwLock::new(HashMap::new()),
                 live: Mutex::new(live),
                 #[cfg(test)]
                 sync_pause: Mutex::new(None),
@@ -228,45 +225,6 @@ impl BlockBytes {
         Ok(())
     }
 
-    fn file(&self, segment: u32) -> Result<Arc<File>> {
-        if let Some(f) = self
-            .inner
-            .files
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&segment)
-        {
-            return Ok(f.clone());
-        }
-        let file = Arc::new(File::open(segment_path(&self.inner.dir, segment))?);
-        self.inner
-            .files
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(segment, file.clone());
-        Ok(file)
-    }
-
-    /// The bytes of `cid` at `loc`, checked against the CID. `NotFound` when the segment or the
-    /// range is gone (compaction may have moved the block since the caller looked it up: look
-    /// it up again), `Corrupted` when the bytes no longer hash to the CID.
-    pub(crate) fn read(&self, cid: &Cid, loc: Location) -> Result<Bytes> {
-        let mut buf = BytesMut::zeroed(loc.len as usize);
-        let read = self
-            .file(loc.segment)
-            .and_then(|f| Ok(f.read_exact_at(&mut buf, loc.offset)?));
-        if let Err(e) = read {
-            tracing::debug!(cid = %cid_text(cid), segment = loc.segment, error = %e, "block not readable at its location");
-            return Err(Error::NotFound(*cid));
-        }
-        let bytes = buf.freeze();
-        if !verify(cid, &bytes) {
-            tracing::error!(cid = %cid_text(cid), segment = loc.segment, offset = loc.offset, "stored block does not match its CID");
-            return Err(Error::Corrupted(*cid));
-        }
-        Ok(bytes)
-    }
-
     /// Accounts for blocks no record points at any more (the caller made that durable first)
     /// and deletes sealed segments left without live bytes.
     pub(crate) fn release(&self, locations: &[Location]) {
@@ -293,6 +251,11 @@ impl BlockBytes {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&segment);
+        self.inner
+            .direct_reads
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&segment);
         match std::fs::remove_file(segment_path(&self.inner.dir, segment)) {
             Ok(()) => tracing::info!(segment, "removed empty segment"),
             Err(e) => tracing::warn!(segment, error = %e, "could not remove empty segment"),
@@ -302,8 +265,11 @@ impl BlockBytes {
     /// Overwrites the stored bytes at `loc` (tests of corruption detection only).
     #[cfg(test)]
     pub(crate) fn corrupt_for_test(&self, loc: Location) -> Result<()> {
-        self.file(loc.segment)?
-            .write_all_at(b"\xde\xad\xbe\xef", loc.offset)?;
+        std::os::unix::fs::FileExt::write_all_at(
+            &*self.file(loc.segment)?,
+            b"\xde\xad\xbe\xef",
+            loc.offset,
+        )?;
         Ok(())
     }
 }
@@ -363,6 +329,9 @@ fn spawn_flusher() -> Result<std::sync::mpsc::Sender<Flush>> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use cid::Cid;
+
     use super::*;
     use crate::format::cid::block_cid;
 

@@ -22,7 +22,7 @@
 
 use std::{collections::HashMap, fs::File, io::IoSlice, sync::Arc};
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use cid::Cid;
 
 use super::{lock, open_direct, sync_dir, BlockBytes, Flush, Writer, SYNC_EVERY};
@@ -46,6 +46,15 @@ pub(crate) fn align_up(n: u64) -> u64 {
 /// True when `bytes` can go to a direct write as they are.
 pub(crate) fn is_aligned(bytes: &[u8]) -> bool {
     (bytes.as_ptr() as usize).is_multiple_of(ALIGN) && bytes.len().is_multiple_of(ALIGN)
+}
+
+/// `buf` from its first aligned byte on (the bytes before it are split off and dropped), for
+/// buffers that blocks are written from or read into directly.
+pub(crate) fn align_start(mut buf: BytesMut) -> BytesMut {
+    let pad = buf.as_ptr().align_offset(ALIGN);
+    buf.resize(pad, 0);
+    let _ = buf.split_to(pad);
+    buf
 }
 
 /// Zeroed memory whose usable part starts at an [`ALIGN`]ed address: a `Vec` one alignment
