@@ -25,9 +25,9 @@ use crate::{
 
 /// Blocks per arena: one allocation per 16 blocks rather than one per block.
 const ARENA_BLOCKS: usize = 16;
-/// Most used-up arenas kept for reuse: more than an upload's window holds (8 batches of 64
-/// blocks are 32 arenas), so that in a steady upload every arena is a reused one.
-const MAX_SPENT: usize = 48;
+/// Most used-up arenas kept for reuse: more than an upload's window holds (4 batches of 64
+/// blocks are 16 arenas), so that in a steady upload every arena is a reused one.
+const MAX_SPENT: usize = 32;
 
 /// The next piece of the upload stream.
 #[derive(Message)]
