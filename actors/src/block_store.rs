@@ -1,5 +1,5 @@
 //! The block-storage actor: the one owner of block bytes. Nothing else opens, writes, syncs or
-//! deletes segment files ([`crate::segments`]); everyone else sends it messages.
+//! deletes segment files (`segments.rs`); everyone else sends it messages.
 //!
 //! It does not know which blocks exist: the metadata actor records where each block is
 //! ([`Location`], in the block's record), and tells its callers which locations no record
@@ -12,7 +12,7 @@
 //!   pointing into it is durable.
 //!
 //! Runs on two `SyncArbiter` pools (file I/O blocks), one instance per thread, all sharing one
-//! [`BlockBytes`]: one pool for writes, syncs and compaction, one for the reads of downloads
+//! `BlockBytes`: one pool for writes, syncs and compaction, one for the reads of downloads
 //! ([`ReadBlock`], [`ReadBlocks`]), so that a read never waits behind a write or a sync.
 
 use actix::{Actor, Handler, Message, MessageResult, SyncContext};
