@@ -2,60 +2,76 @@
 # End-to-end throughput of the release build, as ratios against baselines measured in the same
 # run on the same files (these machines are shared and noisy: compare ratios, not MB/s).
 #
-#   benches/throughput.sh            # 1 GiB upload/download, actor API, 4 GiB RSS
+#   benches/throughput.sh            # 1 GiB upload/download, actor API, RSS at 1 and 4 GiB
+#   RUNS=5 RSS4=0 benches/throughput.sh   # more runs; skip the 4 GiB RSS upload
+#   BIN=… EMBED=… benches/throughput.sh   # other builds (e.g. copies kept from an earlier commit)
 #   FULL=1 benches/throughput.sh     # also: upload speed with 10 GiB already stored
 #
-# Needs curl and openssl; WORK (default /tmp/codex-bench) needs ~6 GiB free (~17 GiB with FULL=1).
+# Needs curl, openssl and python3; WORK (default /tmp/codex-bench) needs ~3 GiB free, ~6 GiB
+# with the 4 GiB RSS upload (streamed from a generator, so only the node stores it), ~17 GiB
+# with FULL=1.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/codex-bench}
-PORT=${PORT:-18080}
+PORT=${PORT:-18180}
 RUNS=${RUNS:-3}
 mkdir -p "$WORK"
-cargo build --release --quiet
-cargo build --release --quiet -p codex-actors --example embed
-BIN=target/release/codex-node
-EMBED=target/release/examples/embed
+if [ -z "${BIN:-}" ]; then
+  cargo build --release --quiet
+  cargo build --release --quiet -p codex-actors --example embed
+fi
+BIN=${BIN:-target/release/codex-node}
+EMBED=${EMBED:-target/release/examples/embed}
 URL=http://127.0.0.1:$PORT/api/codex/v1
 
 # Incompressible, distinct content without waiting on /dev/urandom.
 gen() { { openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 -in /dev/zero 2>/dev/null || true; } | head -c "$2"; }
 [ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
-[ -f "$WORK/4g" ] || gen four $((4 << 30)) > "$WORK/4g"
+cat "$WORK/1g" > /dev/null # in the page cache, so no run pays for reading it from disk
+[ "${FULL:-0}" != 1 ] || [ -f "$WORK/4g" ] || gen four $((4 << 30)) > "$WORK/4g"
 
 now() { date +%s.%N; }
-best() { sort -g | head -1; }
 node_pid=
 start_node() { # start_node DATA_DIR
+  ! curl -s "$URL/space" >/dev/null || { echo "port $PORT is taken: set PORT" >&2; exit 1; }
   "$BIN" --data-dir "$1" --api-port "$PORT" 2>"$WORK/node.log" & node_pid=$!
-  for _ in $(seq 100); do curl -sf "$URL/space" >/dev/null && return; sleep 0.05; done
+  for _ in $(seq 100); do
+    kill -0 "$node_pid" 2>/dev/null || { echo "node exited (port $PORT taken?), see its log" >&2; exit 1; }
+    curl -sf "$URL/space" >/dev/null && return; sleep 0.05
+  done
   echo "node did not start" >&2; exit 1
 }
 stop_node() { kill -INT "$node_pid"; wait "$node_pid" || true; }
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$node_pid/stat"; } # user + system seconds so far
 upload() { curl -sf -X POST -T "$1" "$URL/data"; }
 trap 'kill $node_pid 2>/dev/null || true' EXIT
+timed() { local s e; s=$(now); "$@" >/dev/null; e=$(now); echo "$e - $s" | bc; }
 
-# Baselines: hashing and a synced file copy of the same file.
-openssl_s=$(for _ in $(seq $RUNS); do s=$(now); openssl dgst -sha256 "$WORK/1g" >/dev/null; e=$(now); echo "$e - $s" | bc; done | best)
-copy_s=$(for _ in $(seq $RUNS); do s=$(now); dd if="$WORK/1g" of="$WORK/copy" bs=1M conv=fdatasync status=none; e=$(now); rm -f "$WORK/copy"; echo "$e - $s" | bc; done | best)
-
-# HTTP upload and download of 1 GiB, fresh data directory per run.
-up_s=(); down_s=()
-for _ in $(seq $RUNS); do
+# Each run measures its own baselines (hashing and a synced copy of the same file) right
+# before the node's figures, so every ratio compares things measured seconds apart; the table
+# gives the median over the runs and the range.
+: > "$WORK/runs.txt"
+for run in $(seq "$RUNS"); do
+  openssl_s=$(timed openssl dgst -sha256 "$WORK/1g")
+  copy_s=$(timed dd if="$WORK/1g" of="$WORK/copy" bs=1M conv=fdatasync status=none); rm -f "$WORK/copy"
   rm -rf "$WORK/data"; sync; start_node "$WORK/data"
-  s=$(now); cid=$(upload "$WORK/1g"); e=$(now); up_s+=("$(echo "$e - $s" | bc)")
-  s=$(now); curl -sf "$URL/data/$cid" -o /dev/null; e=$(now); down_s+=("$(echo "$e - $s" | bc)")
+  c=$(cpu); s=$(now); cid=$(upload "$WORK/1g"); e=$(now); up_s=$(echo "$e - $s" | bc)
+  up_cpu=$(echo "$(cpu) - $c" | bc)
+  down_s=$(timed curl -sf "$URL/data/$cid" -o /dev/null)
   stop_node
+  rm -rf "$WORK/data"; sync
+  embed_s=$("$EMBED" "$WORK/1g" "$WORK/data" 2>&1 >/dev/null | sed -n 's/^stored .* in \([0-9.]*\) s.*/\1/p')
+  echo "$openssl_s $copy_s $up_s $up_cpu $embed_s $down_s" >> "$WORK/runs.txt"
+  echo "run $run: openssl $openssl_s s, dd $copy_s s, HTTP upload $up_s s (node CPU $up_cpu s), actor API $embed_s s, download $down_s s" >&2
 done
-up=$(printf '%s\n' "${up_s[@]}" | best); down=$(printf '%s\n' "${down_s[@]}" | best)
-
-# The same upload through the actor message API (no HTTP).
-embed_s=$(for _ in $(seq $RUNS); do rm -rf "$WORK/data"; "$EMBED" "$WORK/1g" "$WORK/data" 2>&1 >/dev/null | sed -n 's/^stored .* in \([0-9.]*\) s.*/\1/p'; done | best)
+rm -rf "$WORK/data"
 
 # Peak RSS while uploading 1 GiB and 4 GiB: must not grow with the file.
-rss() { rm -rf "$WORK/data"; start_node "$WORK/data"; upload "$1" >/dev/null; grep VmHWM /proc/$node_pid/status | awk '{print $2}'; stop_node; }
-rss1=$(rss "$WORK/1g"); rss4=$(rss "$WORK/4g")
+rss() { rm -rf "$WORK/data"; start_node "$WORK/data"; "$@" >/dev/null; grep VmHWM /proc/$node_pid/status | awk '{print $2}'; stop_node; }
+rss1=$(rss upload "$WORK/1g"); rss4=skipped
+if [ "${RSS4:-1}" = 1 ]; then
+  rss4=$(rss sh -c "{ openssl enc -aes-128-ctr -pass pass:four -nosalt -pbkdf2 -in /dev/zero 2>/dev/null || true; } | head -c $((4 << 30)) | curl -sf -X POST -T - '$URL/data'")
+fi
 
 full=
 # The virtual disk slows down under sustained writes (burst credits), so each 4 GiB upload is
@@ -76,18 +92,30 @@ if [ "${FULL:-0}" = 1 ]; then
 fi
 rm -rf "$WORK/data"
 
-gbps() { echo "scale=3; 1.073741824 / $1" | bc; }
-ratio() { echo "scale=2; $1 / $2" | bc; }
-echo "| measure | seconds (1 GiB) | GB/s | ratio |"
-echo "|---|---|---|---|"
-echo "| openssl dgst -sha256 (baseline) | $openssl_s | $(gbps "$openssl_s") | 1.00 |"
-echo "| dd copy with fdatasync (baseline) | $copy_s | $(gbps "$copy_s") | $(ratio "$openssl_s" "$copy_s") × openssl |"
-echo "| HTTP upload, curl -T | $up | $(gbps "$up") | $(ratio "$openssl_s" "$up") × openssl, $(ratio "$copy_s" "$up") × copy |"
-echo "| actor API upload (examples/embed) | $embed_s | $(gbps "$embed_s") | $(ratio "$openssl_s" "$embed_s") × openssl |"
-echo "| HTTP download (verified blocks) | $down | $(gbps "$down") | $(ratio "$up" "$down") × upload |"
-echo
+python3 - "$WORK/runs.txt" <<'PY'
+import statistics, sys
+runs = [[float(x) for x in line.split()] for line in open(sys.argv[1])]
+col = lambda i: [r[i] for r in runs]
+med = lambda xs: statistics.median(xs)
+def row(name, i, base=None, base_name="openssl", invert=False):
+    secs = med(col(i))
+    text = f"| {name} | {secs:.3f} | {1.073741824 / secs:.2f} |"
+    if base is None:
+        return text + " 1.00 |"
+    ratios = sorted(r[base] / r[i] for r in runs)
+    return text + f" **{med(ratios):.2f} × {base_name}** ({ratios[0]:.2f}–{ratios[-1]:.2f}) |"
+print(f"| measure | seconds (1 GiB, median of {len(runs)}) | GB/s | ratio, median (range over runs) |")
+print("|---|---|---|---|")
+print(row("openssl dgst -sha256 (baseline)", 0))
+print(row("dd copy with fdatasync (baseline)", 1, 0))
+print(row("HTTP upload, curl -X POST -T", 2, 0))
+print(row("actor API upload (examples/embed)", 4, 0))
+print(row("HTTP download (verified blocks)", 5, 2, "upload"))
+print(f"\nNode CPU per HTTP upload: median {med(col(3)):.2f} s (range {min(col(3)):.2f}–{max(col(3)):.2f})")
+PY
 echo "Peak RSS of the node: 1 GiB upload ${rss1} kB, 4 GiB upload ${rss4} kB"
 if [ -n "$full" ]; then
+  ratio() { echo "scale=2; $1 / $2" | bc; }
   echo "4 GiB upload, empty store: $empty s against a 4 GiB synced dd of $dd_empty s ($(ratio "$dd_empty" "$empty") × dd), node CPU $cpu_empty s"
   echo "4 GiB upload, 10 GiB already stored: $full s against a 4 GiB synced dd of $dd_full s ($(ratio "$dd_full" "$full") × dd), node CPU $cpu_full s"
 fi

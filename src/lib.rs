@@ -112,6 +112,7 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
     // handling would stop the whole actix system right after the HTTP workers, before the
     // engine has synced its journal and the network has saved its peers.
     .disable_signals()
+    .tcp_nodelay(true)
     .listen(listener)?
     .run();
     Ok(server)

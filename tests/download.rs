@@ -120,10 +120,11 @@ fn a_corrupted_block_is_an_error_never_data() -> TestResult {
         .flat_map(|t| vec![*t; 65536])
         .collect();
     let cid = upload_ok(&node, &data)?;
-    // Flip bytes inside the first block's record in the segment file (47-byte record header).
+    // Flip bytes inside the first block in the segment file: one run, its header in the first
+    // 4 KiB, then the blocks (actors/src/segments/append.rs).
     let segment = node.data_dir.join("blocks").join("seg-00000000.dat");
     let file = std::fs::OpenOptions::new().write(true).open(&segment)?;
-    std::os::unix::fs::FileExt::write_all_at(&file, b"\xff\x00\xff\x00", 47 + 1000)?;
+    std::os::unix::fs::FileExt::write_all_at(&file, b"\xff\x00\xff\x00", 4096 + 1000)?;
     file.sync_all()?;
     let (status, _, body) = download(&node, &cid, None)?;
     assert_eq!(status, 500);

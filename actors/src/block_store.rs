@@ -1,5 +1,5 @@
 //! The block-storage actor: the one owner of block bytes. Nothing else opens, writes, syncs or
-//! deletes segment files ([`crate::segments`]); everyone else sends it messages.
+//! deletes segment files (`segments.rs`); everyone else sends it messages.
 //!
 //! It does not know which blocks exist: the metadata actor records where each block is
 //! ([`Location`], in the block's record), and tells its callers which locations no record
@@ -11,8 +11,9 @@
 //! - a segment file is deleted only on [`ReleaseBytes`], sent after the metadata that stopped
 //!   pointing into it is durable.
 //!
-//! Runs on a `SyncArbiter` (file I/O blocks), several threads, one instance per thread, all
-//! sharing one [`BlockBytes`].
+//! Runs on two `SyncArbiter` pools (file I/O blocks), one instance per thread, all sharing one
+//! `BlockBytes`: one pool for writes, syncs and compaction, one for the reads of downloads
+//! ([`ReadBlock`], [`ReadBlocks`]), so that a read never waits behind a write or a sync.
 
 use actix::{Actor, Handler, Message, MessageResult, SyncContext};
 use bytes::Bytes;
@@ -52,6 +53,15 @@ pub struct ReadBlock {
     pub cid: Cid,
     /// Where its record says it is.
     pub location: Location,
+}
+
+/// Read several blocks, each verified against its CID; one result per block, in order.
+/// Neighbours in a segment are read with one aligned read.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<Result<Bytes>>")]
+pub struct ReadBlocks {
+    /// The blocks and where their records say they are.
+    pub blocks: Vec<(Cid, Location)>,
 }
 
 /// These bytes are no longer pointed at by durable metadata: count them dead, and delete
@@ -115,6 +125,13 @@ impl Handler<ReadBlock> for BlockStore {
     type Result = Result<Bytes>;
     fn handle(&mut self, msg: ReadBlock, _: &mut Self::Context) -> Self::Result {
         self.bytes.read(&msg.cid, msg.location)
+    }
+}
+
+impl Handler<ReadBlocks> for BlockStore {
+    type Result = MessageResult<ReadBlocks>;
+    fn handle(&mut self, msg: ReadBlocks, _: &mut Self::Context) -> Self::Result {
+        MessageResult(self.bytes.read_many(&msg.blocks))
     }
 }
 

@@ -26,6 +26,7 @@ pub struct Config {
     pub(crate) upload_window_batches: u32,
     pub(crate) hasher_threads: usize,
     pub(crate) block_store_threads: usize,
+    pub(crate) block_reader_threads: usize,
     pub(crate) reader_threads: usize,
     pub(crate) batch_records: usize,
     pub(crate) read_ahead_blocks: usize,
@@ -44,14 +45,15 @@ impl Config {
             data_dir: data_dir.into(),
             quota_max_bytes: DEFAULT_QUOTA_BYTES,
             block_ttl: DEFAULT_BLOCK_TTL,
-            upload_batch_blocks: 16,  /* 1 MiB per message */
-            upload_window_batches: 8, /* 8 MiB in flight per upload */
+            upload_batch_blocks: 64,  /* 4 MiB per message */
+            upload_window_batches: 4, /* 16 MiB in flight per upload */
             hasher_threads: cores,
             block_store_threads: 2,
+            block_reader_threads: 4,
             reader_threads: 2,
             batch_records: 4096,
             network: None,
-            read_ahead_blocks: 8, /* 512 KiB read ahead per download */
+            read_ahead_blocks: 64, /* 4 MiB read ahead per download */
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
             maintenance_batch: DEFAULT_MAINTENANCE_BATCH,
             segment_bytes: DEFAULT_SEGMENT_BYTES,
@@ -75,8 +77,10 @@ impl Config {
         self
     }
 
-    /// Blocks an upload sends per message to the hasher, block store and metadata actor.
-    /// Default = 8 (512 KiB).
+    /// Blocks an upload sends per message to the block store and metadata actor (the hasher
+    /// gets them in parts of 16, all at once). Every message wakes a thread: larger batches
+    /// cost less CPU (1.2 against 1.05 CPU-seconds per GiB for 16 and 64 blocks, see
+    /// benches/README.md). Default = 64 (4 MiB).
     #[must_use]
     pub fn upload_batch_blocks(mut self, blocks: usize) -> Self {
         self.upload_batch_blocks = blocks.max(1);
@@ -84,7 +88,9 @@ impl Config {
     }
 
     /// Batches of one upload that may be hashed and stored at once. This bounds an upload's
-    /// memory to about `(window + 1) × batch × 64 KiB` (2.5 MiB by default). Default = 4.
+    /// memory to about `(window + 1) × batch × 64 KiB` (20 MiB by default). Direct writes
+    /// are faster from memory the CPU touched recently, so a larger window does not make
+    /// uploads faster (8 was no faster than 4, benches/README.md). Default = 4.
     #[must_use]
     pub fn upload_window_batches(mut self, batches: u32) -> Self {
         self.upload_window_batches = batches.max(1);
@@ -95,6 +101,16 @@ impl Config {
     #[must_use]
     pub fn hasher_threads(mut self, threads: usize) -> Self {
         self.hasher_threads = threads.max(1);
+        self
+    }
+
+    /// Threads reading and verifying blocks for downloads, apart from the block store's
+    /// writers, so a read never queues behind a write or a sync. Reads wait on the disk (they
+    /// bypass the page cache), so more threads than cores keep every core verifying.
+    /// Default = 4.
+    #[must_use]
+    pub fn block_reader_threads(mut self, threads: usize) -> Self {
+        self.block_reader_threads = threads.max(1);
         self
     }
 
@@ -115,7 +131,8 @@ impl Config {
         self
     }
 
-    /// Blocks a download reads ahead of the client. Default = 8.
+    /// Blocks a download reads ahead of the client, in reads of 16 that run side by side on
+    /// the block readers' threads. Default = 64 (4 MiB).
     #[must_use]
     pub fn read_ahead_blocks(mut self, blocks: usize) -> Self {
         self.read_ahead_blocks = blocks.max(1);

@@ -8,7 +8,7 @@ use actix::Addr;
 use cid::Cid;
 
 use crate::{
-    block_store::{BlockStore, CopyBlocks, PickSparse, ReadBlock, ReleaseBytes},
+    block_store::{BlockStore, CopyBlocks, PickSparse, ReadBlock, ReadBlocks, ReleaseBytes},
     error::{Error, Result},
     format::cid::MANIFEST_CODEC,
     hasher::Hasher,
@@ -26,6 +26,9 @@ pub(crate) struct Repo {
     pub(crate) meta: Addr<MetaStore>,
     pub(crate) reader: Addr<MetaReader>,
     pub(crate) blocks: Addr<BlockStore>,
+    /// The same block store on threads of its own for reads, so that a download never waits
+    /// behind an upload's writes or syncs.
+    pub(crate) block_reads: Addr<BlockStore>,
     pub(crate) journal: Addr<Journal>,
     pub(crate) hasher: Addr<Hasher>,
 }
@@ -105,7 +108,7 @@ impl Repo {
         known: BlockRef,
     ) -> Result<bytes::Bytes> {
         let read = |r: BlockRef| {
-            self.blocks.send(ReadBlock {
+            self.block_reads.send(ReadBlock {
                 cid: r.cid,
                 location: r.location,
             })
@@ -125,6 +128,26 @@ impl Repo {
             }
             other => other,
         }
+    }
+
+    /// Reads leaves `first..` of `tree` whose records are `known`, verified, in one message to
+    /// the block store; a leaf whose bytes moved meanwhile is looked up and read again.
+    pub(crate) async fn read_leaves(
+        &self,
+        tree: Cid,
+        first: u64,
+        known: Vec<BlockRef>,
+    ) -> Result<Vec<bytes::Bytes>> {
+        let blocks = known.iter().map(|r| (r.cid, r.location)).collect();
+        let read = self.block_reads.send(ReadBlocks { blocks }).await?;
+        let mut out = Vec::with_capacity(read.len());
+        for ((index, block), r) in (first..).zip(read).zip(known) {
+            out.push(match block {
+                Err(Error::NotFound(_)) => self.read_leaf(tree, index, r).await?,
+                other => other?,
+            });
+        }
+        Ok(out)
     }
 }
 

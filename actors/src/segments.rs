@@ -7,8 +7,11 @@
 //! found together. Block bytes reach the disk once, instead of going through fjall's journal,
 //! memtable flushes and blob files (measured in `benches/README.md`).
 //!
-//! Record on disk: `magic "CXB1" ‖ cid length (u8) ‖ cid ‖ data length (u32 LE) ‖ data`. The
-//! header makes a segment self-describing for tools; the metadata is what the node trusts.
+//! Blocks are written in runs, each block's bytes at an aligned offset, so that they can bypass
+//! the page cache (`append.rs` gives the layout and the reasons). Segments written before that
+//! hold records `magic "CXB1" ‖ cid length (u8) ‖ cid ‖ data length (u32 LE) ‖ data`, one after
+//! the other; they are read the same way, through the location. The headers make a segment
+//! self-describing for tools; the metadata is what the node trusts.
 //!
 //! Durability rules (issue 10):
 //! - [`BlockBytes::sync`] fdatasyncs every segment written before the call. Syncs are
@@ -28,7 +31,6 @@
 use std::{
     collections::HashMap,
     fs::{File, OpenOptions},
-    os::unix::fs::FileExt,
     path::{Path, PathBuf},
     sync::{
         atomic::{AtomicBool, Ordering},
@@ -36,20 +38,16 @@ use std::{
     },
 };
 
-use bytes::{Bytes, BytesMut};
-use cid::Cid;
-
+mod append;
 mod compaction;
+mod read;
 
+pub(crate) use append::{align_start, align_up, is_aligned, ALIGN};
 pub use compaction::Move;
 
+use crate::error::{Error, Result};
 pub use crate::records::Location;
-use crate::{
-    error::{Error, Result},
-    format::cid::{cid_text, verify},
-};
 
-const MAGIC: &[u8; 4] = b"CXB1";
 /// Bytes written between two background syncs of the active segment.
 const SYNC_EVERY: u64 = 64 * 1024 * 1024; /* 64 MiB */
 
@@ -63,6 +61,9 @@ struct Flush {
 struct Writer {
     segment: u32,
     file: Arc<File>,
+    /// The same file opened for direct writes; `None` where the file system refuses them.
+    direct: Option<File>,
+    /// Where the next run goes (aligned).
     len: u64,
     written_since_sync: u64,
     /// End of the range last handed to the flusher.
@@ -81,8 +82,12 @@ struct Inner {
     sync_lock: Mutex<()>,
     /// Set when an fsync failed; see the module docs.
     poisoned: AtomicBool,
+    /// Set once a direct write was refused: later segments are not opened for direct writes.
+    no_direct: AtomicBool,
     /// Open handles for reads, by segment number.
     files: RwLock<HashMap<u32, Arc<File>>>,
+    /// Handles for reads around the page cache, by segment number (`None`: refused).
+    direct_reads: RwLock<HashMap<u32, Option<Arc<File>>>>,
     /// Live data bytes per segment, to delete segments that become empty.
     live: Mutex<HashMap<u32, u64>>,
     /// Test hook run inside `sync` between taking the dirty set and syncing it.
@@ -159,11 +164,13 @@ impl BlockBytes {
         if removed || !lengths.contains_key(&segment) {
             sync_dir(dir)?;
         }
-        let len = file.metadata()?.len();
+        // A segment written before runs existed may end anywhere; the next run starts aligned.
+        let len = align_up(file.metadata()?.len());
         let files = HashMap::from([(segment, file.clone())]);
         let writer = Writer {
             segment,
             file,
+            direct: open_direct(dir, segment),
             len,
             written_since_sync: 0,
             flushed_to: len,
@@ -177,7 +184,9 @@ impl BlockBytes {
                 writer: Mutex::new(writer),
                 sync_lock: Mutex::new(()),
                 poisoned: AtomicBool::new(false),
+                no_direct: AtomicBool::new(false),
                 files: RwLock::new(files),
+                direct_reads: RwLock::new(HashMap::new()),
                 live: Mutex::new(live),
                 #[cfg(test)]
                 sync_pause: Mutex::new(None),
@@ -189,90 +198,6 @@ impl BlockBytes {
         if self.inner.poisoned.load(Ordering::Acquire) {
             return Err(Error::Poisoned);
         }
-        Ok(())
-    }
-
-    /// Appends each block and returns where it went, in order. A block given twice in one call
-    /// is written once (both get the same location). Appends are serialized by the writer lock
-    /// (one sequential stream per disk).
-    pub(crate) fn write(&self, blocks: &[(Cid, Bytes)]) -> Result<Vec<Location>> {
-        self.check_poisoned()?;
-        let mut out = Vec::with_capacity(blocks.len());
-        let mut seen: HashMap<&Cid, Location> = HashMap::new();
-        let mut w = lock(&self.inner.writer);
-        for (cid, data) in blocks {
-            if let Some(loc) = seen.get(cid) {
-                out.push(*loc);
-                continue;
-            }
-            let loc = self.append(&mut w, &cid.to_bytes(), data)?;
-            seen.insert(cid, loc);
-            out.push(loc);
-        }
-        Ok(out)
-    }
-
-    /// Appends one record to the active segment (rotating when full) and counts it live; the
-    /// caller holds the writer lock.
-    fn append(&self, w: &mut Writer, key: &[u8], data: &[u8]) -> Result<Location> {
-        let len = u32::try_from(data.len())
-            .map_err(|_| Error::Config("block larger than 4 GiB".into()))?;
-        let key_len = u8::try_from(key.len())
-            .map_err(|_| Error::Config("CID longer than 255 bytes".into()))?;
-        let mut header = Vec::with_capacity(4 + 1 + key.len() + 4);
-        header.extend_from_slice(MAGIC);
-        header.push(key_len);
-        header.extend_from_slice(key);
-        header.extend_from_slice(&len.to_le_bytes());
-        let record = header.len() as u64 + u64::from(len);
-        if w.len > 0 && w.len + record > self.inner.segment_bytes {
-            self.rotate(w)?;
-        }
-        let start = w.len;
-        w.file.write_all_at(&header, start)?;
-        w.file.write_all_at(data, start + header.len() as u64)?;
-        w.len += record;
-        w.written_since_sync += record;
-        if w.written_since_sync >= SYNC_EVERY {
-            // Start writeback now, off this thread, so that the commit's sync is short.
-            w.written_since_sync = 0;
-            let flush = Flush {
-                file: w.file.clone(),
-                from: w.flushed_to,
-                to: w.len,
-            };
-            w.flushed_to = w.len;
-            let _ = self.inner.flusher.send(flush);
-        }
-        let (segment, file) = (w.segment, w.file.clone());
-        w.dirty.insert(segment, file);
-        *lock(&self.inner.live).entry(segment).or_default() += u64::from(len);
-        Ok(Location {
-            segment,
-            offset: start + header.len() as u64,
-            len,
-        })
-    }
-
-    fn rotate(&self, w: &mut Writer) -> Result<()> {
-        let next = w.segment + 1;
-        let file = Arc::new(open_segment(&self.inner.dir, next)?);
-        // The new file's name must survive a power loss before any byte in it is acknowledged;
-        // fdatasync of the file alone does not cover its directory entry.
-        sync_dir(&self.inner.dir)?;
-        self.inner
-            .files
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(next, file.clone());
-        *w = Writer {
-            segment: next,
-            file,
-            len: 0,
-            written_since_sync: 0,
-            flushed_to: 0,
-            dirty: std::mem::take(&mut w.dirty),
-        };
         Ok(())
     }
 
@@ -298,45 +223,6 @@ impl BlockBytes {
             }
         }
         Ok(())
-    }
-
-    fn file(&self, segment: u32) -> Result<Arc<File>> {
-        if let Some(f) = self
-            .inner
-            .files
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .get(&segment)
-        {
-            return Ok(f.clone());
-        }
-        let file = Arc::new(File::open(segment_path(&self.inner.dir, segment))?);
-        self.inner
-            .files
-            .write()
-            .unwrap_or_else(PoisonError::into_inner)
-            .insert(segment, file.clone());
-        Ok(file)
-    }
-
-    /// The bytes of `cid` at `loc`, checked against the CID. `NotFound` when the segment or the
-    /// range is gone (compaction may have moved the block since the caller looked it up: look
-    /// it up again), `Corrupted` when the bytes no longer hash to the CID.
-    pub(crate) fn read(&self, cid: &Cid, loc: Location) -> Result<Bytes> {
-        let mut buf = BytesMut::zeroed(loc.len as usize);
-        let read = self
-            .file(loc.segment)
-            .and_then(|f| Ok(f.read_exact_at(&mut buf, loc.offset)?));
-        if let Err(e) = read {
-            tracing::debug!(cid = %cid_text(cid), segment = loc.segment, error = %e, "block not readable at its location");
-            return Err(Error::NotFound(*cid));
-        }
-        let bytes = buf.freeze();
-        if !verify(cid, &bytes) {
-            tracing::error!(cid = %cid_text(cid), segment = loc.segment, offset = loc.offset, "stored block does not match its CID");
-            return Err(Error::Corrupted(*cid));
-        }
-        Ok(bytes)
     }
 
     /// Accounts for blocks no record points at any more (the caller made that durable first)
@@ -365,6 +251,11 @@ impl BlockBytes {
             .write()
             .unwrap_or_else(PoisonError::into_inner)
             .remove(&segment);
+        self.inner
+            .direct_reads
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .remove(&segment);
         match std::fs::remove_file(segment_path(&self.inner.dir, segment)) {
             Ok(()) => tracing::info!(segment, "removed empty segment"),
             Err(e) => tracing::warn!(segment, error = %e, "could not remove empty segment"),
@@ -374,9 +265,29 @@ impl BlockBytes {
     /// Overwrites the stored bytes at `loc` (tests of corruption detection only).
     #[cfg(test)]
     pub(crate) fn corrupt_for_test(&self, loc: Location) -> Result<()> {
-        self.file(loc.segment)?
-            .write_all_at(b"\xde\xad\xbe\xef", loc.offset)?;
+        std::os::unix::fs::FileExt::write_all_at(
+            &*self.file(loc.segment)?,
+            b"\xde\xad\xbe\xef",
+            loc.offset,
+        )?;
         Ok(())
+    }
+}
+
+/// The segment opened for direct writes (bypassing the page cache), or `None` where the file
+/// system does not support them.
+fn open_direct(dir: &Path, segment: u32) -> Option<File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    match OpenOptions::new()
+        .write(true)
+        .custom_flags(rustix::fs::OFlags::DIRECT.bits() as i32)
+        .open(segment_path(dir, segment))
+    {
+        Ok(file) => Some(file),
+        Err(e) => {
+            tracing::info!(error = %e, "no direct writes: block writes go through the page cache");
+            None
+        }
     }
 }
 
@@ -418,6 +329,9 @@ fn spawn_flusher() -> Result<std::sync::mpsc::Sender<Flush>> {
 
 #[cfg(test)]
 mod tests {
+    use bytes::Bytes;
+    use cid::Cid;
+
     use super::*;
     use crate::format::cid::block_cid;
 

@@ -4,7 +4,8 @@
 //! Blocks travel in batches of `batch_blocks` (one message per hop per batch, not per block),
 //! and at most `window_batches` batches are in flight; [`AddBlock`] is answered only once its
 //! batch is admitted, which is how storage pushes back on the HTTP body. Per batch:
-//! `Hasher` (`HashBlocks` → CIDs) → `MetaReader` (`FindBlocks`: which are stored already) →
+//! `Hasher` (`HashBlocks` → CIDs, in parts sent to every hasher thread at once) →
+//! `MetaReader` (`FindBlocks`: which are stored already) →
 //! `BlockStore` (`WriteBlocks` of the others → locations) → `MetaStore` (`PutBlocks`: records,
 //! quota, pins). [`Finish`] flushes the last batch, waits for the window to drain, asks the
 //! hasher for the tree's layers, syncs the block store (bytes durable before any dataset
@@ -40,6 +41,10 @@ use crate::{
     records::Location,
     repo::Repo,
 };
+
+/// Blocks per hashing message: 1 MiB, small enough that a storage batch keeps every hasher
+/// thread busy, large enough that the message costs little next to the hashing.
+const HASH_BLOCKS: usize = 16;
 
 /// Optional manifest fields of an upload.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -222,13 +227,7 @@ async fn release_pins(repo: &Repo, blocks: Vec<Digest>) -> Result<u64> {
 /// Hashes, writes and records one batch. Returns the CIDs once their records are committed and
 /// pinned; on failure, releases whatever this batch had pinned.
 async fn store_batch(p: Pipeline, blocks: Vec<Bytes>) -> Result<Vec<Cid>> {
-    let cids = p
-        .repo
-        .hasher
-        .send(HashBlocks {
-            blocks: blocks.clone(),
-        })
-        .await?;
+    let cids = hash(&p, &blocks).await?;
     let mut pinned: Vec<Digest> = Vec::with_capacity(cids.len());
     let result = place(&p, cids.iter().copied().zip(blocks).collect(), &mut pinned).await;
     if result.is_err() && !pinned.is_empty() {
@@ -236,6 +235,19 @@ async fn store_batch(p: Pipeline, blocks: Vec<Bytes>) -> Result<Vec<Cid>> {
         let _ = release_pins(&p.repo, pinned).await;
     }
     result.map(|()| cids)
+}
+
+/// The CIDs of `blocks`, hashed in parts of [`HASH_BLOCKS`] on every hasher thread at once:
+/// storage batches are large (one message per hop for many blocks: each hop wakes a thread),
+/// but hashing one on a single thread would leave the other cores idle meanwhile.
+async fn hash(p: &Pipeline, blocks: &[Bytes]) -> Result<Vec<Cid>> {
+    let parts = blocks.chunks(HASH_BLOCKS).map(|part| {
+        p.repo.hasher.send(HashBlocks {
+            blocks: part.to_vec(),
+        })
+    });
+    let hashed = futures_util::future::try_join_all(parts).await?;
+    Ok(hashed.into_iter().flatten().collect())
 }
 
 /// Writes the blocks not stored yet, then records them all. A concurrent delete can remove a
@@ -445,6 +457,7 @@ async fn commit(
             expiry: p.expiry,
         })
         .await??;
+    let committed_ms = started.elapsed().as_millis() as u64;
     // The reply promises durability.
     p.repo.journal.send(SyncMeta).await??;
     if let Some(announce) = &p.announce {
@@ -453,7 +466,7 @@ async fn commit(
             tree: manifest_tree,
         });
     }
-    tracing::debug!(hashed_ms, synced_ms, "upload phases");
+    tracing::debug!(hashed_ms, synced_ms, committed_ms, "upload phases");
     tracing::info!(
         cid = %cid_text(&cid),
         bytes = dataset_size,

@@ -1,11 +1,11 @@
 //! Streaming a dataset (or a byte range of it) back out of the store.
 //!
 //! A task spawned on the caller's arbiter looks up leaf records in batches (from the metadata
-//! readers, never behind a writer), keeps up to `read_ahead` block reads in flight at the block
-//! store (which verifies every block against its CID) and pushes the trimmed bytes into a
-//! bounded channel. When the client goes away the
-//! channel closes and the task stops at its next send: an abandoned download costs at most the
-//! read-ahead.
+//! readers, never behind a writer), keeps up to `read_ahead` blocks in flight at the block
+//! store in reads of [`READ_BATCH`] (each read verifies its blocks against their CIDs, and the
+//! reads in flight run on different threads) and pushes the trimmed bytes into a bounded
+//! channel. When the client goes away the channel closes and the task stops at its next send:
+//! an abandoned download costs at most the read-ahead.
 
 pub(crate) mod fetching;
 
@@ -25,6 +25,9 @@ use crate::{
 
 /// Leaf records fetched per metadata request.
 const LEAF_BATCH: u64 = 256;
+/// Blocks per read message: neighbours in a segment are read with one aligned read, and the
+/// messages in flight go to different block-store threads, which verify them side by side.
+const READ_BATCH: usize = 16;
 
 pub(crate) fn stream(
     repo: Repo,
@@ -53,44 +56,49 @@ async fn pump(
     tx: &mpsc::Sender<Result<Bytes>>,
 ) -> Result<()> {
     let bs = u64::from(manifest.block_size);
+    let tree = manifest.tree_cid;
     let first = range.start / bs;
     let last = (range.end - 1) / bs; // inclusive; the range is never empty here
-    let mut next_leaf = first;
+    let per_read = READ_BATCH.min(read_ahead.max(1));
+    let mut next_leaf = first; // the first leaf not asked for yet
+    let mut refs = Vec::new().into_iter(); // records of the leaves from `next_leaf` on
     let mut reads = FuturesOrdered::new();
+    let mut in_flight = 0;
     let mut index = first;
-    let mut refs = Vec::new().into_iter();
     loop {
-        while reads.len() < read_ahead && next_leaf <= last {
-            let block = match refs.next() {
-                Some(block) => block,
-                None => {
-                    let count = LEAF_BATCH.min(last + 1 - next_leaf);
-                    let batch = repo
-                        .reader
-                        .send(GetLeaves {
-                            tree: manifest.tree_cid,
-                            start: next_leaf,
-                            count,
-                        })
-                        .await??;
-                    refs = batch.into_iter();
-                    match refs.next() {
-                        Some(block) => block,
-                        None => return Err(Error::NotFound(manifest.tree_cid)),
-                    }
+        while in_flight < read_ahead && next_leaf <= last {
+            let n = per_read
+                .min(read_ahead - in_flight)
+                .min((last + 1 - next_leaf) as usize);
+            let mut batch = Vec::with_capacity(n);
+            while batch.len() < n {
+                if let Some(block) = refs.next() {
+                    batch.push(block);
+                    continue;
                 }
-            };
-            reads.push_back(repo.read_leaf(manifest.tree_cid, next_leaf, block));
-            next_leaf += 1;
+                let start = next_leaf + batch.len() as u64;
+                let count = LEAF_BATCH.min(last + 1 - start);
+                let records = repo.reader.send(GetLeaves { tree, start, count }).await??;
+                if records.is_empty() {
+                    return Err(Error::NotFound(tree));
+                }
+                refs = records.into_iter();
+            }
+            reads.push_back(repo.read_leaves(tree, next_leaf, batch));
+            next_leaf += n as u64;
+            in_flight += n;
         }
         let Some(read) = reads.next().await else {
             return Ok(());
         };
-        let block = read?;
-        let piece = trim(block, index, bs, &range);
-        index += 1;
-        if tx.send(Ok(piece)).await.is_err() {
-            return Ok(()); // client gone
+        let blocks = read?;
+        in_flight -= blocks.len();
+        for block in blocks {
+            let piece = trim(block, index, bs, &range);
+            index += 1;
+            if tx.send(Ok(piece)).await.is_err() {
+                return Ok(()); // client gone
+            }
         }
     }
 }

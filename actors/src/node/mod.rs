@@ -118,6 +118,10 @@ impl Node {
         let reader = SyncArbiter::start(config.reader_threads, move || {
             MetaReader::new(ks.clone(), quota)
         });
+        let read_bytes = bytes.clone();
+        let block_reads = SyncArbiter::start(config.block_reader_threads, move || {
+            BlockStore::new(read_bytes.clone())
+        });
         let blocks = SyncArbiter::start(config.block_store_threads, move || {
             BlockStore::new(bytes.clone())
         });
@@ -126,6 +130,7 @@ impl Node {
             meta,
             reader,
             blocks,
+            block_reads,
             journal,
             hasher,
         };

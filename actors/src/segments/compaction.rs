@@ -5,6 +5,7 @@
 //! released, which deletes the old file (issue 10, item 2: never delete a file the durable
 //! metadata may still point into).
 
+use bytes::Bytes;
 use cid::Cid;
 
 use super::{lock, BlockBytes, Location};
@@ -12,6 +13,8 @@ use crate::{error::Result, format::cid::verify};
 
 /// Live fraction under which a sealed segment is compacted.
 const COMPACT_BELOW: f64 = 0.5;
+/// Blocks read and written together by compaction.
+const COPY_RUN: usize = 16;
 
 /// One block copied by compaction, to be committed by the metadata actor.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -47,24 +50,23 @@ impl BlockBytes {
     /// in place (and logged): copying it would only spread the damage.
     pub(crate) fn copy(&self, blocks: &[(Cid, Location)]) -> Result<Vec<Move>> {
         let mut moves = Vec::with_capacity(blocks.len());
-        for (cid, from) in blocks {
-            let data = match self.read(cid, *from) {
-                Ok(data) => data,
-                Err(e) => {
-                    tracing::error!(segment = from.segment, offset = from.offset, error = %e, "block left in place by compaction");
-                    continue;
+        // A few blocks per run: memory stays bounded however large the segment.
+        for chunk in blocks.chunks(COPY_RUN) {
+            let mut read = Vec::with_capacity(chunk.len());
+            for (cid, from) in chunk {
+                match self.read(cid, *from) {
+                    Ok(data) => read.push((*cid, *from, data)),
+                    Err(e) => {
+                        tracing::error!(segment = from.segment, offset = from.offset, error = %e, "block left in place by compaction");
+                    }
                 }
-            };
-            debug_assert!(verify(cid, &data));
-            let to = {
-                let mut w = lock(&self.inner.writer);
-                self.append(&mut w, &cid.to_bytes(), &data)?
-            };
-            moves.push(Move {
-                cid: *cid,
-                from: *from,
-                to,
-            });
+            }
+            let copies: Vec<(Cid, Bytes)> = read.iter().map(|(c, _, d)| (*c, d.clone())).collect();
+            let to = self.write(&copies)?;
+            for ((cid, from, data), to) in read.into_iter().zip(to) {
+                debug_assert!(verify(&cid, &data));
+                moves.push(Move { cid, from, to });
+            }
         }
         self.sync()?; // copies are durable before any record points at them
         Ok(moves)
@@ -85,8 +87,6 @@ impl BlockBytes {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
-
-    use bytes::Bytes;
 
     use super::*;
     use crate::format::cid::block_cid;
