@@ -10,13 +10,13 @@
 #
 # Used for the "what each change bought" table in benches/README.md.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/codex-bench}
 PORT=${PORT:-18181}
 ROUNDS=${ROUNDS:-5}
 URL=http://127.0.0.1:$PORT/api/codex/v1
 mkdir -p "$WORK"
-gen() { { openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 -in /dev/zero 2>/dev/null || true; } | head -c "$2"; }
 [ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
 cat "$WORK/1g" > /dev/null # in the page cache, so no run pays for reading it from disk
 
@@ -25,7 +25,7 @@ node_pid=
 trap 'kill $node_pid 2>/dev/null || true' EXIT
 start_node() { # start_node BIN
   ! curl -s "$URL/space" >/dev/null || { echo "port $PORT is taken: set PORT" >&2; exit 1; }
-  "$1" --data-dir "$WORK/cmp-data" --api-port "$PORT" 2>"$WORK/cmp-node.log" & node_pid=$!
+  "$1" $(no_network "$1") --data-dir "$WORK/cmp-data" --api-port "$PORT" 2>"$WORK/cmp-node.log" & node_pid=$!
   for _ in $(seq 100); do
     kill -0 "$node_pid" 2>/dev/null || { echo "node exited, see $WORK/cmp-node.log" >&2; exit 1; }
     curl -sf "$URL/space" >/dev/null && return; sleep 0.05

@@ -10,6 +10,7 @@
 # /dev/null; each node runs the release build with a fresh data directory, on 127.0.0.1 only.
 # Needs curl, openssl, python3; WORK (default /tmp/codex-netbench) needs ~12 GiB (~24 with BIG=1).
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/codex-netbench}
 RUNS=${RUNS:-3}
@@ -19,7 +20,6 @@ mkdir -p "$WORK"
 cargo build --release --quiet
 BIN=target/release/codex-node
 
-gen() { { openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 -in /dev/zero 2>/dev/null || true; } | head -c "$2"; }
 [ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
 [ -f "$WORK/256m" ] || gen quarter $((256 << 20)) > "$WORK/256m"
 if [ "${BIG:-0}" = 1 ] && [ ! -f "$WORK/4g" ]; then gen four $((4 << 30)) > "$WORK/4g"; fi

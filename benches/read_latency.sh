@@ -10,6 +10,7 @@
 #
 # Needs curl, openssl and python3; WORK (default /tmp/codex-bench) needs ~2.2 GiB free.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/codex-bench}
 PORT=${PORT:-18182}
@@ -24,7 +25,6 @@ URL=http://127.0.0.1:$PORT/api/codex/v1
 PROBE=benches/read_latency.py
 mkdir -p "$WORK"
 
-gen() { { openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 -in /dev/zero 2>/dev/null || true; } | head -c "$2"; }
 [ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
 gen small $((256 << 10)) > "$WORK/256k"
 
@@ -32,7 +32,7 @@ node_pid=
 trap 'kill $node_pid 2>/dev/null || true' EXIT
 start_node() {
   ! curl -s "$URL/space" >/dev/null || { echo "port $PORT is taken: set PORT" >&2; exit 1; }
-  "$BIN" --data-dir "$WORK/lat-data" --api-port "$PORT" 2>"$WORK/lat-node.log" & node_pid=$!
+  "$BIN" $(no_network "$BIN") --data-dir "$WORK/lat-data" --api-port "$PORT" 2>"$WORK/lat-node.log" & node_pid=$!
   for _ in $(seq 100); do
     kill -0 "$node_pid" 2>/dev/null || { echo "node exited (port $PORT taken?), see its log" >&2; exit 1; }
     curl -sf "$URL/space" >/dev/null && return; sleep 0.05

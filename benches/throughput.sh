@@ -11,6 +11,7 @@
 # with the 4 GiB RSS upload (streamed from a generator, so only the node stores it), ~17 GiB
 # with FULL=1.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/codex-bench}
 PORT=${PORT:-18180}
@@ -24,8 +25,6 @@ BIN=${BIN:-target/release/codex-node}
 EMBED=${EMBED:-target/release/examples/embed}
 URL=http://127.0.0.1:$PORT/api/codex/v1
 
-# Incompressible, distinct content without waiting on /dev/urandom.
-gen() { { openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 -in /dev/zero 2>/dev/null || true; } | head -c "$2"; }
 [ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
 cat "$WORK/1g" > /dev/null # in the page cache, so no run pays for reading it from disk
 [ "${FULL:-0}" != 1 ] || [ -f "$WORK/4g" ] || gen four $((4 << 30)) > "$WORK/4g"
@@ -34,7 +33,7 @@ now() { date +%s.%N; }
 node_pid=
 start_node() { # start_node DATA_DIR
   ! curl -s "$URL/space" >/dev/null || { echo "port $PORT is taken: set PORT" >&2; exit 1; }
-  "$BIN" --data-dir "$1" --api-port "$PORT" 2>"$WORK/node.log" & node_pid=$!
+  "$BIN" $(no_network "$BIN") --data-dir "$1" --api-port "$PORT" 2>"$WORK/node.log" & node_pid=$!
   for _ in $(seq 100); do
     kill -0 "$node_pid" 2>/dev/null || { echo "node exited (port $PORT taken?), see its log" >&2; exit 1; }
     curl -sf "$URL/space" >/dev/null && return; sleep 0.05

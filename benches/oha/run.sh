@@ -7,6 +7,7 @@
 #
 # Needs oha (`cargo install oha --locked`, about 6 minutes on 2 cores) and python3.
 set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/../common.sh"
 cd "$(dirname "$0")/../.."
 command -v oha >/dev/null || { echo "oha is missing: cargo install oha --locked" >&2; exit 1; }
 DURATION=${DURATION:-20s}
@@ -14,7 +15,7 @@ PORT=${PORT:-18081}
 WORK=$(mktemp -d)
 API=http://127.0.0.1:$PORT/api/codex/v1
 cargo build --release --quiet
-target/release/codex-node --data-dir "$WORK/data" --api-port "$PORT" 2>"$WORK/node.log" & node=$!
+target/release/codex-node $(no_network target/release/codex-node) --data-dir "$WORK/data" --api-port "$PORT" 2>"$WORK/node.log" & node=$!
 trap 'kill $node 2>/dev/null; wait $node 2>/dev/null; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do curl -sf "$API/space" >/dev/null && break; sleep 0.05; done
 
