@@ -6,13 +6,13 @@ use libp2p::PeerId;
 
 use super::{BlockExchange, Resolve, MAX_DELIVERY_BLOCKS, MAX_LIST_ENTRIES};
 use crate::{
-    block_store::ReadBlock,
-    error::{Error, Result},
+    block_store::ReadBlocks,
+    error::Error,
     format::blockexc::{
         BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantType,
         Wantlist,
     },
-    meta_reader::{BlockSource, FindBlocksAt, HasAddresses, SourceBytes},
+    meta_reader::{FindBlocksAt, HasAddresses, SourceBytes},
     repo::Repo,
 };
 
@@ -196,9 +196,10 @@ impl BlockExchange {
     }
 }
 
-/// Reads what this node holds of `batch` (one metadata snapshot for the lookup, the block reads
-/// in parallel, each verified by the block store, proofs for leaves); returns the deliveries and
-/// the addresses it does not hold.
+/// Reads what this node holds of `batch` (one metadata snapshot for the lookup, then one
+/// `ReadBlocks` on the reader pool for all stored bytes: neighbours in a segment come from one
+/// aligned read around the page cache, each block verified), proofs for leaves; returns the
+/// deliveries and the addresses it does not hold.
 async fn read_blocks(
     repo: &Repo,
     batch: Vec<BlockAddress>,
@@ -217,57 +218,52 @@ async fn read_blocks(
         }
         Err(_) => return (Vec::new(), batch),
     };
-    let reads = batch
-        .into_iter()
-        .zip(sources)
-        .map(|(address, source)| async move {
-            let found = match source {
-                Some(source) => read_source(repo, source).await,
-                None => Ok(None),
-            };
-            (address, found)
-        });
-    let mut deliveries = Vec::new();
-    let mut missing = Vec::new();
-    for (address, found) in futures_util::future::join_all(reads).await {
-        match found {
-            Ok(Some((cid, data, proof))) => deliveries.push(BlockDelivery {
-                cid,
-                data,
-                address,
-                proof,
-            }),
-            Ok(None) => missing.push(address),
-            Err(e) => {
-                tracing::warn!(?address, error = %e, "cannot serve a block");
-                missing.push(address);
-            }
+    let stored: Vec<_> = sources
+        .iter()
+        .flatten()
+        .filter_map(|s| match s.bytes {
+            SourceBytes::Stored(location) => Some((s.cid, location)),
+            SourceBytes::Inline(_) => None,
+        })
+        .collect();
+    let mut read = if stored.is_empty() {
+        Vec::new()
+    } else {
+        match repo.block_reads.send(ReadBlocks { blocks: stored }).await {
+            Ok(read) => read,
+            Err(_) => return (Vec::new(), batch),
         }
     }
+    .into_iter();
+    let mut deliveries = Vec::new();
+    let mut missing = Vec::new();
+    for (address, source) in batch.into_iter().zip(sources) {
+        let Some(source) = source else {
+            missing.push(address);
+            continue;
+        };
+        let data = match source.bytes {
+            SourceBytes::Inline(data) => data,
+            SourceBytes::Stored(_) => match read.next() {
+                Some(Ok(data)) => data,
+                // Moved by compaction since the lookup: the peer's next request finds it.
+                Some(Err(Error::NotFound(_))) | None => {
+                    missing.push(address);
+                    continue;
+                }
+                Some(Err(e)) => {
+                    tracing::warn!(?address, error = %e, "cannot serve a block");
+                    missing.push(address);
+                    continue;
+                }
+            },
+        };
+        deliveries.push(BlockDelivery {
+            cid: source.cid,
+            data,
+            address,
+            proof: source.proof,
+        });
+    }
     (deliveries, missing)
-}
-
-type Found = (
-    cid::Cid,
-    bytes::Bytes,
-    Option<crate::format::merkle::CodexProof>,
-);
-
-async fn read_source(repo: &Repo, source: BlockSource) -> Result<Option<Found>> {
-    let data = match source.bytes {
-        SourceBytes::Inline(data) => data,
-        SourceBytes::Stored(location) => {
-            let read = ReadBlock {
-                cid: source.cid,
-                location,
-            };
-            match repo.blocks.send(read).await? {
-                Ok(data) => data,
-                // Moved by compaction since the lookup: the next request finds it.
-                Err(Error::NotFound(_)) => return Ok(None),
-                Err(e) => return Err(e),
-            }
-        }
-    };
-    Ok(Some((source.cid, data, source.proof)))
 }

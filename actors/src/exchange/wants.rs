@@ -247,12 +247,14 @@ impl BlockExchange {
         if self.peers.values().all(|s| s.requested.len() >= max) {
             return;
         }
-        let waiting: Vec<BlockAddress> = self
+        let mut waiting: Vec<BlockAddress> = self
             .pending
             .iter()
             .filter(|(_, p)| p.requested.is_none())
             .map(|(a, _)| a.clone())
             .collect();
+        // In leaf order, not the map's: the holder reads neighbouring leaves in one go.
+        waiting.sort_unstable();
         for address in &waiting {
             self.assign(address);
         }

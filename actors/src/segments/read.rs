@@ -82,30 +82,35 @@ impl BlockBytes {
             .unwrap_or(Err(Error::NotFound(*cid)))
     }
 
-    /// [`read`](Self::read) for each block, in order, one result per block; neighbours in a
-    /// segment are read together (see the module docs).
+    /// [`read`](Self::read) for each block, one result per block in the order asked; neighbours
+    /// in a segment are read together (see the module docs) whatever order they were asked in:
+    /// a peer's want list names leaves in its own order, and read one by one they would each
+    /// be a small read through the page cache.
     pub(crate) fn read_many(&self, blocks: &[(Cid, Location)]) -> Vec<Result<Bytes>> {
-        let mut out = Vec::with_capacity(blocks.len());
+        let mut order: Vec<usize> = (0..blocks.len()).collect();
+        order.sort_by_key(|&k| (blocks[k].1.segment, blocks[k].1.offset));
+        let sorted: Vec<(Cid, Location)> = order.iter().map(|&k| blocks[k]).collect();
+        let mut out: Vec<Option<Result<Bytes>>> = (0..blocks.len()).map(|_| None).collect();
         let mut i = 0;
-        while i < blocks.len() {
-            let (start, end, next) = span(blocks, i);
-            let segment = blocks[i].1.segment;
-            match self.read_span(segment, start, end) {
-                Ok(buf) => {
-                    for (cid, loc) in &blocks[i..next] {
-                        out.push(checked(cid, *loc, &buf, start));
-                    }
-                }
-                Err(e) => {
-                    for (cid, _) in &blocks[i..next] {
+        while i < sorted.len() {
+            let (start, end, next) = span(&sorted, i);
+            let segment = sorted[i].1.segment;
+            let read = self.read_span(segment, start, end);
+            for (k, (cid, loc)) in order[i..next].iter().zip(&sorted[i..next]) {
+                out[*k] = Some(match &read {
+                    Ok(buf) => checked(cid, *loc, buf, start),
+                    Err(e) => {
                         tracing::debug!(cid = %cid_text(cid), segment, error = %e, "block not readable at its location");
-                        out.push(Err(Error::NotFound(*cid)));
+                        Err(Error::NotFound(*cid))
                     }
-                }
+                });
             }
             i = next;
         }
-        out
+        out.into_iter()
+            .zip(blocks)
+            .map(|(r, (cid, _))| r.unwrap_or(Err(Error::NotFound(*cid))))
+            .collect()
     }
 
     /// Bytes `start..end` of `segment` (fewer where the file ends first), from an aligned

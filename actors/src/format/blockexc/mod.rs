@@ -53,7 +53,8 @@ pub enum PresenceType {
 }
 
 /// Where a block sits: a standalone CID (manifests) or leaf `index` of the tree `tree`.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+/// Ordered by tree, then leaf: requests sent in that order are read in long runs by the peer.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum BlockAddress {
     /// Leaf `index` of the dataset whose Merkle root is `tree` (a `codex-root` CID).
     Leaf {
