@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, oneshot};
 
 use crate::{
     error::{Error, Result},
-    exchange::{BlockExchange, DatasetStored, Delivery, ExchangeConfig, GetStats, Unwant, Want},
+    exchange::{BlockExchange, DatasetStored, Delivery, ExchangeConfig, Unwant, Want},
     fetch::Fetches,
     format::blockexc::BlockAddress,
     meta_reader::{FindManifest, ListFetches, ListManifests},
@@ -129,14 +129,16 @@ impl Network {
     /// found" after [`NetworkConfig::manifest_timeout`].
     pub(crate) async fn block_from_peers(&self, cid: Cid) -> Result<Bytes> {
         // A node that knows no peer at all (none connected, none in its DHT table) cannot find
-        // anything: it says so at once instead of waiting out the timeout.
-        let peers = self.exchange.send(GetStats).await?.peers;
+        // anything: it says so at once instead of waiting out the timeout. Connections are
+        // counted where they are made: the exchange hears of a peer a moment after `/connect`
+        // has answered, and a request right after it must still wait for that peer.
+        let connected = self.net.connected_peers().await.unwrap_or(0);
         let known = self
             .net
             .dht_stats()
             .await
             .map_or(0, |s| s.routing_table_peers);
-        if peers == 0 && known == 0 {
+        if connected == 0 && known == 0 {
             return Err(Error::NotOnNetwork("this node knows no peer".into()));
         }
         let (tx, mut rx) = mpsc::channel(1);

@@ -243,6 +243,9 @@ impl Net {
             Command::DhtStats { reply } => {
                 let _ = reply.send(self.dht.stats(&mut self.swarm.behaviour_mut().kad));
             }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().count());
+            }
         }
     }
 

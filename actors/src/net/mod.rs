@@ -341,6 +341,9 @@ pub(crate) enum Command {
     DhtStats {
         reply: oneshot::Sender<DhtStats>,
     },
+    ConnectedPeers {
+        reply: oneshot::Sender<usize>,
+    },
 }
 
 /// A cheap, cloneable handle on the running network component.
@@ -474,6 +477,15 @@ impl NetHandle {
     /// [`NetError::Stopped`].
     pub async fn dht_stats(&self) -> Result<DhtStats, NetError> {
         self.ask(|reply| Command::DhtStats { reply }).await
+    }
+
+    /// How many peers the node has a connection to right now (a dial is answered once its
+    /// connection is up, before the block exchange hears of the peer).
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn connected_peers(&self) -> Result<usize, NetError> {
+        self.ask(|reply| Command::ConnectedPeers { reply }).await
     }
 
     /// Stops the network: saves the peer store, closes all connections and ends the driver
