@@ -113,13 +113,21 @@ swarm() { # swarm N -> seconds until all N hold it
     until curl -sf "$(api $((40 + i)))/data/$cid/network/progress" | grep -q '"complete":true'; do sleep 0.05; done
   done
   e=$(now)
+  # Who served it: the uploader's share of the blocks sent (the rest came from downloaders).
+  local up_sent all_sent=0 x
+  up_sent=$(sent "$(api 31)")
+  for i in $(seq "$n"); do x=$(sent "$(api $((40 + i)))"); all_sent=$((all_sent + x)); done
+  all_sent=$((all_sent + up_sent))
+  echo "$n $up_sent $all_sent" >> "$WORK/uploader-shares"
   stop_all
   echo "$e - $s" | bc
 }
+sent() { curl -sf "$1/debug/info" | python3 -c 'import sys,json; print(json.load(sys.stdin)["exchange"]["blocksSent"])'; }
 start q1 50; start q2 51
 cid=$(upload "$(api 50)" "$WORK/256m")
 single_q=$(pull "$(api 51)" "$(api 50)" 19250 "$cid")
 stop_all
+rm -f "$WORK/uploader-shares"
 swarm1=$(swarm 1); swarm4=$(swarm 4); swarm8=$(swarm 8)
 
 big=
@@ -144,9 +152,10 @@ echo
 echo "Peak RSS: seeder ${rss_a} kB and downloader ${rss_b} kB (1 GiB); 1->4: seeder ${rss_seeder} kB, a downloader ${rss_d1} kB"
 [ -n "$big" ] && echo "4 GiB A -> B: $big s ($(mibs 4096 "$big") MiB/s), peak RSS seeder ${big_rss_a} kB, downloader ${big_rss_b} kB"
 echo
-echo "| swarm, 256 MiB by CID | seconds until all hold it | ratio to one two-node transfer ($single_q s) |"
-echo "|---|---|---|"
-echo "| N = 1 | $swarm1 | $(ratio "$swarm1" "$single_q") |"
-echo "| N = 4 | $swarm4 | $(ratio "$swarm4" "$single_q") |"
-echo "| N = 8 | $swarm8 | $(ratio "$swarm8" "$single_q") |"
+share() { awk -v n="$1" '$1 == n { printf "%d of %d (%.0f %%)", $2, $3, 100 * $2 / $3 }' "$WORK/uploader-shares"; }
+echo "| swarm, 256 MiB by CID | seconds until all hold it | ratio to one two-node transfer ($single_q s) | blocks the uploader sent, of all sent |"
+echo "|---|---|---|---|"
+echo "| N = 1 | $swarm1 | $(ratio "$swarm1" "$single_q") | $(share 1) |"
+echo "| N = 4 | $swarm4 | $(ratio "$swarm4" "$single_q") | $(share 4) |"
+echo "| N = 8 | $swarm8 | $(ratio "$swarm8" "$single_q") | $(share 8) |"
 echo "(openssl on 256 MiB: $(printf '%.3f' "$openssl_q") s)"
