@@ -20,29 +20,17 @@ mkdir -p "$WORK"
 [ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
 cat "$WORK/1g" > /dev/null # in the page cache, so no run pays for reading it from disk
 
-now() { date +%s.%N; }
-node_pid=
 trap 'kill $node_pid 2>/dev/null || true' EXIT
-start_node() { # start_node BIN
-  ! curl -s "$URL/space" >/dev/null || { echo "port $PORT is taken: set PORT" >&2; exit 1; }
-  "$1" $(no_network "$1") --data-dir "$WORK/cmp-data" --api-port "$PORT" 2>"$WORK/cmp-node.log" & node_pid=$!
-  for _ in $(seq 100); do
-    kill -0 "$node_pid" 2>/dev/null || { echo "node exited, see $WORK/cmp-node.log" >&2; exit 1; }
-    curl -sf "$URL/space" >/dev/null && return; sleep 0.05
-  done
-  echo "node did not start" >&2; exit 1
-}
-cpu() { awk '{print ($14 + $15) / 100}' "/proc/$node_pid/stat"; }
 openssl_s() { local s e; s=$(now); openssl dgst -sha256 "$WORK/1g" >/dev/null; e=$(now); echo "$e - $s" | bc; }
 
 : > "$WORK/cmp.txt"
 for round in $(seq "$ROUNDS"); do
   for build in "$@"; do
-    rm -rf "$WORK/cmp-data"; sync; start_node "$build/codex-node"
+    rm -rf "$WORK/cmp-data"; sync; start_node "$build/codex-node" "$WORK/cmp-data" "$WORK/cmp-node.log"
     o=$(openssl_s)
     c=$(cpu); s=$(now); curl -sf -X POST -T "$WORK/1g" "$URL/data" >/dev/null; e=$(now)
     up=$(echo "$e - $s" | bc); node_cpu=$(echo "$(cpu) - $c" | bc)
-    kill -INT "$node_pid"; wait "$node_pid" || true
+    stop_node
     rm -rf "$WORK/cmp-data"; sync
     o2=$(openssl_s)
     api=$("$build/embed" "$WORK/1g" "$WORK/cmp-data" 2>&1 >/dev/null | sed -n 's/^stored .* in \([0-9.]*\) s.*/\1/p')

@@ -28,18 +28,7 @@ mkdir -p "$WORK"
 [ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
 gen small $((256 << 10)) > "$WORK/256k"
 
-node_pid=
 trap 'kill $node_pid 2>/dev/null || true' EXIT
-start_node() {
-  ! curl -s "$URL/space" >/dev/null || { echo "port $PORT is taken: set PORT" >&2; exit 1; }
-  "$BIN" $(no_network "$BIN") --data-dir "$WORK/lat-data" --api-port "$PORT" 2>"$WORK/lat-node.log" & node_pid=$!
-  for _ in $(seq 100); do
-    kill -0 "$node_pid" 2>/dev/null || { echo "node exited (port $PORT taken?), see its log" >&2; exit 1; }
-    curl -sf "$URL/space" >/dev/null && return; sleep 0.05
-  done
-  echo "node did not start" >&2; exit 1
-}
-stop_node() { kill -INT "$node_pid"; wait "$node_pid" || true; }
 
 # probe LABEL COMMAND...: runs the probe while COMMAND runs; appends its figures to $RESULTS.
 probe() {
@@ -55,7 +44,7 @@ probe() {
 RESULTS="$WORK/lat-results.txt"
 : > "$RESULTS"
 for run in $(seq "$RUNS"); do
-  rm -rf "$WORK/lat-data"; sync; start_node
+  rm -rf "$WORK/lat-data"; sync; start_node "$BIN" "$WORK/lat-data" "$WORK/lat-node.log"
   cid=$(curl -sf -X POST -T "$WORK/256k" "$URL/data")
   probe idle sleep "$IDLE_S"
   s=$(date +%s.%N)

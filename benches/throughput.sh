@@ -29,19 +29,6 @@ URL=http://127.0.0.1:$PORT/api/codex/v1
 cat "$WORK/1g" > /dev/null # in the page cache, so no run pays for reading it from disk
 [ "${FULL:-0}" != 1 ] || [ -f "$WORK/4g" ] || gen four $((4 << 30)) > "$WORK/4g"
 
-now() { date +%s.%N; }
-node_pid=
-start_node() { # start_node DATA_DIR
-  ! curl -s "$URL/space" >/dev/null || { echo "port $PORT is taken: set PORT" >&2; exit 1; }
-  "$BIN" $(no_network "$BIN") --data-dir "$1" --api-port "$PORT" 2>"$WORK/node.log" & node_pid=$!
-  for _ in $(seq 100); do
-    kill -0 "$node_pid" 2>/dev/null || { echo "node exited (port $PORT taken?), see its log" >&2; exit 1; }
-    curl -sf "$URL/space" >/dev/null && return; sleep 0.05
-  done
-  echo "node did not start" >&2; exit 1
-}
-stop_node() { kill -INT "$node_pid"; wait "$node_pid" || true; }
-cpu() { awk '{print ($14 + $15) / 100}' "/proc/$node_pid/stat"; } # user + system seconds so far
 upload() { curl -sf -X POST -T "$1" "$URL/data"; }
 trap 'kill $node_pid 2>/dev/null || true' EXIT
 timed() { local s e; s=$(now); "$@" >/dev/null; e=$(now); echo "$e - $s" | bc; }
@@ -53,7 +40,7 @@ timed() { local s e; s=$(now); "$@" >/dev/null; e=$(now); echo "$e - $s" | bc; }
 for run in $(seq "$RUNS"); do
   openssl_s=$(timed openssl dgst -sha256 "$WORK/1g")
   copy_s=$(timed dd if="$WORK/1g" of="$WORK/copy" bs=1M conv=fdatasync status=none); rm -f "$WORK/copy"
-  rm -rf "$WORK/data"; sync; start_node "$WORK/data"
+  rm -rf "$WORK/data"; sync; start_node "$BIN" "$WORK/data" "$WORK/node.log"
   c=$(cpu); s=$(now); cid=$(upload "$WORK/1g"); e=$(now); up_s=$(echo "$e - $s" | bc)
   up_cpu=$(echo "$(cpu) - $c" | bc)
   down_s=$(timed curl -sf "$URL/data/$cid" -o /dev/null)
@@ -66,10 +53,10 @@ done
 rm -rf "$WORK/data"
 
 # Peak RSS while uploading 1 GiB and 4 GiB: must not grow with the file.
-rss() { rm -rf "$WORK/data"; start_node "$WORK/data"; "$@" >/dev/null; grep VmHWM /proc/$node_pid/status | awk '{print $2}'; stop_node; }
-rss1=$(rss upload "$WORK/1g"); rss4=skipped
+rss() { rm -rf "$WORK/data"; start_node "$BIN" "$WORK/data" "$WORK/node.log"; "$@" >/dev/null; grep VmHWM /proc/$node_pid/status | awk '{print $2}'; stop_node; }
+rss1=$(rss upload "$WORK/1g"); rss4="skipped (RSS4=0), no"
 if [ "${RSS4:-1}" = 1 ]; then
-  rss4=$(rss sh -c "{ openssl enc -aes-128-ctr -pass pass:four -nosalt -pbkdf2 -in /dev/zero 2>/dev/null || true; } | head -c $((4 << 30)) | curl -sf -X POST -T - '$URL/data'")
+  rss4=$(rss sh -c "$(declare -f gen); gen four $((4 << 30)) | curl -sf -X POST -T - '$URL/data'")
 fi
 
 full=
@@ -77,7 +64,7 @@ full=
 # compared with a synced 4 GiB dd copy measured just before it.
 dd4() { s=$(now); dd if="$WORK/4g" of="$WORK/copy" bs=1M conv=fdatasync status=none; e=$(now); rm -f "$WORK/copy"; sync; echo "$e - $s" | bc; }
 if [ "${FULL:-0}" = 1 ]; then
-  rm -rf "$WORK/data"; start_node "$WORK/data"
+  rm -rf "$WORK/data"; start_node "$BIN" "$WORK/data" "$WORK/node.log"
   for i in $(seq 10); do gen "fill$i" $((1 << 30)) > "$WORK/fill"; upload "$WORK/fill" >/dev/null; done
   rm -f "$WORK/fill"; sync; sleep 2
   dd_full=$(dd4)
@@ -85,7 +72,7 @@ if [ "${FULL:-0}" = 1 ]; then
   stop_node
   rm -rf "$WORK/data"; sync; sleep 2
   dd_empty=$(dd4)
-  start_node "$WORK/data"
+  start_node "$BIN" "$WORK/data" "$WORK/node.log"
   c=$(cpu); s=$(now); upload "$WORK/4g" >/dev/null; e=$(now); empty=$(echo "$e - $s" | bc); cpu_empty=$(echo "$(cpu) - $c" | bc)
   stop_node
 fi
