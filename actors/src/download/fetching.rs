@@ -1,20 +1,23 @@
-//! Streaming a dataset that is still being fetched from peers: each leaf is read from the store
-//! as soon as it is there; a leaf that is not asks the running fetch to get it first and waits
-//! for the fetch's progress. The window of leaves read ahead is bounded, as for local reads.
+//! Streaming a dataset that is still being fetched from peers, in order, a run of leaves at a
+//! time: the run the fetch stored a moment ago (from its memory: verified on receipt), else the
+//! run already in the store (read and verified like any download), else the fetch is asked to
+//! get the next leaves first and the pump waits for its progress. One message per run, not per
+//! leaf: per-leaf lookups woke every waiting leaf on each progress step and cost the
+//! downloader three thread switches per block.
 
 use std::ops::Range;
 
 use actix::Addr;
 use bytes::Bytes;
 use cid::Cid;
-use futures_util::{stream::FuturesOrdered, StreamExt};
+use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
     error::{Error, Result},
     fetch::{Fetch, FetchStatus, Fetches, NeedLeaves, Recent},
     format::manifest::Manifest,
-    meta_reader::GetLeaves,
+    meta_reader::StoredLeaves,
     node::ByteStream,
     repo::Repo,
 };
@@ -50,57 +53,25 @@ async fn pump(
     tx: &mpsc::Sender<Result<Bytes>>,
 ) -> Result<()> {
     let bs = u64::from(source.manifest.block_size);
-    let first = range.start / bs;
-    let last = (range.end - 1) / bs; // inclusive; the range is never empty here
-    let mut next = first;
-    let mut index = first;
-    let mut reads = FuturesOrdered::new();
-    loop {
-        while reads.len() < read_ahead && next <= last {
-            reads.push_back(leaf(source, next));
-            next += 1;
-        }
-        let Some(read) = reads.next().await else {
-            return Ok(());
-        };
-        let block = read?;
-        let piece = super::trim(block, index, bs, &range);
-        index += 1;
-        if tx.send(Ok(piece)).await.is_err() {
-            return Ok(()); // client gone
-        }
-    }
-}
-
-/// Leaf `i`, waiting for the fetch to store it if needed.
-async fn leaf(source: &Source, i: u64) -> Result<Bytes> {
     let tree = source.manifest.tree_cid;
+    let last = (range.end - 1) / bs; // inclusive; the range is never empty here
+    let mut index = range.start / bs;
     let mut status = source.status.clone();
-    let mut asked = false;
-    loop {
-        // Stored a moment ago by the fetch: its bytes were verified on receipt.
-        if let Some(fetch) = &source.fetch {
-            if let Ok(Some(bytes)) = fetch.send(Recent { index: i }).await {
-                return Ok(bytes);
+    let mut asked_to = None; // the leaves up to here were asked for first
+    while index <= last {
+        let run = (read_ahead.max(1) as u64).min(last + 1 - index);
+        let blocks = next_run(source, index, run).await?;
+        if !blocks.is_empty() {
+            for block in blocks {
+                let piece = super::trim(block, index, bs, &range);
+                index += 1;
+                if tx.send(Ok(piece)).await.is_err() {
+                    return Ok(()); // client gone
+                }
             }
+            continue;
         }
-        let found = source
-            .repo
-            .reader
-            .send(GetLeaves {
-                tree,
-                start: i,
-                count: 1,
-            })
-            .await?;
-        match found {
-            Ok(refs) => {
-                let r = refs.first().copied().ok_or(Error::NotFound(tree))?;
-                return source.repo.read_leaf(tree, i, r).await;
-            }
-            Err(Error::NotFound(_)) => {}
-            Err(e) => return Err(e),
-        }
+        let asked = asked_to.is_some_and(|to| to >= index);
         let current = status.borrow_and_update().clone();
         match current {
             FetchStatus::Failed { reason } => return Err(Error::NotOnNetwork(reason)),
@@ -110,21 +81,44 @@ async fn leaf(source: &Source, i: u64) -> Result<Bytes> {
         if !asked {
             source.fetches.do_send(NeedLeaves {
                 manifest_cid: source.manifest_cid,
-                indexes: vec![i],
+                indexes: (index..index + run).collect(),
             });
-            asked = true;
+            asked_to = Some(index + run - 1);
         }
         // Progress wakes us; the timeout rechecks now and then in any case.
         let waited =
             tokio::time::timeout(std::time::Duration::from_secs(1), status.changed()).await;
         if let Ok(Err(_)) = waited {
             // The fetch is gone and said its last word: look once more, then give up.
-            asked = true;
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-            if !matches!(*status.borrow(), FetchStatus::Running { .. }) {
-                continue;
+            if matches!(*status.borrow(), FetchStatus::Running { .. }) {
+                return Err(Error::NotOnNetwork("the fetch stopped".into()));
             }
-            return Err(Error::NotOnNetwork("the fetch stopped".into()));
+            asked_to = Some(last); // a finished fetch is not asked again
         }
     }
+    Ok(())
+}
+
+/// Up to `run` leaves from `index` on that are here now (none when leaf `index` is not).
+async fn next_run(source: &Source, index: u64, run: u64) -> Result<Vec<Bytes>> {
+    if let Some(fetch) = &source.fetch {
+        let max = usize::try_from(run).unwrap_or(usize::MAX);
+        if let Ok(blocks) = fetch.send(Recent { index, max }).await {
+            if !blocks.is_empty() {
+                return Ok(blocks);
+            }
+        }
+    }
+    let tree = source.manifest.tree_cid;
+    let stored = StoredLeaves {
+        tree,
+        start: index,
+        count: run,
+    };
+    let refs = source.repo.reader.send(stored).await??;
+    if refs.is_empty() {
+        return Ok(Vec::new());
+    }
+    source.repo.read_leaves(tree, index, refs).await
 }

@@ -20,7 +20,7 @@ use std::collections::{HashSet, VecDeque};
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
-    StreamHandler, WrapFuture,
+    MessageResult, StreamHandler, WrapFuture,
 };
 use bytes::Bytes;
 use cid::Cid;
@@ -69,13 +69,16 @@ pub struct Need {
     pub indexes: Vec<u64>,
 }
 
-/// The bytes of leaf `index` if this fetch stored it a moment ago (a reader streaming the
-/// dataset takes it from here instead of reading it back and hashing it again).
+/// The bytes of leaves `index`, `index + 1`, … (at most `max`, stopping at the first one not
+/// held) that this fetch stored a moment ago: a reader streaming the dataset takes them from
+/// here instead of reading them back and hashing them again, many per message.
 #[derive(Debug, Message)]
-#[rtype(result = "Option<Bytes>")]
+#[rtype(result = "Vec<Bytes>")]
 pub struct Recent {
-    /// The leaf index.
+    /// The first leaf index.
     pub index: u64,
+    /// The most leaves wanted.
+    pub max: usize,
 }
 
 /// Stop fetching (the dataset is being deleted).
@@ -383,13 +386,22 @@ impl Handler<Need> for Fetch {
 }
 
 impl Handler<Recent> for Fetch {
-    type Result = Option<Bytes>;
+    type Result = MessageResult<Recent>;
     fn handle(&mut self, msg: Recent, _: &mut Self::Context) -> Self::Result {
-        self.recent
-            .iter()
-            .rev()
-            .find(|(i, _)| *i == msg.index)
-            .map(|(_, b)| b.clone())
+        // The ring is in storing order, not leaf order: place what falls in the range, then
+        // take the run that starts at `index`.
+        let max = msg.max.min(self.recent.len());
+        let mut slots: Vec<Option<Bytes>> = vec![None; max];
+        for (i, bytes) in &self.recent {
+            if let Some(slot) = i
+                .checked_sub(msg.index)
+                .and_then(|k| usize::try_from(k).ok())
+                .and_then(|k| slots.get_mut(k))
+            {
+                *slot = Some(bytes.clone());
+            }
+        }
+        MessageResult(slots.into_iter().map_while(|b| b).collect())
     }
 }
 

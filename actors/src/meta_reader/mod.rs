@@ -20,6 +20,9 @@ use actix::{Actor, Handler, Message, SyncContext};
 use cid::Cid;
 use fjall::Readable;
 
+/// Records reserved up front for a leaf lookup (a count is a bound, not a promise).
+const LEAF_PREALLOC: u64 = 1024;
+
 use crate::{
     error::{Error, Result},
     format::manifest::Manifest,
@@ -44,6 +47,19 @@ pub struct GetLeaves {
     /// First leaf index.
     pub start: u64,
     /// Number of leaves.
+    pub count: u64,
+}
+
+/// Like [`GetLeaves`], but answers the leaves stored from `start` on, up to the first one that
+/// is not (possibly none): what a dataset being fetched has so far.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<Vec<BlockRef>>")]
+pub struct StoredLeaves {
+    /// The dataset's tree CID.
+    pub tree: Cid,
+    /// First leaf index.
+    pub start: u64,
+    /// The most leaves wanted.
     pub count: u64,
 }
 
@@ -122,27 +138,33 @@ impl MetaReader {
     }
 
     fn get_leaves(&self, msg: GetLeaves) -> Result<Vec<BlockRef>> {
+        let out = self.stored_leaves(msg.tree, msg.start, msg.count)?;
+        if (out.len() as u64) < msg.count {
+            return Err(Error::NotFound(msg.tree));
+        }
+        Ok(out)
+    }
+
+    /// The records of leaves `start..start + count` up to the first hole.
+    fn stored_leaves(&self, tree: Cid, first: u64, count: u64) -> Result<Vec<BlockRef>> {
         let snap = self.ks.db.snapshot();
-        let mut out = Vec::with_capacity(msg.count as usize);
-        let start = records::leaf_key(&msg.tree, msg.start);
-        let end = records::leaf_key(&msg.tree, msg.start.saturating_add(msg.count));
-        for (expected, guard) in (msg.start..).zip(snap.range(&self.ks.leaves, start..end)) {
+        let mut out = Vec::with_capacity(count.min(LEAF_PREALLOC) as usize);
+        let start = records::leaf_key(&tree, first);
+        let end = records::leaf_key(&tree, first.saturating_add(count));
+        for (expected, guard) in (first..).zip(snap.range(&self.ks.leaves, start..end)) {
             let (key, value) = guard.into_inner()?;
             if records::key_index(&key) != Some(expected) {
-                break; // a hole: reported below as the first missing leaf
+                break; // a hole: the run ends here
             }
             let leaf: LeafRecord = records::decode(&value)?;
             let cid = Cid::try_from(leaf.block_cid.as_slice()).map_err(|_| Error::BadManifest {
-                cid: msg.tree,
+                cid: tree,
                 reason: format!("leaf {expected} is not a CID"),
             })?;
             let location = block_meta(&snap, &self.ks, &cid)?
                 .and_then(|m| m.location)
                 .ok_or(Error::NotFound(cid))?;
             out.push(BlockRef { cid, location });
-        }
-        if (out.len() as u64) < msg.count {
-            return Err(Error::NotFound(msg.tree));
         }
         Ok(out)
     }
@@ -208,6 +230,13 @@ impl Handler<GetLeaves> for MetaReader {
     type Result = Result<Vec<BlockRef>>;
     fn handle(&mut self, msg: GetLeaves, _: &mut Self::Context) -> Self::Result {
         self.get_leaves(msg)
+    }
+}
+
+impl Handler<StoredLeaves> for MetaReader {
+    type Result = Result<Vec<BlockRef>>;
+    fn handle(&mut self, msg: StoredLeaves, _: &mut Self::Context) -> Self::Result {
+        self.stored_leaves(msg.tree, msg.start, msg.count)
     }
 }
 
