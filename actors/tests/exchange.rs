@@ -1,46 +1,28 @@
 //! Block exchange between nodes of this engine on loopback, through the `Node` handle: a
 //! dataset uploaded to one node is fetched by another, byte for byte, and passed on.
 
+mod engine_nodes;
+
 use std::time::Duration;
 
-use bytes::Bytes;
-use codex_actors::{Config, Error, FetchStatus, Multiaddr, NetworkConfig, Node, UploadOptions};
-use futures_util::StreamExt;
+use codex_actors::{Error, FetchStatus, NetworkConfig};
+use engine_nodes::{collect, connect, upload};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
+
+/// A node whose silent peers time out after 5 s.
+async fn start(dir: &std::path::Path) -> Result<codex_actors::Node, Error> {
+    engine_nodes::start(dir, |mut network| {
+        network.exchange.peer_timeout = Duration::from_secs(5);
+        network
+    })
+    .await
+}
 
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| ((i * 31 + seed as usize) % 251) as u8)
         .collect()
-}
-
-async fn start(dir: &std::path::Path) -> Result<Node, Error> {
-    let mut network = NetworkConfig::new(dir);
-    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
-        .parse()
-        .map_err(|_| Error::Unavailable)?;
-    network.net = network.net.listen_on(listen);
-    network.exchange.peer_timeout = Duration::from_secs(5);
-    Node::start(Config::new(dir).network(network)).await
-}
-
-async fn upload(node: &Node, bytes: &[u8]) -> Result<codex_actors::Cid, Error> {
-    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(bytes))]);
-    node.store(body, UploadOptions::default()).await
-}
-
-async fn connect(from: &Node, to: &Node) -> Result<(), Error> {
-    let peer = to.peer_id().ok_or(Error::NoNetwork)?;
-    from.connect(peer, to.listen_addrs().await?).await
-}
-
-async fn collect(mut stream: codex_actors::ByteStream) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::new();
-    while let Some(piece) = stream.next().await {
-        out.extend_from_slice(&piece?);
-    }
-    Ok(out)
 }
 
 #[test]
@@ -88,14 +70,11 @@ fn a_dataset_goes_from_node_to_node_and_on() -> TestResult {
 fn a_manifest_nobody_has_is_not_found_in_bounded_time() -> TestResult {
     let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
     actix::System::new().block_on(async move {
-        let mut network = NetworkConfig::new(dirs[0].path());
-        network.net = network.net.listen_on(
-            "/ip4/127.0.0.1/tcp/0"
-                .parse()
-                .map_err(|_| Error::Unavailable)?,
-        );
-        network.manifest_timeout = Duration::from_secs(2);
-        let a = Node::start(Config::new(dirs[0].path()).network(network)).await?;
+        let a = engine_nodes::start(dirs[0].path(), |mut network: NetworkConfig| {
+            network.manifest_timeout = Duration::from_secs(2);
+            network
+        })
+        .await?;
         let b = start(dirs[1].path()).await?;
         connect(&a, &b).await?;
         let missing = codex_actors::format::manifest::cid_of_encoded(b"nobody has this");

@@ -8,6 +8,7 @@
 //! meanwhile; once `S` has `X` too, the fetch completes well within the peer timeout, byte for
 //! byte, and the repository is consistent afterwards.
 
+mod engine_nodes;
 mod net_common;
 
 use std::time::Duration;
@@ -22,8 +23,9 @@ use codex_actors::{
         merkle::{self, CodexProof},
     },
     net::{framing, BLOCKEXC_PROTOCOL},
-    Cid, Config, Error, FetchStatus, Multiaddr, NetworkConfig, Node, PeerId, UploadOptions,
+    Cid, Error, FetchStatus, Multiaddr, Node, PeerId,
 };
+use engine_nodes::{collect, connect, upload};
 use futures::{AsyncReadExt as _, StreamExt as _};
 use libp2p::{
     identity::Keypair,
@@ -429,32 +431,10 @@ impl Brain {
     }
 }
 
+/// A node with the default peer timeout (30 s): the fetch must not need it to get past the
+/// bad peer.
 async fn start(dir: &std::path::Path) -> Result<Node, Error> {
-    let mut network = NetworkConfig::new(dir);
-    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
-        .parse()
-        .map_err(|_| Error::Unavailable)?;
-    network.net = network.net.listen_on(listen);
-    // The default peer timeout (30 s): the fetch must not need it to get past the bad peer.
-    Node::start(Config::new(dir).network(network)).await
-}
-
-async fn upload(node: &Node, bytes: &[u8]) -> Result<Cid, Error> {
-    let body = futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::copy_from_slice(bytes))]);
-    node.store(body, UploadOptions::default()).await
-}
-
-async fn connect(from: &Node, to: &Node) -> Result<(), Error> {
-    let peer = to.peer_id().ok_or(Error::NoNetwork)?;
-    from.connect(peer, to.listen_addrs().await?).await
-}
-
-async fn collect(mut stream: codex_actors::ByteStream) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::new();
-    while let Some(piece) = stream.next().await {
-        out.extend_from_slice(&piece?);
-    }
-    Ok(out)
+    engine_nodes::start(dir, |network| network).await
 }
 
 /// Polls `O`'s counters until `done` holds them (10 s at most).

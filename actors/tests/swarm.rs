@@ -1,39 +1,24 @@
 //! A swarm on loopback, through the `Node` handle: nodes that know only a bootstrap node find a
 //! dataset by its CID alone (DHT providers), fetch it from whoever has it, and from each other.
 
+mod engine_nodes;
+
 use std::time::Duration;
 
-use bytes::Bytes;
-use codex_actors::{Config, Error, Multiaddr, NetworkConfig, Node, UploadOptions};
-use futures_util::StreamExt;
+use codex_actors::{Error, Node};
+use engine_nodes::{address_of, collect, upload};
 
 type TestResult = Result<(), Box<dyn std::error::Error>>;
 
 const DOWNLOADERS: usize = 6;
 
 async fn start(dir: &std::path::Path, bootstrap: Option<String>) -> Result<Node, Error> {
-    let mut network = NetworkConfig::new(dir);
-    let listen: Multiaddr = "/ip4/127.0.0.1/tcp/0"
-        .parse()
-        .map_err(|_| Error::Unavailable)?;
-    network.net = network.net.listen_on(listen);
-    network.net.bootstrap.extend(bootstrap);
-    network.fetch_window = 32; // a window much smaller than the dataset: downloaders overlap
-    Node::start(Config::new(dir).network(network)).await
-}
-
-async fn address_of(node: &Node) -> Result<String, Error> {
-    let addr = node.listen_addrs().await?.remove(0);
-    let peer = node.peer_id().ok_or(Error::NoNetwork)?;
-    Ok(format!("{addr}/p2p/{peer}"))
-}
-
-async fn collect(mut stream: codex_actors::ByteStream) -> Result<Vec<u8>, Error> {
-    let mut out = Vec::new();
-    while let Some(piece) = stream.next().await {
-        out.extend_from_slice(&piece?);
-    }
-    Ok(out)
+    engine_nodes::start(dir, |mut network| {
+        network.net.bootstrap.extend(bootstrap);
+        network.fetch_window = 32; // a window much smaller than the dataset: downloaders overlap
+        network
+    })
+    .await
 }
 
 #[test]
@@ -50,9 +35,7 @@ fn downloaders_find_a_dataset_by_cid_and_share_it() -> TestResult {
             downloaders.push(start(dir.path(), Some(entry.clone())).await?);
         }
         let original: Vec<u8> = (0..8_000_000).map(|i| (i * 7 % 251) as u8).collect();
-        let body =
-            futures_util::stream::iter([Ok::<_, std::io::Error>(Bytes::from(original.clone()))]);
-        let cid = uploader.store(body, UploadOptions::default()).await?;
+        let cid = upload(&uploader, &original).await?;
         // The dataset's two keys (manifest and tree) are announced before anyone looks.
         let announced = std::time::Instant::now();
         while uploader.dht_stats().await?.announcements < 2 {
