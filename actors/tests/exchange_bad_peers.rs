@@ -27,12 +27,7 @@ use codex_actors::{
 };
 use engine_nodes::{collect, connect, upload};
 use futures::{AsyncReadExt as _, StreamExt as _};
-use libp2p::{
-    identity::Keypair,
-    noise,
-    swarm::{dial_opts::DialOpts, SwarmEvent},
-    tcp, yamux, SwarmBuilder,
-};
+use libp2p::swarm::{dial_opts::DialOpts, SwarmEvent};
 use net_common::TestResult;
 use tokio::sync::mpsc;
 
@@ -173,16 +168,7 @@ impl BadPeer {
         other: Dataset,
         how: Misbehaviour,
     ) -> TestResult<Self> {
-        let mut swarm = SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default(),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build();
+        let mut swarm = net_common::raw_swarm()?;
         let mut control = swarm.behaviour().new_control();
         let mut incoming = control.accept(BLOCKEXC_PROTOCOL)?;
         let (report, reports) = mpsc::unbounded_channel();

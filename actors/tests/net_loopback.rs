@@ -10,7 +10,7 @@ use codex_actors::format::blockexc::{
 use codex_actors::net::{framing, NetConfig, NetError, NetEvent, Violation, BLOCKEXC_PROTOCOL};
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::swarm::dial_opts::DialOpts;
-use libp2p::{identity::Keypair, noise, tcp, yamux, PeerId, SwarmBuilder};
+use libp2p::PeerId;
 use net_common::{block, expect, message_from, start, TestResult};
 
 fn want(delivery_cid: cid::Cid) -> Message {
@@ -178,15 +178,7 @@ async fn the_connection_limit_turns_extra_peers_away() -> TestResult {
 /// A bare libp2p peer (yamux, no identify) that can open block-exchange streams and write
 /// anything on them.
 async fn raw_peer(to: PeerId, addr: libp2p::Multiaddr) -> TestResult<libp2p_stream::Control> {
-    let mut swarm = SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default(),
-            noise::Config::new,
-            yamux::Config::default,
-        )?
-        .with_behaviour(|_| libp2p_stream::Behaviour::new())?
-        .build();
+    let mut swarm = net_common::raw_swarm()?;
     let control = swarm.behaviour().new_control();
     swarm.dial(DialOpts::peer_id(to).addresses(vec![addr]).build())?;
     tokio::spawn(async move {

@@ -43,6 +43,24 @@ impl Node {
     }
 }
 
+/// A bare libp2p swarm with a fresh key (TCP, Noise, yamux, no identify) that can open
+/// block-exchange streams and write anything on them; idle connections live a minute.
+pub fn raw_swarm() -> TestResult<libp2p::Swarm<libp2p_stream::Behaviour>> {
+    use libp2p::{identity::Keypair, noise, tcp, yamux, SwarmBuilder};
+    Ok(
+        SwarmBuilder::with_existing_identity(Keypair::generate_secp256k1())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build(),
+    )
+}
+
 /// A node listening on 127.0.0.1 with a fresh key, configured further by `tune`.
 pub async fn start(tune: impl FnOnce(NetConfig) -> NetConfig) -> TestResult<Node> {
     let dir = tempfile::tempdir()?;
