@@ -3,20 +3,7 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::*;
-
-fn cli(args: &[&str]) -> TestResult<(i32, String, String)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_codex-node"))
-        .args(args)
-        .output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout)?,
-        String::from_utf8(out.stderr)?,
-    ))
-}
 
 #[test]
 fn upload_prints_the_cid_and_download_writes_the_file() -> TestResult {

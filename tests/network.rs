@@ -6,7 +6,7 @@
 
 mod common;
 
-use std::{process::Command, time::Duration};
+use std::time::Duration;
 
 use common::{node_process::NodeProcess, peers::*, workload::Rng, *};
 
@@ -17,17 +17,6 @@ const LARGE: usize = 32 * 1024 * 1024;
 
 fn content(seed: u64, len: usize) -> Vec<u8> {
     Rng::new(seed).bytes(len)
-}
-
-fn cli(args: &[&str]) -> TestResult<(i32, String, String)> {
-    let out = Command::new(env!("CARGO_BIN_EXE_codex-node"))
-        .args(args)
-        .output()?;
-    Ok((
-        out.status.code().unwrap_or(-1),
-        String::from_utf8(out.stdout)?,
-        String::from_utf8(out.stderr)?,
-    ))
 }
 
 fn api(node: &NodeProcess) -> String {
@@ -126,22 +115,14 @@ fn a_dataset_goes_from_a_to_b_and_from_b_to_c_once_a_is_gone() -> TestResult {
         metric(&c, "codex_block_exchange_blocks_received_total")?,
         counter(50)
     );
-    assert_eq!(
-        metric(&c, "codex_block_exchange_bad_blocks_received_total")?,
-        counter(0)
-    );
-    assert_eq!(
-        metric(&c, "codex_block_exchange_requests_failed_total")?,
-        counter(0)
-    );
-    assert_eq!(
-        metric(&c, "codex_block_exchange_retries_total")?,
-        counter(0)
-    );
-    assert_eq!(
-        metric(&c, "codex_block_exchange_peer_timeouts_total")?,
-        counter(0)
-    );
+    for zero in [
+        "codex_block_exchange_bad_blocks_received_total",
+        "codex_block_exchange_requests_failed_total",
+        "codex_block_exchange_retries_total",
+        "codex_block_exchange_peer_timeouts_total",
+    ] {
+        assert_eq!(metric(&c, zero)?, counter(0), "{zero}");
+    }
     let gauge = |n: u64| Some(("gauge".to_owned(), n));
     assert_eq!(
         metric(&b, "codex_block_exchange_peers")?,

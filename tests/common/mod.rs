@@ -164,6 +164,18 @@ impl Api for TestNode {
 }
 
 /// An HTTP agent that returns 4xx/5xx responses instead of turning them into errors.
+/// Runs the `codex-node` binary with `args` to the end: exit code, stdout, stderr.
+pub fn cli(args: &[&str]) -> TestResult<(i32, String, String)> {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_codex-node"))
+        .args(args)
+        .output()?;
+    Ok((
+        out.status.code().unwrap_or(-1),
+        String::from_utf8(out.stdout)?,
+        String::from_utf8(out.stderr)?,
+    ))
+}
+
 pub fn agent() -> ureq::Agent {
     ureq::Agent::new_with_config(
         ureq::config::Config::builder()
