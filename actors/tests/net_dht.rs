@@ -34,25 +34,21 @@ impl DhtNode {
     }
 }
 
-/// Starts a node with its key (and peer store) in `dir`, configured further by `tune`.
+/// Starts a node with its key (and peer store) in `dir`, configured further by `tune`; its
+/// events are drained (these tests look at the DHT only).
 async fn start_in(
     dir: tempfile::TempDir,
     tune: impl FnOnce(NetConfig) -> NetConfig,
 ) -> TestResult<DhtNode> {
-    let config = tune(
-        NetConfig::new(dir.path().join("key"))
-            .listen_on("/ip4/127.0.0.1/tcp/0".parse()?)
-            .peer_store(dir.path().join("peers")),
-    );
-    let (handle, mut events) = Net::start(config).await?;
+    let peers = dir.path().join("peers");
+    let node = net_common::start_in(dir, |c| tune(c.peer_store(peers))).await?;
+    let mut events = node.events;
     tokio::spawn(async move { while events.recv().await.is_some() {} });
-    let addr = handle
-        .listen_addrs()
-        .await?
-        .into_iter()
-        .next()
-        .ok_or("no listen address")?;
-    Ok(DhtNode { handle, addr, dir })
+    Ok(DhtNode {
+        handle: node.handle,
+        addr: node.addr,
+        dir: node.dir,
+    })
 }
 
 async fn start(tune: impl FnOnce(NetConfig) -> NetConfig) -> TestResult<DhtNode> {

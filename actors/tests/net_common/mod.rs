@@ -63,7 +63,15 @@ pub fn raw_swarm() -> TestResult<libp2p::Swarm<libp2p_stream::Behaviour>> {
 
 /// A node listening on 127.0.0.1 with a fresh key, configured further by `tune`.
 pub async fn start(tune: impl FnOnce(NetConfig) -> NetConfig) -> TestResult<Node> {
-    let dir = tempfile::tempdir()?;
+    start_in(tempfile::tempdir()?, tune).await
+}
+
+/// A node listening on 127.0.0.1 with its key in `dir` (the same identity across restarts),
+/// configured further by `tune`.
+pub async fn start_in(
+    dir: tempfile::TempDir,
+    tune: impl FnOnce(NetConfig) -> NetConfig,
+) -> TestResult<Node> {
     let config =
         tune(NetConfig::new(dir.path().join("key")).listen_on("/ip4/127.0.0.1/tcp/0".parse()?));
     let (handle, events) = Net::start(config).await?;
