@@ -21,18 +21,6 @@ fn joined(dir: &std::path::Path, bootstrap: &str) -> TestResult<NodeProcess> {
     NodeProcess::spawn(dir, &["--bootstrap-node", bootstrap])
 }
 
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed | 1;
-    (0..len)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// Waits until `node` has announced `keys` records (manifest and tree per dataset).
 fn announced(node: &NodeProcess, keys: u64) -> TestResult {
     let done = eventually(Duration::from_secs(30), || {
@@ -61,7 +49,7 @@ fn eight_nodes_find_a_dataset_by_cid_and_share_it() -> TestResult {
         .iter()
         .map(|d| joined(d.path(), &entry))
         .collect::<TestResult<Vec<_>>>()?;
-    let original = random(40 << 20, 42);
+    let original = workload::Rng::new(42).bytes(40 << 20);
     let cid = upload_ok(&uploader, &original)?;
     announced(&uploader, 2)?;
     // Nobody /connects: each downloader looks the CID up and fetches from whoever has it, in
@@ -116,7 +104,7 @@ fn a_provider_that_disappears_is_dropped_and_the_fetch_goes_on() -> TestResult {
     let entry = p2p_address(&bootstrap)?;
     let mut first = joined(dirs[1].path(), &entry)?;
     let second = joined(dirs[2].path(), &entry)?;
-    let original = random(48 << 20, 7);
+    let original = workload::Rng::new(7).bytes(48 << 20);
     let cid = upload_ok(&first, &original)?;
     announced(&first, 2)?;
     let (status, body) = stream_network(&second, &cid)?;
@@ -154,7 +142,7 @@ fn a_restarted_node_rejoins_without_its_bootstrap_node() -> TestResult {
     let entry = p2p_address(&bootstrap)?;
     let uploader = joined(dirs[1].path(), &entry)?;
     let mut node = joined(dirs[2].path(), &entry)?;
-    let first = random(1 << 20, 1);
+    let first = workload::Rng::new(1).bytes(1 << 20);
     let cid = upload_ok(&uploader, &first)?;
     announced(&uploader, 2)?;
     let (status, body) = stream_network(&node, &cid)?;
@@ -166,7 +154,7 @@ fn a_restarted_node_rejoins_without_its_bootstrap_node() -> TestResult {
     node.terminate()?;
     bootstrap.terminate()?;
     let node = NodeProcess::spawn(dirs[2].path(), &[])?;
-    let second = random(1 << 20, 2);
+    let second = workload::Rng::new(2).bytes(1 << 20);
     let cid = upload_ok(&uploader, &second)?;
     announced(&uploader, 4)?;
     let (status, body) = stream_network(&node, &cid)?;
