@@ -69,18 +69,22 @@ impl BlockExchange {
                 }
             }
         }
-        // Peers that already said they have a block get the request at once; everyone is
-        // asked about the rest.
-        for address in &fresh {
+        self.request(fresh, ctx);
+        self.discover(ctx);
+    }
+
+    /// Peers that already said they have a block get the request at once; everyone is asked
+    /// about the rest.
+    fn request(&mut self, addresses: Vec<BlockAddress>, ctx: &mut Context<Self>) {
+        for address in &addresses {
             self.assign(address);
         }
-        let unknown: Vec<BlockAddress> = fresh
+        let unknown: Vec<BlockAddress> = addresses
             .into_iter()
             .filter(|a| self.pending.get(a).is_some_and(|p| p.requested.is_none()))
             .collect();
         self.ask_everyone(unknown, ctx);
         self.flush_requests(ctx);
-        self.discover(ctx);
     }
 
     pub(super) fn unwant(
@@ -412,15 +416,7 @@ impl BlockExchange {
                 }
             }
         }
-        for address in &again {
-            self.assign(address);
-        }
-        let unknown: Vec<BlockAddress> = again
-            .into_iter()
-            .filter(|a| self.pending.get(a).is_some_and(|p| p.requested.is_none()))
-            .collect();
-        self.ask_everyone(unknown, ctx);
-        self.flush_requests(ctx);
+        self.request(again, ctx);
         self.serve_all(ctx);
         self.discover(ctx);
     }
