@@ -10,7 +10,6 @@ use std::ops::Range;
 use actix::Addr;
 use bytes::Bytes;
 use cid::Cid;
-use futures_util::StreamExt;
 use tokio::sync::{mpsc, watch};
 
 use crate::{
@@ -34,16 +33,9 @@ pub(crate) struct Source {
 }
 
 pub(crate) fn stream(source: Source, range: Range<u64>, read_ahead: usize) -> ByteStream {
-    let (tx, rx) = mpsc::channel(read_ahead.max(1));
-    actix_rt::spawn(async move {
-        if let Err(e) = pump(&source, range, read_ahead, &tx).await {
-            let _ = tx.send(Err(e)).await;
-        }
-    });
-    futures_util::stream::unfold(rx, |mut rx| async move {
-        rx.recv().await.map(|item| (item, rx))
+    super::pumped(read_ahead, move |tx| async move {
+        pump(&source, range, read_ahead, &tx).await
     })
-    .boxed()
 }
 
 async fn pump(

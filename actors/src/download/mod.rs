@@ -35,11 +35,24 @@ pub(crate) fn stream(
     range: Range<u64>,
     read_ahead: usize,
 ) -> ByteStream {
+    pumped(read_ahead, move |tx| async move {
+        pump(&repo, &manifest, range, read_ahead, &tx).await
+    })
+}
+
+/// A stream fed by `pump`, spawned on the caller's arbiter, through a channel of `read_ahead`
+/// pieces; the pump's error, if any, is the stream's last item.
+pub(crate) fn pumped<F, Fut>(read_ahead: usize, pump: F) -> ByteStream
+where
+    F: FnOnce(mpsc::Sender<Result<Bytes>>) -> Fut + 'static,
+    Fut: std::future::Future<Output = Result<()>> + 'static,
+{
     let (tx, rx) = mpsc::channel(read_ahead.max(1));
+    let errors = tx.clone();
     actix_rt::spawn(async move {
-        if let Err(e) = pump(&repo, &manifest, range, read_ahead, &tx).await {
+        if let Err(e) = pump(tx).await {
             // The receiver may be gone already; then nobody needs the error.
-            let _ = tx.send(Err(e)).await;
+            let _ = errors.send(Err(e)).await;
         }
     });
     futures_util::stream::unfold(rx, |mut rx| async move {
