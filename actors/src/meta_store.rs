@@ -211,20 +211,26 @@ impl MetaStore {
 
     /// Adds `size` bytes and one block to `counters`, refusing to pass the quota.
     pub(crate) fn take_quota(&self, counters: &mut Counters, size: u64) -> Result<()> {
+        self.check_quota(counters, size)?;
+        counters.quota_used += size;
+        counters.total_blocks += 1;
+        Ok(())
+    }
+
+    /// `QuotaExceeded` unless `needed` more bytes fit beside what is used and reserved.
+    pub(crate) fn check_quota(&self, counters: &Counters, needed: u64) -> Result<()> {
         let after = counters
             .quota_used
             .saturating_add(counters.quota_reserved)
-            .saturating_add(size);
+            .saturating_add(needed);
         if after > self.quota_max {
             return Err(Error::QuotaExceeded {
                 used: counters.quota_used,
                 reserved: counters.quota_reserved,
                 max: self.quota_max,
-                needed: size,
+                needed,
             });
         }
-        counters.quota_used += size;
-        counters.total_blocks += 1;
         Ok(())
     }
 

@@ -134,18 +134,7 @@ impl MetaStore {
         let reserve = (total - stored).saturating_mul(u64::from(manifest.block_size));
         let size = msg.manifest.len() as u64;
         let needed = size.saturating_add(reserve);
-        let after = counters
-            .quota_used
-            .saturating_add(counters.quota_reserved)
-            .saturating_add(needed);
-        if after > self.quota_max {
-            return Err(Error::QuotaExceeded {
-                used: counters.quota_used,
-                reserved: counters.quota_reserved,
-                max: self.quota_max,
-                needed,
-            });
-        }
+        self.check_quota(&counters, needed)?;
         let mut pending = HashMap::new();
         if manifest_meta.is_none() {
             self.take_quota(&mut counters, size)?;
