@@ -8,9 +8,13 @@ use cid::Cid;
 use prost::Message as _;
 
 use crate::format::cid::{
-    cid_from_digest, sha256, BLOCK_CODEC, LEGACY_MANIFEST_CID_V1, MANIFEST_CID_V1, MANIFEST_CODEC,
-    SHA2_256,
+    cid_from_digest, digest_of, sha256, BLOCK_CODEC, LEGACY_MANIFEST_CID_V1, MANIFEST_CID_V1,
+    MANIFEST_CODEC, ROOT_CODEC, SHA2_256,
 };
+
+/// The one block size of Codex datasets (64 KiB): every leaf is exactly this long, the last one
+/// zero-padded.
+pub const CODEX_BLOCK_SIZE: u32 = 64 * 1024;
 
 /// A dataset's description: what a manifest CID names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,15 +49,16 @@ pub enum ManifestError {
     /// A required header field is missing.
     #[error("missing field {0}")]
     Missing(&'static str),
-    /// The tree CID bytes are not a CID.
+    /// The tree CID bytes are not a CIDv1 `codex-root` over a sha2-256 digest.
     #[error("invalid tree CID")]
     TreeCid,
     /// Erasure-coded (protected) manifests belong to the marketplace, which this node lacks.
     #[error("protected (erasure-coded) manifests are not supported")]
     Protected,
-    /// The block size is zero, so the block count would be undefined.
-    #[error("block size is zero")]
-    ZeroBlockSize,
+    /// A block size other than 64 KiB, the only one Codex writes. Taken from a peer, a small
+    /// one would turn a dataset that fits the byte quota into billions of leaf records.
+    #[error("block size {0}: Codex datasets have 65536-byte blocks")]
+    BlockSize(u32),
     /// Field 6 names no CID version a dataset of this node can have (only CIDv1 exists).
     #[error("unsupported CID version field {0}")]
     Version(u64),
@@ -150,9 +155,15 @@ impl Manifest {
         }
         let tree = h.tree_cid.ok_or(ManifestError::Missing("treeCid"))?;
         let tree_cid = Cid::try_from(tree.as_slice()).map_err(|_| ManifestError::TreeCid)?;
+        let is_root = tree_cid.version() == cid::Version::V1
+            && tree_cid.codec() == ROOT_CODEC
+            && digest_of(&tree_cid).is_some();
+        if !is_root || tree_cid.encoded_len() != tree.len() {
+            return Err(ManifestError::TreeCid);
+        }
         let block_size = h.block_size.ok_or(ManifestError::Missing("blockSize"))?;
-        if block_size == 0 {
-            return Err(ManifestError::ZeroBlockSize);
+        if block_size != CODEX_BLOCK_SIZE {
+            return Err(ManifestError::BlockSize(block_size));
         }
         Ok(Self {
             tree_cid,
@@ -264,6 +275,31 @@ mod tests {
         assert_eq!(manifest(tree, 1, None, None).blocks_count(), 1);
         assert_eq!(manifest(tree, 65536, None, None).blocks_count(), 1);
         assert_eq!(manifest(tree, 65537, None, None).blocks_count(), 2);
+    }
+
+    #[test]
+    fn block_sizes_other_than_64_kib_and_foreign_trees_are_refused() {
+        let tree = "zDzSvJTezk7bJNQqFq8k1iHXY84psNuUfZVusA5bBQQUSuyzDSVL";
+        let good = manifest(tree, 5, None, None);
+        assert!(Manifest::decode(&good.encode()).is_ok());
+        for size in [0, 1, 4096, 65535, 65537, 1 << 20] {
+            let m = Manifest {
+                block_size: size,
+                ..good.clone()
+            };
+            assert_eq!(
+                Manifest::decode(&m.encode()),
+                Err(ManifestError::BlockSize(size))
+            );
+        }
+        let block_tree = Manifest {
+            tree_cid: cid_from_digest(BLOCK_CODEC, &sha256(b"x")),
+            ..good
+        };
+        assert_eq!(
+            Manifest::decode(&block_tree.encode()),
+            Err(ManifestError::TreeCid)
+        );
     }
 
     #[test]

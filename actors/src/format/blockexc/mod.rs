@@ -22,7 +22,9 @@ use bytes::Bytes;
 use cid::Cid;
 use prost::Message as _;
 
-use crate::format::cid::{digest_of, verify as data_matches};
+use crate::format::cid::{
+    digest_of, verify as data_matches, BLOCK_CODEC, MANIFEST_CODEC, ROOT_CODEC,
+};
 use crate::format::merkle::{self, CodexProof, ProofError};
 
 /// The price Codex attaches to every presence: a UInt256 of zero, as 32 big-endian bytes.
@@ -159,7 +161,29 @@ pub enum WireError {
     /// A price over 256 bits.
     #[error("price of {0} bytes, at most 32 allowed")]
     Price(usize),
+    /// More list entries (wants or presences) or blocks in one message than Codex ever sends.
+    #[error("{what}: {count} entries, at most {max} allowed")]
+    TooMany {
+        /// Which list.
+        what: &'static str,
+        /// How many it held.
+        count: usize,
+        /// Our limit.
+        max: usize,
+    },
+    /// An address no Codex block can have: not CIDv1, not sha2-256, or a codec that is not
+    /// codex-block / codex-manifest (a standalone block) or codex-root (a tree).
+    #[error("{0} is not a Codex block address")]
+    NotCodex(&'static str),
 }
+
+/// Most want-list entries, and most presences, in one message: Codex sends at most 1024 of each
+/// (`MaxWantListBatchSize`), so a longer list is a peer that does not play by Codex's rules, and
+/// it is refused before any of it is acted upon.
+pub const MAX_MESSAGE_ENTRIES: usize = 1024;
+/// Most blocks in one delivery message: Codex sends 20 at most; a frame's size bounds the rest,
+/// this bounds the per-block work of one message.
+pub const MAX_MESSAGE_BLOCKS: usize = 64;
 
 impl fmt::Debug for BlockDelivery {
     // Blocks are 64 KiB; logs get their length, never their bytes.
@@ -211,7 +235,11 @@ impl BlockDelivery {
                 else {
                     return false;
                 };
-                proof.index == *index && merkle::verify(proof, &leaf, &root)
+                // A leaf is a data block: the same bytes under another codec are not what the
+                // tree names, and would never be stored as its leaf.
+                self.cid.codec() == BLOCK_CODEC
+                    && proof.index == *index
+                    && merkle::verify(proof, &leaf, &root)
             }
         }
     }
@@ -259,22 +287,16 @@ impl Message {
         let wantlist = match pb.wantlist {
             None => Wantlist::default(),
             Some(w) => Wantlist {
-                entries: w
-                    .entries
-                    .into_iter()
+                entries: at_most("Wantlist.entries", w.entries, MAX_MESSAGE_ENTRIES)?
                     .map(entry_from_wire)
                     .collect::<Result<_, _>>()?,
                 full: flag("Wantlist.full", w.full)?,
             },
         };
-        let deliveries = pb
-            .payload
-            .into_iter()
+        let deliveries = at_most("payload", pb.payload, MAX_MESSAGE_BLOCKS)?
             .map(delivery_from_wire)
             .collect::<Result<_, _>>()?;
-        let presences = pb
-            .block_presences
-            .into_iter()
+        let presences = at_most("blockPresences", pb.block_presences, MAX_MESSAGE_ENTRIES)?
             .map(presence_from_wire)
             .collect::<Result<_, _>>()?;
         Ok(Message {
@@ -283,6 +305,29 @@ impl Message {
             presences,
         })
     }
+}
+
+/// `list`, iterated, when it has at most `max` items.
+fn at_most<T>(
+    what: &'static str,
+    list: Vec<T>,
+    max: usize,
+) -> Result<std::vec::IntoIter<T>, WireError> {
+    if list.len() > max {
+        return Err(WireError::TooMany {
+            what,
+            count: list.len(),
+            max,
+        });
+    }
+    Ok(list.into_iter())
+}
+
+/// True when `cid` can name something a Codex node stores under `codecs`: CIDv1 with a 32-byte
+/// sha2-256 digest. Identity hashes, CIDv0 and foreign codecs are never real block addresses,
+/// and cost nothing to forge.
+fn is_codex(cid: &Cid, codecs: &[u64]) -> bool {
+    cid.version() == cid::Version::V1 && codecs.contains(&cid.codec()) && digest_of(cid).is_some()
 }
 
 /// A 0/1 varint; absent reads as 0, as in Nim.
@@ -332,15 +377,20 @@ fn address_from_wire(a: Option<wire::BlockAddress>) -> Result<BlockAddress, Wire
         if i64::try_from(index).is_err() {
             return Err(WireError::Address("leaf index beyond int64"));
         }
-        Ok(BlockAddress::Leaf {
-            tree: cid_field("BlockAddress.treeCid", a.tree_cid)?,
-            index,
-        })
+        let tree = cid_field("BlockAddress.treeCid", a.tree_cid)?;
+        if !is_codex(&tree, &[ROOT_CODEC]) {
+            return Err(WireError::NotCodex("BlockAddress.treeCid"));
+        }
+        Ok(BlockAddress::Leaf { tree, index })
     } else {
         if a.tree_cid.is_some() || a.index.is_some() {
             return Err(WireError::Address("a CID address with leaf fields"));
         }
-        Ok(BlockAddress::Cid(cid_field("BlockAddress.cid", a.cid)?))
+        let cid = cid_field("BlockAddress.cid", a.cid)?;
+        if !is_codex(&cid, &[BLOCK_CODEC, MANIFEST_CODEC]) {
+            return Err(WireError::NotCodex("BlockAddress.cid"));
+        }
+        Ok(BlockAddress::Cid(cid))
     }
 }
 
