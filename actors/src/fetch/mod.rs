@@ -282,6 +282,11 @@ impl Fetch {
                             .collect(),
                     ));
                     act.recent.extend(outcome.blocks);
+                    // Refused leaves were never recorded: want them again, first.
+                    for index in outcome.refused {
+                        act.wanted.remove(index);
+                        act.urgent.push_back(index);
+                    }
                     while act.recent.len() > act.setup.window.max(1) {
                         act.recent.pop_front();
                     }
@@ -428,6 +433,13 @@ impl Bitmap {
         word.is_some_and(|w| w & (1 << (i % 64)) != 0)
     }
 
+    /// Clears bit `i`.
+    fn remove(&mut self, i: u64) {
+        if let Some(word) = usize::try_from(i / 64).ok().and_then(|w| self.0.get_mut(w)) {
+            *word &= !(1 << (i % 64));
+        }
+    }
+
     /// Sets bit `i`; false when it was set already or is out of range.
     fn insert(&mut self, i: u64) -> bool {
         let Some(word) = usize::try_from(i / 64).ok().and_then(|w| self.0.get_mut(w)) else {
@@ -454,6 +466,12 @@ mod tests {
             assert!(b.contains(i));
         }
         assert!(!b.contains(1) && !b.contains(65));
+        b.remove(63);
+        assert!(
+            !b.contains(63) && b.contains(64),
+            "only that bit is cleared"
+        );
+        assert!(b.insert(63), "wanted again");
         assert!(!b.insert(192), "past the last word");
         assert!(!b.contains(u64::MAX));
     }

@@ -30,12 +30,15 @@ pub(super) struct Outcome {
     pub(super) completed: bool,
     /// The leaf indexes this batch stored, with their (verified) bytes.
     pub(super) blocks: Vec<(u64, Bytes)>,
+    /// Leaf indexes the store refused: to be fetched again.
+    pub(super) refused: Vec<u64>,
 }
 
 impl Job {
     pub(super) async fn run(self) -> Result<Outcome> {
         let repo = self.repo;
-        let stored_blocks = self.blocks.iter().map(|b| (b.0, b.2.clone())).collect();
+        let stored_blocks: Vec<(u64, Bytes)> =
+            self.blocks.iter().map(|b| (b.0, b.2.clone())).collect();
         let mut todo = self.blocks;
         let mut write_all = false;
         for _ in 0..3 {
@@ -97,10 +100,16 @@ impl Job {
                 repo.journal.send(SyncMeta).await??;
             }
             if fetched.missing.is_empty() {
+                let refused = fetched.refused;
+                let blocks = stored_blocks
+                    .into_iter()
+                    .filter(|(i, _)| !refused.contains(i))
+                    .collect();
                 return Ok(Outcome {
                     stored: fetched.stored,
                     completed: fetched.completed,
-                    blocks: stored_blocks,
+                    blocks,
+                    refused,
                 });
             }
             // Blocks removed between the lookup and the record: write them this time.

@@ -89,6 +89,9 @@ pub struct Fetched {
     /// Leaf indexes given without a location whose block is not stored (removed meanwhile):
     /// write their bytes and send them again.
     pub missing: Vec<u64>,
+    /// Leaf indexes refused (not a `codex-block` CID): nothing was recorded for them, so the
+    /// fetch must ask for them again rather than wait for them forever.
+    pub refused: Vec<u64>,
 }
 
 impl MetaStore {
@@ -130,6 +133,24 @@ impl MetaStore {
             });
         }
         let tree = manifest.tree_cid;
+        // A tree held here has its leaf count, which every proof served for it depends on. A
+        // manifest from a peer that names the same tree with another size is a lie: refused,
+        // and the count is never overwritten.
+        let held = self
+            .ks
+            .tree_nodes
+            .get(records::leaf_count_key(&tree))?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes);
+        if held.is_some_and(|count| count != total) {
+            return Err(Error::BadManifest {
+                cid,
+                reason: format!(
+                    "its tree is held here with {} leaves, not {total}",
+                    held.unwrap_or_default()
+                ),
+            });
+        }
         let stored = (self.ks.leaves.prefix(tree.to_bytes()).count() as u64).min(total);
         let reserve = (total - stored).saturating_mul(u64::from(manifest.block_size));
         let size = msg.manifest.len() as u64;
@@ -151,8 +172,10 @@ impl MetaStore {
         // way is adopted (the leaves it has not reached are kept).
         let users = self.tree_users(&tree)? + 1;
         batch.insert(&self.ks.trees, tree.to_bytes(), records::encode(&users)?);
-        let count = total.to_be_bytes().to_vec();
-        batch.insert(&self.ks.tree_nodes, records::leaf_count_key(&tree), count);
+        if held.is_none() {
+            let count = total.to_be_bytes().to_vec();
+            batch.insert(&self.ks.tree_nodes, records::leaf_count_key(&tree), count);
+        }
         batch.remove(&self.ks.deleting, tree.to_bytes());
         let complete = stored == total;
         if complete {
@@ -196,8 +219,13 @@ impl MetaStore {
         for b in &msg.blocks {
             let key = records::leaf_key(&tree, b.index);
             let known = leaves_added.contains(&b.index) || self.ks.leaves.contains_key(&key)?;
-            if known || b.cid.codec() != BLOCK_CODEC || b.index >= out.total {
+            if known || b.index >= out.total {
                 garbage.extend(b.location);
+                continue;
+            }
+            if b.cid.codec() != BLOCK_CODEC {
+                garbage.extend(b.location);
+                out.refused.push(b.index);
                 continue;
             }
             let meta = match self.meta(&pending, &b.cid)? {
@@ -275,5 +303,53 @@ impl Handler<StoreFetched> for MetaStore {
     type Result = Result<Fetched>;
     fn handle(&mut self, msg: StoreFetched, _: &mut Self::Context) -> Self::Result {
         self.store_fetched(msg)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::format::cid::{cid_from_digest, sha256, ROOT_CODEC};
+    use crate::meta_store::Keyspaces;
+
+    fn leaf_count(meta: &MetaStore, tree: &Cid) -> Option<u64> {
+        let v = meta
+            .ks
+            .tree_nodes
+            .get(records::leaf_count_key(tree))
+            .ok()??;
+        <[u8; 8]>::try_from(v.as_ref()).ok().map(u64::from_be_bytes)
+    }
+
+    /// A manifest from a peer that names a tree held here with another size must not change
+    /// the leaf count every proof of the honest dataset is built from.
+    #[test]
+    fn a_manifest_lying_about_a_held_tree_is_refused() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let mut meta = MetaStore::new(
+            Keyspaces::open(dir.path(), 8 << 20)?,
+            u64::MAX,
+            Default::default(),
+            4096,
+        )?;
+        let tree = cid_from_digest(ROOT_CODEC, &sha256(b"a tree"));
+        let honest = Manifest::new(tree, 10 * 65536, 65536, None, None);
+        let progress = meta.begin_fetch(BeginFetch {
+            manifest: honest.encode(),
+            expiry: 1,
+        })?;
+        assert_eq!((progress.stored, progress.total), (0, 10));
+        let liar = Manifest::new(tree, 3 * 65536, 65536, Some("x".into()), None);
+        let refused = meta.begin_fetch(BeginFetch {
+            manifest: liar.encode(),
+            expiry: 1,
+        });
+        assert!(
+            matches!(refused, Err(Error::BadManifest { .. })),
+            "{refused:?}"
+        );
+        assert_eq!(leaf_count(&meta, &tree), Some(10), "the count is kept");
+        assert!(meta.fetching(&liar.cid())?.is_none(), "nothing recorded");
+        Ok(())
     }
 }

@@ -19,7 +19,7 @@ use crate::{
         manifest::{cid_of_encoded, Manifest},
     },
     meta_reader::{FindManifest, ListFetches},
-    meta_store::{BeginFetch, FetchProgress},
+    meta_store::{BeginFetch, FetchProgress, SyncMeta},
     net::{DhtStats, RoutingTable},
     network::Network,
 };
@@ -169,6 +169,9 @@ impl Node {
             });
         }
         if progress.complete {
+            // Every leaf was here already, so the manifest record was just written: it must be
+            // durable before the dataset is reported complete.
+            self.repo.journal.send(SyncMeta).await??;
             let (_, status) = watch::channel(FetchStatus::Complete {
                 total: progress.total,
             });
