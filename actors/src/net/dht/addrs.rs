@@ -45,6 +45,40 @@ pub(crate) fn trailing_peer(addr: &Multiaddr) -> Option<PeerId> {
     }
 }
 
+/// How far an address reaches: this host, a private network, or the internet. Ordered: a
+/// node dials addresses of its own scope or wider, so a stranger cannot make a node on the
+/// internet dial into its owner's LAN or its own loopback.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) enum Scope {
+    /// 127.0.0.0/8, ::1.
+    Loopback,
+    /// RFC 1918, link-local, shared (100.64/10), IPv6 unique-local and link-local.
+    Private,
+    /// Everything else.
+    Public,
+}
+
+/// The scope of `addr`'s IP (public when it has none).
+pub(crate) fn scope_of(addr: &Multiaddr) -> Scope {
+    match addr.iter().next() {
+        Some(Protocol::Ip4(ip)) if ip.is_loopback() => Scope::Loopback,
+        Some(Protocol::Ip4(ip))
+            if ip.is_private()
+                || ip.is_link_local()
+                || (ip.octets()[0] == 100 && (ip.octets()[1] & 0xc0) == 64) =>
+        {
+            Scope::Private
+        }
+        Some(Protocol::Ip6(ip)) if ip.is_loopback() => Scope::Loopback,
+        Some(Protocol::Ip6(ip))
+            if (ip.segments()[0] & 0xfe00) == 0xfc00 || (ip.segments()[0] & 0xffc0) == 0xfe80 =>
+        {
+            Scope::Private
+        }
+        _ => Scope::Public,
+    }
+}
+
 /// True for addresses on the loopback interface.
 pub(crate) fn is_loopback(addr: &Multiaddr) -> bool {
     addr.iter().any(|p| match p {
@@ -55,25 +89,26 @@ pub(crate) fn is_loopback(addr: &Multiaddr) -> bool {
 }
 
 /// True for `0.0.0.0` / `::`, which name no peer.
-fn is_unspecified(addr: &Multiaddr) -> bool {
+pub(crate) fn is_unspecified(addr: &Multiaddr) -> bool {
     addr.ip_addr().is_some_and(|ip: IpAddr| ip.is_unspecified())
 }
 
 /// The addresses a peer told us about, cut down to the ones worth dialling: dialable TCP, not
-/// unspecified, at most [`MAX_ADDRS_PER_PEER`], no duplicates. Loopback addresses are kept only
-/// when `same_host` (the peer reached us over loopback): from a remote peer they would make us
-/// dial ourselves.
+/// unspecified, of scope `min_scope` or wider, at most [`MAX_ADDRS_PER_PEER`], no duplicates.
+/// Callers pass [`Scope::Loopback`] for addresses the user gave, and otherwise the narrowest
+/// scope of the node's own addresses: from a remote peer, loopback or private addresses would
+/// make the node dial itself or its owner's network.
 pub(crate) fn usable(
     addrs: impl IntoIterator<Item = Multiaddr>,
     peer: PeerId,
-    same_host: bool,
+    min_scope: Scope,
 ) -> Vec<Multiaddr> {
     let mut out: Vec<Multiaddr> = Vec::new();
     for addr in addrs {
         let Some(a) = tcp_dialable(&addr, Some(peer)) else {
             continue;
         };
-        if is_unspecified(&a) || (is_loopback(&a) && !same_host) || out.contains(&a) {
+        if is_unspecified(&a) || scope_of(&a) < min_scope || out.contains(&a) {
             continue;
         }
         out.push(a);
@@ -122,16 +157,36 @@ mod tests {
             ma("/ip4/10.0.0.1/tcp/1"),
             ma("/ip4/10.0.0.1/tcp/1"),
             ma("/ip4/10.0.0.1/udp/1"),
+            ma("/ip4/8.8.4.4/tcp/1"),
         ];
         assert_eq!(
-            usable(listed.clone(), peer, false),
-            vec![ma("/ip4/10.0.0.1/tcp/1")]
+            usable(listed.clone(), peer, Scope::Private),
+            vec![ma("/ip4/10.0.0.1/tcp/1"), ma("/ip4/8.8.4.4/tcp/1")]
         );
         assert_eq!(
-            usable(listed, peer, true),
-            vec![ma("/ip4/127.0.0.1/tcp/1"), ma("/ip4/10.0.0.1/tcp/1")]
+            usable(listed.clone(), peer, Scope::Loopback),
+            vec![
+                ma("/ip4/127.0.0.1/tcp/1"),
+                ma("/ip4/10.0.0.1/tcp/1"),
+                ma("/ip4/8.8.4.4/tcp/1")
+            ]
+        );
+        // A node on the internet dials no stranger's private or loopback address.
+        assert_eq!(
+            usable(listed, peer, Scope::Public),
+            vec![ma("/ip4/8.8.4.4/tcp/1")]
         );
         let many = (0..20u16).map(|p| ma(&format!("/ip4/10.0.0.1/tcp/{p}")));
-        assert_eq!(usable(many, peer, false).len(), MAX_ADDRS_PER_PEER);
+        assert_eq!(usable(many, peer, Scope::Private).len(), MAX_ADDRS_PER_PEER);
+        for (a, scope) in [
+            ("/ip4/192.168.1.2/tcp/1", Scope::Private),
+            ("/ip4/100.64.0.1/tcp/1", Scope::Private),
+            ("/ip4/169.254.0.1/tcp/1", Scope::Private),
+            ("/ip6/fd00::1/tcp/1", Scope::Private),
+            ("/ip6/::1/tcp/1", Scope::Loopback),
+            ("/ip6/2001:db8::1/tcp/1", Scope::Public),
+        ] {
+            assert_eq!(scope_of(&ma(a)), scope, "{a}");
+        }
     }
 }

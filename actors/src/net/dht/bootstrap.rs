@@ -77,7 +77,8 @@ impl BootstrapPeer {
 
     fn from_spr(text: &str) -> Result<Self, BootstrapError> {
         let (peer, all) = spr::decode(text)?;
-        let tcp = addrs::usable(all.iter().cloned(), peer, true);
+        // The user gave this record: any scope is theirs to choose.
+        let tcp = addrs::usable(all.iter().cloned(), peer, addrs::Scope::Loopback);
         if !tcp.is_empty() {
             return Ok(BootstrapPeer { peer, addrs: tcp });
         }

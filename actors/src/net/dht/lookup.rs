@@ -50,6 +50,8 @@ pub(crate) struct Lookups {
     running: HashMap<QueryId, Lookup>,
     /// Address walks: their query, and the lookup and provider they serve.
     walks: HashMap<QueryId, (QueryId, PeerId)>,
+    /// Narrowest scope of provider addresses taken from other peers ([`addrs::usable`]).
+    pub(crate) min_scope: addrs::Scope,
 }
 
 /// Addresses of `peer` from the routing table and the peer book.
@@ -71,6 +73,7 @@ impl Lookups {
             enough: enough.max(1),
             running: HashMap::new(),
             walks: HashMap::new(),
+            min_scope: addrs::Scope::Public,
         }
     }
 
@@ -172,7 +175,7 @@ impl Lookups {
             .filter(|info| info.peer_id == peer)
             .flat_map(|info| info.addrs);
         let mut found = known_addrs(kad, book, &peer);
-        for a in addrs::usable(told, peer, true) {
+        for a in addrs::usable(told, peer, self.min_scope) {
             if !found.contains(&a) {
                 found.push(a);
             }

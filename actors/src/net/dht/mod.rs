@@ -86,6 +86,13 @@ pub struct DhtConfig {
     pub max_stored_provider_records: usize,
     /// Providers kept and returned per key. Default 20, as Codex.
     pub max_providers_per_key: usize,
+    /// Dial addresses other peers give us whatever their scope. Default false: only addresses
+    /// of this node's own scope or wider (a node with only public addresses dials no private
+    /// or loopback address a stranger names).
+    pub dial_any_scope: bool,
+    /// Provider records kept for one other peer, over all keys. Default 1024: a peer cannot
+    /// fill the store alone.
+    pub max_records_per_provider: usize,
     /// A lookup stops early once it has this many providers. Default 20.
     pub enough_providers: usize,
     /// How often the routing table is refreshed with a Kademlia bootstrap; with an empty table
@@ -104,6 +111,8 @@ impl Default for DhtConfig {
             max_provided_keys: 16 * 1024,
             max_stored_provider_records: 64 * 1024,
             max_providers_per_key: 20,
+            max_records_per_provider: 1024,
+            dial_any_scope: false,
             enough_providers: 20,
             bootstrap_interval: Duration::from_secs(5 * 60),
         }
@@ -140,6 +149,9 @@ pub struct DhtStats {
     pub provided_keys: u64,
     /// Provider records held for other peers now.
     pub stored_provider_records: u64,
+    /// Provider records from other peers refused: a key that is no CID, or a provider, host or
+    /// key over its quota.
+    pub refused_provider_records: u64,
 }
 
 /// The Kademlia behaviour for `local`, configured from `config`.
@@ -162,6 +174,7 @@ pub(crate) fn behaviour(local: PeerId, config: &DhtConfig) -> kad::Behaviour<sto
         max_own_keys: config.max_provided_keys.max(1),
         max_foreign_records: config.max_stored_provider_records.max(1),
         max_per_key: config.max_providers_per_key.max(1),
+        max_per_provider: config.max_records_per_provider.max(1),
     };
     let mut b = kad::Behaviour::with_config(local, store::ProviderStore::new(local, limits), k);
     // Server mode from the start: every node of this network answers DHT requests. libp2p

@@ -1,13 +1,17 @@
 //! The peers this node has met on the DHT, kept across restarts so that a node rejoins the
 //! network without its bootstrap peers.
 //!
-//! In memory it is a map from peer id to addresses and the time the peer was last seen,
-//! bounded at [`MAX_PEERS`] (the oldest goes first). On disk it is one small text file,
-//! most recently seen first, one peer a line:
+//! In memory it is a map from peer id to addresses, the time the peer was last seen and how
+//! many times it was seen (once per identify), bounded at [`MAX_PEERS`]. When full, the peer
+//! seen the fewest times goes first (the oldest among those), and bootstrap peers never: a
+//! stranger who makes 256 identities and connects each once replaces only its own kind, not
+//! the peers this node has met again and again. On disk it is one small text file, most
+//! recently seen first, one peer a line (the sighting count is optional, for files written
+//! before it existed):
 //!
 //! ```text
 //! # codex-node peers v1
-//! 16Uiu2HAm… 1767225600 /ip4/10.0.0.7/tcp/8070 /ip6/fd00::7/tcp/8070
+//! 16Uiu2HAm… 1767225600 12 /ip4/10.0.0.7/tcp/8070 /ip6/fd00::7/tcp/8070
 //! ```
 //!
 //! It is a cache: a missing file is an empty book, and a line that does not parse is skipped
@@ -42,12 +46,27 @@ pub struct KnownPeer {
     pub addrs: Vec<Multiaddr>,
     /// When it was last seen, in seconds since the Unix epoch.
     pub seen: u64,
+    /// How many times it was seen (capped).
+    pub sightings: u32,
 }
+
+/// One peer in the book.
+#[derive(Debug, Default)]
+struct Entry {
+    addrs: Vec<Multiaddr>,
+    seen: u64,
+    sightings: u32,
+}
+
+/// Sightings counted at most (a peer seen this often is as good as any).
+const MAX_SIGHTINGS: u32 = 1000;
 
 /// Remembered peers; see the module doc.
 #[derive(Debug, Default)]
 pub(crate) struct PeerBook {
-    peers: HashMap<PeerId, (Vec<Multiaddr>, u64)>,
+    peers: HashMap<PeerId, Entry>,
+    /// Never evicted (bootstrap peers).
+    pinned: std::collections::HashSet<PeerId>,
     /// Changed since the last save.
     dirty: bool,
 }
@@ -63,29 +82,41 @@ impl PeerBook {
     /// Records that `peer` was seen at `seen` listening on `addrs` (already filtered). An empty
     /// list keeps the addresses known before.
     pub(crate) fn saw(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, seen: u64) {
+        self.saw_times(peer, addrs, seen, 1);
+    }
+
+    fn saw_times(&mut self, peer: PeerId, addrs: Vec<Multiaddr>, seen: u64, times: u32) {
         let entry = self.peers.entry(peer).or_default();
         if !addrs.is_empty() {
-            entry.0 = addrs;
+            entry.addrs = addrs;
         }
-        entry.1 = entry.1.max(seen);
+        entry.seen = entry.seen.max(seen);
+        entry.sightings = entry.sightings.saturating_add(times).min(MAX_SIGHTINGS);
         self.dirty = true;
         if self.peers.len() > MAX_PEERS {
-            let oldest = self
+            // The least proven peer goes (never the one just seen, never a pinned one).
+            let weakest = self
                 .peers
                 .iter()
-                .min_by_key(|(_, (_, s))| *s)
+                .filter(|(p, _)| **p != peer && !self.pinned.contains(*p))
+                .min_by_key(|(_, e)| (e.sightings, e.seen))
                 .map(|(p, _)| *p);
-            if let Some(p) = oldest {
+            if let Some(p) = weakest {
                 self.peers.remove(&p);
             }
         }
+    }
+
+    /// Keeps `peer` in the book whatever comes (a bootstrap peer).
+    pub(crate) fn pin(&mut self, peer: PeerId) {
+        self.pinned.insert(peer);
     }
 
     /// Known addresses of `peer` (empty when unknown).
     pub(crate) fn addrs(&self, peer: &PeerId) -> Vec<Multiaddr> {
         self.peers
             .get(peer)
-            .map(|(a, _)| a.clone())
+            .map(|e| e.addrs.clone())
             .unwrap_or_default()
     }
 
@@ -94,11 +125,12 @@ impl PeerBook {
         let mut all: Vec<_> = self
             .peers
             .iter()
-            .filter(|(_, (a, _))| !a.is_empty())
-            .map(|(p, (a, s))| KnownPeer {
+            .filter(|(_, e)| !e.addrs.is_empty())
+            .map(|(p, e)| KnownPeer {
                 peer: *p,
-                addrs: a.clone(),
-                seen: *s,
+                addrs: e.addrs.clone(),
+                seen: e.seen,
+                sightings: e.sightings,
             })
             .collect();
         all.sort_by(|a, b| b.seen.cmp(&a.seen).then(a.peer.cmp(&b.peer)));
@@ -132,7 +164,7 @@ impl PeerBook {
                 continue;
             }
             match decode_line(line) {
-                Some(p) => book.saw(p.peer, p.addrs, p.seen),
+                Some(p) => book.saw_times(p.peer, p.addrs, p.seen, p.sightings),
                 None => {
                     tracing::warn!(path = %path.display(), line = n + 1, "peer store: skipping unreadable line")
                 }
@@ -148,7 +180,7 @@ fn encode(peers: &[KnownPeer]) -> String {
     let mut out = String::from(HEADER);
     out.push('\n');
     for p in peers.iter().take(MAX_PEERS) {
-        out.push_str(&format!("{} {}", p.peer, p.seen));
+        out.push_str(&format!("{} {} {}", p.peer, p.seen, p.sightings));
         for a in &p.addrs {
             out.push(' ');
             out.push_str(&a.to_string());
@@ -162,13 +194,27 @@ fn decode_line(line: &str) -> Option<KnownPeer> {
     let mut words = line.split_ascii_whitespace();
     let peer: PeerId = words.next()?.parse().ok()?;
     let seen: u64 = words.next()?.parse().ok()?;
+    let mut words = words.peekable();
+    // Files written before the count existed go straight on to the addresses.
+    let sightings = match words.peek().and_then(|w| w.parse::<u32>().ok()) {
+        Some(n) => {
+            words.next();
+            n.clamp(1, MAX_SIGHTINGS)
+        }
+        None => 1,
+    };
     let listed = words.filter_map(|w| w.parse::<Multiaddr>().ok());
     // Saved addresses passed the filter once; loopback ones were kept only for same-host peers.
     let addrs: Vec<_> = listed
         .filter_map(|a| addrs::tcp_dialable(&a, Some(peer)))
         .take(MAX_ADDRS_PER_PEER)
         .collect();
-    (!addrs.is_empty()).then_some(KnownPeer { peer, addrs, seen })
+    (!addrs.is_empty()).then_some(KnownPeer {
+        peer,
+        addrs,
+        seen,
+        sightings,
+    })
 }
 
 /// Writes `text` to `path` atomically. Blocking: run it off the async threads.
@@ -235,8 +281,35 @@ mod tests {
             vec![KnownPeer {
                 peer: good,
                 addrs: vec![ma("/ip4/10.0.0.9/tcp/9")],
-                seen: 5
+                seen: 5,
+                sightings: 1,
             }]
         );
+    }
+
+    #[test]
+    fn a_flood_of_new_identities_does_not_flush_proven_or_pinned_peers() {
+        let mut book = PeerBook::default();
+        let (proven, boot) = (PeerId::random(), PeerId::random());
+        book.pin(boot);
+        book.saw(boot, vec![ma("/ip4/10.0.0.1/tcp/1")], 0);
+        for t in 0..5 {
+            book.saw(proven, vec![ma("/ip4/10.0.0.2/tcp/2")], t);
+        }
+        // 1000 identities, each seen once, each newer than both.
+        for i in 0..1000u64 {
+            book.saw(PeerId::random(), vec![ma("/ip4/10.6.6.6/tcp/6")], 100 + i);
+        }
+        assert_eq!(book.peers().len(), MAX_PEERS);
+        assert!(!book.addrs(&proven).is_empty(), "seen five times: kept");
+        assert!(!book.addrs(&boot).is_empty(), "pinned: kept");
+        // The count survives a save and a load.
+        let text = encode(&book.peers());
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("peers");
+        save(&path, &text).expect("saved");
+        let again = PeerBook::load(&path).expect("loads");
+        let p = again.peers().into_iter().find(|p| p.peer == proven);
+        assert_eq!(p.map(|p| p.sightings), Some(5));
     }
 }

@@ -37,6 +37,8 @@ pub(crate) struct Dht {
     local: PeerId,
     bootstrap: Vec<BootstrapPeer>,
     book: PeerBook,
+    /// Scopes of this node's own addresses ([`Dht::own_address`]).
+    own_scopes: std::collections::BTreeSet<addrs::Scope>,
     book_path: Option<PathBuf>,
     /// The peer book write in flight; one at a time, as they share a temporary file.
     saving: Option<JoinHandle<()>>,
@@ -66,13 +68,16 @@ impl Dht {
         book_path: Option<PathBuf>,
     ) -> Result<Self, NetError> {
         let bootstrap = BootstrapPeer::parse_all(bootstrap).map_err(NetError::Bootstrap)?;
-        let book = match &book_path {
+        let mut book = match &book_path {
             None => PeerBook::default(),
             Some(path) => PeerBook::load(path).unwrap_or_else(|e| {
                 tracing::warn!(path = %path.display(), error = %e, "peer store unreadable; starting without it");
                 PeerBook::default()
             }),
         };
+        for b in &bootstrap {
+            book.pin(b.peer);
+        }
         let now = Instant::now();
         let local = key.public().to_peer_id();
         Ok(Dht {
@@ -80,6 +85,7 @@ impl Dht {
             key,
             bootstrap,
             book,
+            own_scopes: std::collections::BTreeSet::new(),
             book_path,
             saving: None,
             lookups: Lookups::new(local, config.max_providers_per_key, config.enough_providers),
@@ -170,14 +176,43 @@ impl Dht {
         kad.stop_providing(key);
     }
 
+    /// Learns one of this node's own addresses: addresses peers give us are dialled down to the
+    /// narrowest scope among ours (a node on a LAN dials LAN peers, one on loopback dials
+    /// loopback ones), or any scope when [`DhtConfig::dial_any_scope`] says so.
+    pub(crate) fn own_address(&mut self, addr: &Multiaddr) {
+        let scope = addrs::scope_of(addr);
+        if addrs::is_unspecified(addr) {
+            return;
+        }
+        self.own_scopes.insert(scope);
+        // Loopback counts only for a node that has nothing else (a node listening on every
+        // interface has a loopback address too, and must not dial strangers' loopback).
+        let narrowest = self
+            .own_scopes
+            .iter()
+            .copied()
+            .find(|s| *s != addrs::Scope::Loopback)
+            .unwrap_or(addrs::Scope::Loopback);
+        self.lookups.min_scope = if self.config.dial_any_scope {
+            addrs::Scope::Loopback
+        } else {
+            narrowest
+        };
+    }
+
     /// Feeds what a peer told identify to the routing table and the peer book, if it is on
     /// our DHT. Its loopback addresses count only if it reached us over loopback too.
     pub(crate) fn on_identify(&mut self, kad: &mut Kad, peer: PeerId, info: &identify::Info) {
         if !info.protocols.contains(&KAD_PROTOCOL) {
             return; // a Codex node, or any peer without our DHT
         }
-        let same_host = addrs::is_loopback(&info.observed_addr);
-        let listen = addrs::usable(info.listen_addrs.iter().cloned(), peer, same_host);
+        // A peer that reached us over loopback is on this host: its loopback addresses work.
+        let min_scope = if addrs::is_loopback(&info.observed_addr) {
+            addrs::Scope::Loopback
+        } else {
+            self.lookups.min_scope
+        };
+        let listen = addrs::usable(info.listen_addrs.iter().cloned(), peer, min_scope);
         for a in &listen {
             kad.add_address(&peer, a.clone());
         }
@@ -324,10 +359,12 @@ impl Dht {
     pub(crate) fn stats(&self, kad: &mut Kad) -> DhtStats {
         let store = kad.store_mut();
         let (own, foreign) = (store.own_keys().count(), store.foreign_records());
+        let refused = store.refused();
         DhtStats {
             routing_table_peers: routing::size(kad) as u64,
             provided_keys: own as u64,
             stored_provider_records: foreign as u64,
+            refused_provider_records: refused,
             ..self.stats
         }
     }

@@ -10,6 +10,12 @@
 //!
 //! Value records (`PUT_VALUE`) are not used by Codex-style content routing and are refused.
 //!
+//! Other peers' records are checked and bounded, since anyone may send them: the key must be a
+//! binary CID (nothing else is ever looked up), a record keeps at most [`MAX_RECORD_ADDRS`]
+//! addresses, one provider holds at most `max_per_provider` records, and one key takes at most
+//! [`MAX_PER_HOST_PER_KEY`] providers that announce the same IP address, so identities made by
+//! the dozen on one host cannot fill a new CID's slots before its honest providers.
+//!
 //! [`sweep`]: ProviderStore::sweep
 
 use std::borrow::Cow;
@@ -18,7 +24,14 @@ use std::time::Instant;
 
 use libp2p::kad::store::{Error, RecordStore, Result};
 use libp2p::kad::{ProviderRecord, Record, RecordKey};
-use libp2p::PeerId;
+use libp2p::{Multiaddr, PeerId};
+
+use crate::net::ip_limits::ip_of;
+
+/// Addresses kept per foreign record (its first ones).
+pub(crate) const MAX_RECORD_ADDRS: usize = 8;
+/// Providers of one key that may share an IP address (or have none).
+pub(crate) const MAX_PER_HOST_PER_KEY: usize = 2;
 
 /// Bounds of a [`ProviderStore`].
 #[derive(Debug, Clone, Copy)]
@@ -30,6 +43,8 @@ pub(crate) struct StoreLimits {
     /// Providers kept per key (the first ones win, so a flood of fake providers cannot push
     /// out the records already there).
     pub max_per_key: usize,
+    /// Records kept for one other provider, over all keys.
+    pub max_per_provider: usize,
 }
 
 /// Provider records in memory; see the module doc.
@@ -39,6 +54,21 @@ pub(crate) struct ProviderStore {
     own: HashMap<RecordKey, ProviderRecord>,
     foreign: HashMap<RecordKey, Vec<ProviderRecord>>,
     foreign_count: usize,
+    /// Foreign records held per provider.
+    per_provider: HashMap<PeerId, usize>,
+    /// Foreign records refused (bad key, over a quota), for the counters.
+    refused: u64,
+}
+
+/// The host a record announces: the IP of its first address.
+fn host_of(addrs: &[Multiaddr]) -> Option<std::net::IpAddr> {
+    addrs.first().and_then(ip_of)
+}
+
+/// True for a key that is exactly one binary CID.
+fn is_cid_key(key: &RecordKey) -> bool {
+    let bytes = key.as_ref();
+    cid::Cid::try_from(bytes).is_ok_and(|c| c.encoded_len() == bytes.len())
 }
 
 impl ProviderStore {
@@ -49,18 +79,39 @@ impl ProviderStore {
             own: HashMap::new(),
             foreign: HashMap::new(),
             foreign_count: 0,
+            per_provider: HashMap::new(),
+            refused: 0,
+        }
+    }
+
+    /// Foreign records refused so far.
+    pub(crate) fn refused(&self) -> u64 {
+        self.refused
+    }
+
+    fn count_down(&mut self, provider: &PeerId, n: usize) {
+        if let Some(c) = self.per_provider.get_mut(provider) {
+            *c = c.saturating_sub(n);
+            if *c == 0 {
+                self.per_provider.remove(provider);
+            }
         }
     }
 
     /// Drops other peers' expired records.
     pub(crate) fn sweep(&mut self, now: Instant) {
         let mut count = 0;
+        let mut per_provider: HashMap<PeerId, usize> = HashMap::new();
         self.foreign.retain(|_, records| {
             records.retain(|r| !r.is_expired(now));
             count += records.len();
+            for r in records.iter() {
+                *per_provider.entry(r.provider).or_default() += 1;
+            }
             !records.is_empty()
         });
         self.foreign_count = count;
+        self.per_provider = per_provider;
     }
 
     /// The keys we provide.
@@ -108,21 +159,44 @@ impl RecordStore for ProviderStore {
             self.own.insert(record.key.clone(), record);
             return Ok(());
         }
+        if !is_cid_key(&record.key) {
+            self.refused += 1;
+            return Err(Error::MaxRecords);
+        }
+        let mut record = record;
+        record.addresses.truncate(MAX_RECORD_ADDRS);
         if let Some(records) = self.foreign.get_mut(&record.key) {
             if let Some(old) = records.iter_mut().find(|r| r.provider == record.provider) {
                 *old = record; // a re-announcement renews the expiry and addresses
                 return Ok(());
             }
-            if records.len() >= self.limits.max_per_key {
+            let host = host_of(&record.addresses);
+            let same_host = records
+                .iter()
+                .filter(|r| host_of(&r.addresses) == host)
+                .count();
+            if records.len() >= self.limits.max_per_key || same_host >= MAX_PER_HOST_PER_KEY {
+                self.refused += 1;
                 return Ok(()); // full: ignored, as libp2p's own store does
             }
+        }
+        let held = self
+            .per_provider
+            .get(&record.provider)
+            .copied()
+            .unwrap_or(0);
+        if held >= self.limits.max_per_provider {
+            self.refused += 1;
+            return Err(Error::MaxProvidedKeys);
         }
         if self.foreign_count >= self.limits.max_foreign_records {
             self.sweep(Instant::now());
             if self.foreign_count >= self.limits.max_foreign_records {
+                self.refused += 1;
                 return Err(Error::MaxProvidedKeys);
             }
         }
+        *self.per_provider.entry(record.provider).or_default() += 1;
         self.foreign
             .entry(record.key.clone())
             .or_default()
@@ -149,10 +223,12 @@ impl RecordStore for ProviderStore {
         if let Some(records) = self.foreign.get_mut(key) {
             let before = records.len();
             records.retain(|r| r.provider != *provider);
-            self.foreign_count -= before - records.len();
+            let gone = before - records.len();
+            self.foreign_count -= gone;
             if records.is_empty() {
                 self.foreign.remove(key);
             }
+            self.count_down(provider, gone);
         }
     }
 }
@@ -162,9 +238,15 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    fn record(key: &[u8], provider: PeerId, ttl: Option<Duration>) -> ProviderRecord {
+    /// A CID key made from `name`.
+    fn key(name: &[u8]) -> RecordKey {
+        use crate::format::cid::{cid_from_digest, sha256, MANIFEST_CODEC};
+        RecordKey::new(&cid_from_digest(MANIFEST_CODEC, &sha256(name)).to_bytes())
+    }
+
+    fn record(name: &[u8], provider: PeerId, ttl: Option<Duration>) -> ProviderRecord {
         ProviderRecord {
-            key: RecordKey::new(&key),
+            key: key(name),
             provider,
             expires: ttl.map(|t| Instant::now() + t),
             addresses: vec![],
@@ -175,6 +257,7 @@ mod tests {
         max_own_keys: 2,
         max_foreign_records: 3,
         max_per_key: 2,
+        max_per_provider: 2,
     };
 
     #[test]
@@ -198,18 +281,18 @@ mod tests {
             .add_provider(record(b"w", PeerId::random(), None))
             .is_err());
         assert_eq!((s.own_keys().count(), s.foreign_records()), (2, 3));
-        assert!(s.provides(&RecordKey::new(b"a")));
+        assert!(s.provides(&key(b"a")));
         assert_eq!(s.provided().count(), 2);
-        s.remove_provider(&RecordKey::new(b"a"), &me);
+        s.remove_provider(&key(b"a"), &me);
         assert_eq!(s.provided().count(), 1);
-        assert!(s.providers(&RecordKey::new(b"a")).is_empty());
+        assert!(s.providers(&key(b"a")).is_empty());
     }
 
     #[test]
     fn expired_foreign_records_make_room_and_per_key_cap_holds() {
         let me = PeerId::random();
         let mut s = ProviderStore::new(me, LIMITS);
-        let key = RecordKey::new(b"k");
+        let key = key(b"k");
         let (p1, p2) = (PeerId::random(), PeerId::random());
         s.add_provider(record(b"k", p1, Some(Duration::ZERO)))
             .expect("p1");
@@ -228,5 +311,82 @@ mod tests {
         assert_eq!(s.foreign_records(), 2);
         assert!(s.put(Record::new(key, vec![1])).is_err());
         assert_eq!(s.records().count(), 0);
+    }
+}
+
+#[cfg(test)]
+mod hostile {
+    use super::*;
+    use crate::format::cid::{cid_from_digest, sha256, MANIFEST_CODEC};
+
+    fn limits() -> StoreLimits {
+        StoreLimits {
+            max_own_keys: 16,
+            max_foreign_records: 1000,
+            max_per_key: 20,
+            max_per_provider: 4,
+        }
+    }
+
+    fn addr(ip: &str, port: u16) -> Multiaddr {
+        format!("/ip4/{ip}/tcp/{port}").parse().expect("an address")
+    }
+
+    fn record(n: u32, provider: PeerId, addresses: Vec<Multiaddr>) -> ProviderRecord {
+        let cid = cid_from_digest(MANIFEST_CODEC, &sha256(&n.to_be_bytes()));
+        ProviderRecord {
+            key: RecordKey::new(&cid.to_bytes()),
+            provider,
+            expires: None,
+            addresses,
+        }
+    }
+
+    #[test]
+    fn one_provider_cannot_fill_the_store() {
+        let mut s = ProviderStore::new(PeerId::random(), limits());
+        let flooder = PeerId::random();
+        for n in 0..100 {
+            let _ = s.add_provider(record(n, flooder, vec![addr("10.0.0.1", 1)]));
+        }
+        assert_eq!(s.foreign_records(), 4, "its quota");
+        assert_eq!(s.refused(), 96);
+        // Another provider still gets in.
+        assert!(s
+            .add_provider(record(7, PeerId::random(), vec![addr("10.0.0.2", 1)]))
+            .is_ok());
+        assert_eq!(s.foreign_records(), 5);
+    }
+
+    #[test]
+    fn keys_that_are_no_cid_are_refused_and_addresses_capped() {
+        let mut s = ProviderStore::new(PeerId::random(), limits());
+        let junk = ProviderRecord {
+            key: RecordKey::new(&vec![7u8; 1000]),
+            provider: PeerId::random(),
+            expires: None,
+            addresses: vec![],
+        };
+        assert!(s.add_provider(junk).is_err());
+        let many: Vec<Multiaddr> = (0..100).map(|p| addr("10.0.0.3", p)).collect();
+        let r = record(1, PeerId::random(), many);
+        let key = r.key.clone();
+        s.add_provider(r).expect("a CID key");
+        assert_eq!(s.providers(&key)[0].addresses.len(), MAX_RECORD_ADDRS);
+    }
+
+    #[test]
+    fn identities_on_one_host_cannot_take_a_keys_slots() {
+        let mut s = ProviderStore::new(PeerId::random(), limits());
+        for _ in 0..20 {
+            let _ = s.add_provider(record(9, PeerId::random(), vec![addr("10.0.0.66", 4)]));
+        }
+        let honest = PeerId::random();
+        s.add_provider(record(9, honest, vec![addr("10.0.0.5", 4)]))
+            .expect("room is left");
+        let key = record(9, honest, vec![]).key;
+        let providers: Vec<PeerId> = s.providers(&key).iter().map(|r| r.provider).collect();
+        assert_eq!(providers.len(), MAX_PER_HOST_PER_KEY + 1);
+        assert!(providers.contains(&honest));
     }
 }
