@@ -20,6 +20,7 @@
 //!
 //! Shutdown: it stops with its arbiter; dropping the network handle stops the swarm.
 
+mod deadlines;
 mod discovery;
 mod peer;
 mod serve;
@@ -42,7 +43,7 @@ use crate::{
         blockexc::{BlockAddress, Message as Wire},
         merkle::CodexProof,
     },
-    net::{NetEvent, NetHandle},
+    net::{NetEvent, NetHandle, SendFailure},
     repo::Repo,
 };
 
@@ -68,6 +69,11 @@ pub struct ExchangeConfig {
     /// Peers served at once (a serve task reads up to [`MAX_DELIVERY_BLOCKS`] blocks and
     /// sends them). Default 10, as Codex's task runners.
     pub serve_tasks: usize,
+    /// A block asked of a peer that has not arrived this long after the peer last delivered
+    /// something we asked (or after we asked it, when it was idle) is asked of another holder,
+    /// and counts against the peer. Default 10 s: shorter than the 20 s a manifest is waited
+    /// for, long enough for a 256-block window over a 20 Mbit/s link.
+    pub request_timeout: Duration,
 }
 
 impl Default for ExchangeConfig {
@@ -79,6 +85,7 @@ impl Default for ExchangeConfig {
             retries: 60,
             max_peer_wants: 4096,
             serve_tasks: 10,
+            request_timeout: Duration::from_secs(10),
         }
     }
 }
@@ -195,6 +202,17 @@ pub struct ExchangeStats {
     pub want_lists_sent: u64,
     /// Want lists received.
     pub want_lists_received: u64,
+    /// Want entries from peers ignored because the peer was over its limits (block wants or
+    /// want-haves queued), a sign of a flood.
+    pub shed_entries: u64,
+    /// Requests a peer did not answer within [`ExchangeConfig::request_timeout`].
+    pub request_timeouts: u64,
+    /// Inbound connections refused because their IP address had too many already.
+    pub refused_connections: u64,
+    /// Peers disconnected because they did not read what we sent them in time.
+    pub slow_peers: u64,
+    /// Peers whose Have presences proved false often enough that they are no longer asked.
+    pub distrusted_peers: u64,
     /// Blocks wanted now.
     pub pending: u64,
     /// Blocks sent to and received from each connected peer.
@@ -217,13 +235,52 @@ pub struct BlockExchange {
     peers: HashMap<PeerId, Peer>,
     /// Blocks wanted by local fetches.
     pending: HashMap<BlockAddress, Pending>,
-    /// Serve tasks running.
+    /// Serve tasks reading blocks ([`ExchangeConfig::serve_tasks`] at most).
     serving: usize,
+    /// Delivery messages being written.
+    writing: usize,
     /// wantBlock entries gathered while handling one event, sent at its end.
     outbox: HashMap<PeerId, Vec<BlockAddress>>,
     /// What this node announces in the DHT, and the lookups for what it wants.
     discovery: discovery::Discovery,
     stats: ExchangeStats,
+    /// Warnings about misbehaving peers are logged at most this often, so a flood shows in
+    /// the log without filling it.
+    warn_limit: WarnLimit,
+    /// Average time from asking a peer for a block to receiving it, over recent deliveries.
+    latency: Option<Duration>,
+}
+
+/// Lets a warning through at most once per [`WarnLimit::EVERY`]; counts what it held back.
+#[derive(Debug, Default)]
+pub(crate) struct WarnLimit {
+    last: Option<std::time::Instant>,
+    held_back: u64,
+}
+
+impl WarnLimit {
+    const EVERY: Duration = Duration::from_secs(5);
+
+    /// True when a warning may be logged now.
+    pub(crate) fn allow(&mut self) -> bool {
+        let now = std::time::Instant::now();
+        if self
+            .last
+            .is_some_and(|at| now.duration_since(at) < Self::EVERY)
+        {
+            self.held_back += 1;
+            return false;
+        }
+        if self.held_back > 0 {
+            tracing::warn!(
+                held_back = self.held_back,
+                "more peer misbehaviour than the log shows"
+            );
+            self.held_back = 0;
+        }
+        self.last = Some(now);
+        true
+    }
 }
 
 impl BlockExchange {
@@ -236,9 +293,12 @@ impl BlockExchange {
             peers: HashMap::new(),
             pending: HashMap::new(),
             serving: 0,
+            writing: 0,
             outbox: HashMap::new(),
             discovery: discovery::Discovery::default(),
             stats: ExchangeStats::default(),
+            warn_limit: WarnLimit::default(),
+            latency: None,
         }
     }
 
@@ -308,6 +368,14 @@ impl StreamHandler<NetEvent> for BlockExchange {
             }
             NetEvent::Message { peer, message, .. } => self.on_message(peer, message, ctx),
             NetEvent::Violation { peer, violation } => self.on_violation(peer, &violation, ctx),
+            NetEvent::SendFailed {
+                peer,
+                reason: SendFailure::Write(std::io::ErrorKind::TimedOut),
+            } => {
+                // It does not read what it asked for: it would hold a serving slot again.
+                self.stats.slow_peers += 1;
+                self.disconnect(peer, "does not read what it asked for", ctx);
+            }
             NetEvent::SendFailed { peer, reason } => {
                 tracing::debug!(%peer, ?reason, "could not send to peer");
             }
@@ -374,6 +442,7 @@ impl Handler<GetStats> for BlockExchange {
     fn handle(&mut self, _: GetStats, _: &mut Self::Context) -> Self::Result {
         let mut stats = self.stats.clone();
         stats.pending = self.pending.len() as u64;
+        stats.refused_connections = self.net.refused_connections();
         stats.per_peer = self.peer_stats();
         MessageResult(stats)
     }

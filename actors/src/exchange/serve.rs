@@ -19,6 +19,9 @@ use crate::{
 /// Delivery messages being prepared or written per peer at once: one is read while the other
 /// is written.
 const SERVES_PER_PEER: usize = 2;
+/// Delivery messages being written at once, over all peers (about 1.3 MiB each): what bounds
+/// the memory of serving once reads no longer wait for writes.
+const MAX_WRITING: usize = 48;
 
 impl BlockExchange {
     pub(super) fn on_wantlist(
@@ -31,9 +34,8 @@ impl BlockExchange {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        let mut ask_have = Vec::new();
-        let mut dont_have_wanted = Vec::new();
         let mut over = 0;
+        let mut asked_have = false;
         for entry in wantlist.entries {
             if entry.cancel {
                 state.cancel_want(&entry.address);
@@ -41,8 +43,14 @@ impl BlockExchange {
             }
             match entry.want_type {
                 WantType::Have => {
-                    dont_have_wanted.push(entry.send_dont_have);
-                    ask_have.push(entry.address);
+                    // Presences are looked up one batch per peer at a time; what queues up
+                    // meanwhile is bounded like its block wants.
+                    if state.have_queue.len() < limit {
+                        state.have_queue.push((entry.address, entry.send_dont_have));
+                        asked_have = true;
+                    } else {
+                        over += 1;
+                    }
                 }
                 WantType::Block => {
                     if !state.add_want(entry.address, limit) {
@@ -52,25 +60,34 @@ impl BlockExchange {
             }
         }
         if over > 0 {
-            tracing::warn!(%peer, over, limit, "peer wants more blocks than allowed; ignored the rest");
+            self.stats.shed_entries += over;
+            if self.warn_limit.allow() {
+                tracing::warn!(%peer, over, limit, "peer asks more than allowed; ignored the rest");
+            }
         }
-        if !ask_have.is_empty() {
-            self.answer_haves(peer, ask_have, dont_have_wanted, ctx);
+        if asked_have {
+            self.answer_haves(peer, ctx);
         }
         self.serve(peer, ctx);
     }
 
     /// Replies Have for what this node holds; DontHave only where the peer asked for it (Codex
-    /// never does, and reads every presence as Have).
-    fn answer_haves(
-        &mut self,
-        peer: PeerId,
-        addresses: Vec<BlockAddress>,
-        dont_have_wanted: Vec<bool>,
-        ctx: &mut Context<Self>,
-    ) {
+    /// never does, and reads every presence as Have). One lookup per peer runs at a time, of at
+    /// most [`MAX_LIST_ENTRIES`] addresses, so a peer that floods want-haves waits on itself
+    /// and not the metadata readers that local downloads share.
+    fn answer_haves(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
+        let Some(state) = self.peers.get_mut(&peer) else {
+            return;
+        };
+        if state.have_lookup || state.have_queue.is_empty() {
+            return;
+        }
+        let take = state.have_queue.len().min(MAX_LIST_ENTRIES);
+        let (addresses, dont_have_wanted): (Vec<BlockAddress>, Vec<bool>) =
+            state.have_queue.drain(..take).unzip();
+        state.have_lookup = true;
         let (reader, net) = (self.repo.reader.clone(), self.net.clone());
-        ctx.spawn(actix::fut::wrap_future(async move {
+        let task = async move {
             let Ok(Ok(held)) = reader
                 .send(HasAddresses {
                     addresses: addresses.clone(),
@@ -92,15 +109,21 @@ impl BlockExchange {
                     (false, false) => None,
                 })
                 .collect();
-            for chunk in presences.chunks(MAX_LIST_ENTRIES) {
+            if !presences.is_empty() {
                 let message = Wire {
-                    presences: chunk.to_vec(),
+                    presences,
                     ..Wire::default()
                 };
-                if net.send(peer, message).await.is_err() {
-                    return;
-                }
+                // Written before the next lookup starts: a peer that does not read its
+                // presences gets no more of them.
+                let _ = net.send_written(peer, message).await;
             }
+        };
+        ctx.spawn(task.into_actor(self).map(move |(), act, ctx| {
+            if let Some(state) = act.peers.get_mut(&peer) {
+                state.have_lookup = false;
+            }
+            act.answer_haves(peer, ctx);
         }));
     }
 
@@ -109,7 +132,7 @@ impl BlockExchange {
     /// [`MAX_DELIVERY_BLOCKS`] blocks read and sent in one message, which must be written
     /// before its task ends (bounded memory: while one message is written, the next is read).
     pub(super) fn serve(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
-        if self.serving >= self.config.serve_tasks {
+        if self.serving >= self.config.serve_tasks || self.writing >= MAX_WRITING {
             return;
         }
         let Some(state) = self.peers.get_mut(&peer) else {
@@ -118,36 +141,58 @@ impl BlockExchange {
         if state.serving >= SERVES_PER_PEER || state.wants.is_empty() {
             return;
         }
-        let take = state.wants.len().min(MAX_DELIVERY_BLOCKS);
-        let batch: Vec<BlockAddress> = state.wants.drain(..take).collect();
-        for a in &batch {
-            state.wants_set.remove(a);
-        }
+        let batch = state.wants.take(MAX_DELIVERY_BLOCKS);
         state.serving += 1;
         self.serving += 1;
-        let (repo, net) = (self.repo.clone(), self.net.clone());
-        let task = async move {
-            let (deliveries, missing) = read_blocks(&repo, batch).await;
-            let sent = deliveries.len();
-            if sent > 0 {
-                let message = Wire {
-                    deliveries,
-                    ..Wire::default()
-                };
-                if let Err(e) = net.send_written(peer, message).await {
+        let repo = self.repo.clone();
+        let read = async move { read_blocks(&repo, batch).await };
+        ctx.spawn(
+            read.into_actor(self)
+                .map(move |(deliveries, missing), act, ctx| {
+                    // The read is done: the slot goes to the next peer while this message is
+                    // written, so peers that read slowly (or never) cannot hold every slot.
+                    act.serving -= 1;
+                    if let Some(state) = act.peers.get_mut(&peer) {
+                        state.waiting.extend(missing);
+                    }
+                    act.write_delivery(peer, deliveries, ctx);
+                    act.serve_all(ctx);
+                }),
+        );
+    }
+
+    /// Writes one delivery message to `peer`; its per-peer slot is held until it is written.
+    fn write_delivery(
+        &mut self,
+        peer: PeerId,
+        deliveries: Vec<BlockDelivery>,
+        ctx: &mut Context<Self>,
+    ) {
+        let sent = deliveries.len();
+        self.writing += 1;
+        let net = self.net.clone();
+        let write = async move {
+            if sent == 0 {
+                return 0;
+            }
+            let message = Wire {
+                deliveries,
+                ..Wire::default()
+            };
+            match net.send_written(peer, message).await {
+                Ok(()) => sent,
+                Err(e) => {
                     tracing::debug!(%peer, error = %e, "could not deliver blocks");
-                    return (0, missing);
+                    0
                 }
             }
-            (sent, missing)
         };
-        ctx.spawn(task.into_actor(self).map(move |(sent, missing), act, ctx| {
-            act.serving -= 1;
+        ctx.spawn(write.into_actor(self).map(move |sent, act, ctx| {
+            act.writing -= 1;
             act.stats.blocks_sent += sent as u64;
             if let Some(state) = act.peers.get_mut(&peer) {
                 state.serving -= 1;
                 state.blocks_sent += sent as u64;
-                state.waiting.extend(missing);
             }
             act.serve_all(ctx);
         }));
@@ -187,9 +232,7 @@ impl BlockExchange {
             };
             for address in arrived {
                 state.waiting.remove(&address);
-                if state.wants_set.insert(address.clone()) {
-                    state.wants.push_front(address);
-                }
+                state.wants.push(address, true);
             }
         }
         self.serve_all(ctx);

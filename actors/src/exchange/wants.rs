@@ -13,6 +13,7 @@ use crate::{
         BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantEntry,
         WantType, Wantlist,
     },
+    format::manifest::CODEX_BLOCK_SIZE,
     net::Violation,
 };
 
@@ -25,10 +26,11 @@ const MIN_SHARE: usize = 16;
 pub(crate) struct Pending {
     /// Where it goes once received (usually one fetch).
     sinks: Vec<mpsc::Sender<Delivery>>,
-    /// The peer asked for it now, if any.
-    requested: Option<PeerId>,
+    /// The peers asked for it now, with when: one, or two for a manifest (a lone holder that
+    /// claims it and never sends it must not hold up a fetch's start).
+    pub(super) requested: Vec<(PeerId, Instant)>,
     /// Refreshes and timeouts it may still go through before it fails.
-    retries_left: u32,
+    pub(super) retries_left: u32,
     /// When every peer was last asked whether it has it.
     asked_at: Instant,
 }
@@ -36,7 +38,19 @@ pub(crate) struct Pending {
 impl Pending {
     /// True while some peer is asked for it.
     pub(super) fn is_requested(&self) -> bool {
-        self.requested.is_some()
+        !self.requested.is_empty()
+    }
+
+    fn asked_of(&self, peer: PeerId) -> bool {
+        self.requested.iter().any(|(p, _)| *p == peer)
+    }
+
+    /// How many peers this address should be asked of at once.
+    fn holders_wanted(address: &BlockAddress) -> usize {
+        match address {
+            BlockAddress::Cid(_) => 2,
+            BlockAddress::Leaf { .. } => 1,
+        }
     }
 }
 
@@ -60,7 +74,7 @@ impl BlockExchange {
                         address.clone(),
                         Pending {
                             sinks: vec![sink.clone()],
-                            requested: None,
+                            requested: Vec::new(),
                             retries_left: self.config.retries,
                             asked_at: Instant::now(),
                         },
@@ -81,7 +95,7 @@ impl BlockExchange {
         }
         let unknown: Vec<BlockAddress> = addresses
             .into_iter()
-            .filter(|a| self.pending.get(a).is_some_and(|p| p.requested.is_none()))
+            .filter(|a| self.pending.get(a).is_some_and(|p| !p.is_requested()))
             .collect();
         self.ask_everyone(unknown, ctx);
         self.flush_requests(ctx);
@@ -103,25 +117,15 @@ impl BlockExchange {
                 continue;
             }
             self.forget(address);
-            if let Some(peer) = self.pending.remove(address).and_then(|p| p.requested) {
+            let asked = self.pending.remove(address).map(|p| p.requested);
+            for (peer, _) in asked.into_iter().flatten() {
                 if let Some(state) = self.peers.get_mut(&peer) {
                     state.settle(address);
                 }
                 cancels.entry(peer).or_default().push(address.clone());
             }
         }
-        for (peer, list) in cancels {
-            for chunk in list.chunks(MAX_LIST_ENTRIES) {
-                let entries = chunk
-                    .iter()
-                    .map(|a| WantEntry {
-                        cancel: true,
-                        ..WantEntry::new(a.clone(), WantType::Block)
-                    })
-                    .collect();
-                self.send_entries(peer, entries, false, ctx);
-            }
-        }
+        self.send_cancels(cancels, ctx);
         self.refill(ctx);
     }
 
@@ -153,7 +157,28 @@ impl BlockExchange {
         }
     }
 
-    fn send_entries(
+    /// Tells each peer to stop working on these requests (Codex keeps serving a want until it
+    /// is cancelled, and its late blocks would only be dropped here).
+    pub(super) fn send_cancels(
+        &mut self,
+        cancels: HashMap<PeerId, Vec<BlockAddress>>,
+        ctx: &mut Context<Self>,
+    ) {
+        for (peer, list) in cancels {
+            for chunk in list.chunks(MAX_LIST_ENTRIES) {
+                let entries = chunk
+                    .iter()
+                    .map(|a| WantEntry {
+                        cancel: true,
+                        ..WantEntry::new(a.clone(), WantType::Block)
+                    })
+                    .collect();
+                self.send_entries(peer, entries, false, ctx);
+            }
+        }
+    }
+
+    pub(super) fn send_entries(
         &mut self,
         peer: PeerId,
         entries: Vec<WantEntry>,
@@ -176,6 +201,8 @@ impl BlockExchange {
             return;
         };
         match presence.presence {
+            // A peer whose Haves proved false is not believed for a while.
+            PresenceType::Have if state.is_distrusted(Instant::now()) => {}
             PresenceType::Have => {
                 state.has.insert(presence.address.clone());
                 self.assign(&presence.address);
@@ -205,30 +232,38 @@ impl BlockExchange {
 
     /// Asks the least loaded peer known to have `address` for it, if it is not asked of anyone
     /// yet and some holder has room for another request.
-    fn assign(&mut self, address: &BlockAddress) {
-        let Some(p) = self.pending.get(address) else {
-            return;
-        };
-        if p.requested.is_some() {
-            return;
-        }
+    pub(super) fn assign(&mut self, address: &BlockAddress) {
         let max = self.share();
-        let best = self
-            .peers
-            .iter()
-            .filter(|(_, s)| s.has.contains(address) && s.requested.len() < max)
-            .min_by_key(|(_, s)| s.requested.len())
-            .map(|(id, _)| *id);
-        let Some(peer) = best else {
-            return;
-        };
-        if let (Some(p), Some(state)) = (self.pending.get_mut(address), self.peers.get_mut(&peer)) {
-            if state.requested.is_empty() {
-                state.active_at = Instant::now(); // its silence is timed from now
+        let wanted = Pending::holders_wanted(address);
+        loop {
+            let Some(p) = self.pending.get(address) else {
+                return;
+            };
+            if p.requested.len() >= wanted {
+                return;
             }
-            state.requested.insert(address.clone());
-            p.requested = Some(peer);
-            self.outbox.entry(peer).or_default().push(address.clone());
+            let best = self
+                .peers
+                .iter()
+                .filter(|(id, s)| {
+                    s.has.contains(address) && s.requested.len() < max && !p.asked_of(**id)
+                })
+                .min_by_key(|(_, s)| s.requested.len())
+                .map(|(id, _)| *id);
+            let Some(peer) = best else {
+                return;
+            };
+            let now = Instant::now();
+            if let (Some(p), Some(state)) =
+                (self.pending.get_mut(address), self.peers.get_mut(&peer))
+            {
+                if state.requested.is_empty() {
+                    state.active_at = now; // its silence is timed from now
+                }
+                state.requested.insert(address.clone());
+                p.requested.push((peer, now));
+                self.outbox.entry(peer).or_default().push(address.clone());
+            }
         }
     }
 
@@ -254,7 +289,7 @@ impl BlockExchange {
         let mut waiting: Vec<BlockAddress> = self
             .pending
             .iter()
-            .filter(|(_, p)| p.requested.is_none())
+            .filter(|(a, p)| p.requested.len() < Pending::holders_wanted(a))
             .map(|(a, _)| a.clone())
             .collect();
         // In leaf order, not the map's: the holder reads neighbouring leaves in one go.
@@ -272,10 +307,7 @@ impl BlockExchange {
         ctx: &mut Context<Self>,
     ) {
         let address = delivery.address.clone();
-        let asked_now = self
-            .pending
-            .get(&address)
-            .is_some_and(|p| p.requested == Some(peer));
+        let asked_now = self.pending.get(&address).is_some_and(|p| p.asked_of(peer));
         if !asked_now {
             // A block is asked of one peer at a time. One this peer was asked for before is
             // late (it timed out or was cancelled): a harmless duplicate. Anything else was
@@ -287,7 +319,10 @@ impl BlockExchange {
             }
             return;
         }
-        if !delivery.is_authentic() {
+        // Every Codex leaf is one whole 64 KiB block (the last one zero-padded).
+        let wrong_size = matches!(address, BlockAddress::Leaf { .. })
+            && delivery.data.len() != CODEX_BLOCK_SIZE as usize;
+        if wrong_size || !delivery.is_authentic() {
             self.punish(
                 peer,
                 "sent a block whose proof does not lead to its tree",
@@ -298,12 +333,25 @@ impl BlockExchange {
         let Some(pending) = self.pending.remove(&address) else {
             return;
         };
+        if let Some((_, at)) = pending.requested.iter().find(|(p, _)| *p == peer) {
+            self.observe_latency(at.elapsed());
+        }
         self.forget(&address);
         if let Some(state) = self.peers.get_mut(&peer) {
             state.settle(&address);
             state.active_at = Instant::now();
             state.blocks_received += 1;
+            state.honoured += 1;
         }
+        // The second holder asked for a manifest need not send it any more.
+        let mut cancels: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
+        for (other, _) in pending.requested.iter().filter(|(p, _)| *p != peer) {
+            if let Some(state) = self.peers.get_mut(other) {
+                state.settle(&address);
+            }
+            cancels.entry(*other).or_default().push(address.clone());
+        }
+        self.send_cancels(cancels, ctx);
         self.stats.blocks_received += 1;
         for sink in pending.sinks {
             let _ = sink.try_send(Delivery::Block {
@@ -327,18 +375,29 @@ impl BlockExchange {
     ) {
         self.stats.violations += 1;
         if matches!(violation, Violation::TooManyStreams) {
-            tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was refused");
+            if self.warn_limit.allow() {
+                tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was refused");
+            }
             self.stats.bad_blocks += 1;
             return;
         }
-        tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was reset");
+        if self.warn_limit.allow() {
+            tracing::warn!(%peer, %violation, "peer broke the protocol; its stream was reset");
+        }
         self.punish(peer, "broke the protocol", ctx);
     }
 
     /// Counts a bad delivery and drops the connection: nothing it sent is stored.
     fn punish(&mut self, peer: PeerId, why: &'static str, ctx: &mut Context<Self>) {
-        tracing::warn!(%peer, why, "disconnecting a misbehaving peer");
         self.stats.bad_blocks += 1;
+        self.disconnect(peer, why, ctx);
+    }
+
+    /// Drops the connection to a peer that misbehaves (logged, at a bounded rate).
+    pub(super) fn disconnect(&mut self, peer: PeerId, why: &'static str, ctx: &mut Context<Self>) {
+        if self.warn_limit.allow() {
+            tracing::warn!(%peer, why, "disconnecting a misbehaving peer");
+        }
         let net = self.net.clone();
         ctx.spawn(actix::fut::wrap_future(async move {
             let _ = net.disconnect(peer).await;
@@ -352,7 +411,7 @@ impl BlockExchange {
         };
         for address in state.requested {
             if let Some(p) = self.pending.get_mut(&address) {
-                p.requested = None;
+                p.requested.retain(|(p, _)| *p != peer);
                 self.stats.retries += 1;
             }
         }
@@ -361,6 +420,7 @@ impl BlockExchange {
     /// Runs twice a second: peer timeouts, refreshes of wants nobody has, failed wants.
     pub(super) fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = Instant::now();
+        self.check_requests(now, ctx);
         let timeout = self.config.peer_timeout;
         let silent: Vec<PeerId> = self
             .peers
@@ -379,13 +439,15 @@ impl BlockExchange {
             for address in &dropped {
                 state.settle(address);
             }
-            for address in dropped {
-                if let Some(p) = self.pending.get_mut(&address) {
-                    p.requested = None;
+            for address in &dropped {
+                if let Some(p) = self.pending.get_mut(address) {
+                    p.requested.retain(|(p, _)| *p != peer);
                     p.retries_left = p.retries_left.saturating_sub(1);
                     self.stats.retries += 1;
                 }
             }
+            // Codex keeps serving a want until it is cancelled.
+            self.send_cancels(HashMap::from([(peer, dropped)]), ctx);
         }
         // Wants nobody is asked for: ask everyone again, at most every refresh interval; a want
         // that runs out of retries fails.
@@ -393,7 +455,7 @@ impl BlockExchange {
         let mut again = Vec::new();
         let mut failed = Vec::new();
         for (address, p) in &mut self.pending {
-            if p.requested.is_some() || now.duration_since(p.asked_at) < refresh {
+            if p.is_requested() || now.duration_since(p.asked_at) < refresh {
                 continue;
             }
             if p.retries_left == 0 {
