@@ -22,8 +22,13 @@ use crate::net::{identity, Command, NetConfig, NetError, NetEvent, NetHandle, BL
 const COMMAND_QUEUE: usize = 64;
 /// Time allowed for the listen addresses to be bound at start.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a dial waits for the new connection's identify before calling it a success.
+const IDENTIFY_WAIT: Duration = Duration::from_secs(5);
 /// Period of the DHT's timers; also the precision of lookup deadlines.
 const DHT_TICK: Duration = Duration::from_secs(1);
+
+/// Where a dial's outcome goes.
+type DialReply = oneshot::Sender<Result<(), NetError>>;
 
 /// The network component. Start it with [`Net::start`]; then talk to it through the
 /// [`NetHandle`] and read its [`NetEvent`]s.
@@ -36,7 +41,10 @@ pub struct Net {
     /// Each connected peer's send queue (its writer task holds the other end).
     writers: HashMap<PeerId, mpsc::Sender<Outgoing>>,
     /// Handles waiting for a dial to a peer to finish.
-    dials: HashMap<PeerId, Vec<oneshot::Sender<Result<(), NetError>>>>,
+    dials: HashMap<PeerId, Vec<DialReply>>,
+    /// Dials whose connection is up, waiting for the peer's identify: a peer that drops the
+    /// connection at once (its slots are full) or does not speak block exchange is no success.
+    identifying: HashMap<PeerId, (Instant, Vec<DialReply>)>,
     control: libp2p_stream::Control,
     ctx: Arc<ReadCtx>,
     peer_queue_len: usize,
@@ -64,7 +72,8 @@ impl Net {
             &config.bootstrap,
             config.peer_store.clone(),
         )?;
-        let mut swarm = transport::build(key.clone(), &config)?;
+        let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let mut swarm = transport::build(key.clone(), &config, refused.clone())?;
         let mut control = swarm.behaviour().stream.new_control();
         let incoming = control
             .accept(BLOCKEXC_PROTOCOL)
@@ -105,6 +114,9 @@ impl Net {
         } else {
             config.announce_addrs.clone()
         };
+        for addr in swarm.listeners().chain(&announce) {
+            dht.own_address(addr);
+        }
         for addr in announce {
             swarm.add_external_address(addr);
         }
@@ -121,7 +133,16 @@ impl Net {
             events: events_tx,
             max_frame: config.max_frame_bytes.min(budget),
             budget: Arc::new(Semaphore::new(budget)),
+            // At least one whole frame per peer, or its reader would wait forever.
+            peer_budgets: peer::PeerBudgets::new(
+                config
+                    .max_peer_frame_bytes
+                    .max(config.max_frame_bytes)
+                    .min(budget),
+            ),
             frame_timeout: config.frame_timeout,
+            min_rate: config.min_frame_rate,
+            idle_timeout: config.stream_idle_timeout,
         });
         tokio::spawn(peer::accept_loop(
             incoming,
@@ -135,6 +156,7 @@ impl Net {
             pending,
             writers: HashMap::new(),
             dials: HashMap::new(),
+            identifying: HashMap::new(),
             control,
             ctx,
             peer_queue_len: config.peer_queue_len.max(1),
@@ -145,6 +167,7 @@ impl Net {
         let handle = NetHandle {
             commands: commands_tx,
             key,
+            refused,
         };
         Ok((handle, events_rx))
     }
@@ -174,6 +197,7 @@ impl Net {
                 },
                 _ = tick.tick() => {
                     self.dht.tick(&mut self.swarm.behaviour_mut().kad, Instant::now());
+                    self.expire_identifying(Instant::now());
                 }
                 event = self.swarm.select_next_some(), if self.pending.len() < MAX_PENDING => {
                     self.swarm_event(event);
@@ -275,8 +299,40 @@ impl Net {
     }
 
     fn finish_dials(&mut self, peer: PeerId, result: &Result<(), NetError>) {
-        for waiter in self.dials.remove(&peer).unwrap_or_default() {
+        let waiting = self.identifying.remove(&peer).map(|(_, w)| w);
+        let dialled = self.dials.remove(&peer);
+        for waiter in waiting.into_iter().chain(dialled).flatten() {
             let _ = waiter.send(result.clone());
+        }
+    }
+
+    /// A dial's connection is up: its callers hear of it once the peer identified itself.
+    fn connected(&mut self, peer: PeerId) {
+        if let Some(waiters) = self.dials.remove(&peer) {
+            let entry = self
+                .identifying
+                .entry(peer)
+                .or_insert_with(|| (Instant::now(), Vec::new()));
+            entry.1.extend(waiters);
+        }
+    }
+
+    /// Peers that kept the connection but never identified within [`IDENTIFY_WAIT`] count as
+    /// connected (a peer without identify can still exchange blocks).
+    fn expire_identifying(&mut self, now: Instant) {
+        let late: Vec<PeerId> = self
+            .identifying
+            .iter()
+            .filter(|(_, (at, _))| now.duration_since(*at) > IDENTIFY_WAIT)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in late {
+            let result = if self.swarm.is_connected(&peer) {
+                Ok(())
+            } else {
+                Err(NetError::Dial("the peer closed the connection".into()))
+            };
+            self.finish_dials(peer, &result);
         }
     }
 
@@ -288,6 +344,7 @@ impl Net {
         }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
+                self.dht.own_address(&address);
                 // A listener on 0.0.0.0 reports each new interface; loopback stays private.
                 if self.auto_announce
                     && !addrs::is_loopback(&address)
@@ -309,7 +366,7 @@ impl Net {
                 num_established,
                 ..
             } => {
-                self.finish_dials(peer_id, &Ok(()));
+                self.connected(peer_id);
                 if num_established.get() == 1 {
                     let (tx, rx) = mpsc::channel(self.peer_queue_len);
                     self.writers.insert(peer_id, tx);
@@ -327,6 +384,8 @@ impl Net {
                 ..
             } => {
                 self.writers.remove(&peer_id);
+                let closed = "the peer closed the connection at once (it may be full)";
+                self.finish_dials(peer_id, &Err(NetError::Dial(closed.into())));
                 self.pending
                     .push_back(NetEvent::PeerDisconnected { peer: peer_id });
             }
@@ -343,6 +402,16 @@ impl Net {
                 info,
                 ..
             })) => {
+                let result = if info.protocols.contains(&BLOCKEXC_PROTOCOL) {
+                    Ok(())
+                } else {
+                    Err(NetError::Dial(format!(
+                        "the peer does not speak {BLOCKEXC_PROTOCOL}"
+                    )))
+                };
+                if self.identifying.contains_key(&peer_id) {
+                    self.finish_dials(peer_id, &result);
+                }
                 self.dht
                     .on_identify(&mut self.swarm.behaviour_mut().kad, peer_id, &info);
                 self.pending.push_back(NetEvent::Identified {

@@ -41,6 +41,7 @@ pub mod dht;
 mod driver;
 pub mod framing;
 pub mod identity;
+mod ip_limits;
 mod peer;
 pub mod spr;
 mod transport;
@@ -81,6 +82,11 @@ pub struct NetConfig {
     pub listen_addrs: Vec<Multiaddr>,
     /// Most established connections at once (Codex's `--max-peers`). Default 160, as Codex.
     pub max_peers: u32,
+    /// Most of them that peers may open to us; the rest stay for the connections this node
+    /// dials (providers, `/connect`, bootstrap). Default 120.
+    pub max_inbound_peers: u32,
+    /// Most inbound connections from one IP address, pending or established. Default 8.
+    pub max_inbound_per_ip: usize,
     /// Largest frame read or written. Default [`DEFAULT_MAX_FRAME_BYTES`].
     pub max_frame_bytes: usize,
     /// Bytes of frames being read or waiting in the event queue, over all streams. Default
@@ -97,8 +103,19 @@ pub struct NetConfig {
     /// How long a connection with no open stream is kept. Default 10 min: Codex opens streams
     /// only when it has something to say, so a short timeout would keep dropping its peers.
     pub idle_timeout: Duration,
-    /// Time allowed to read one frame once its length arrived. Default 60 s.
+    /// Time allowed to read one frame once its length arrived, on top of its length at
+    /// [`NetConfig::min_frame_rate`]. Default 10 s.
     pub frame_timeout: Duration,
+    /// Slowest rate (bytes per second) at which a frame's body may arrive. Default 64 KiB/s:
+    /// a 1.3 MiB delivery gets 30 s, a 4 MiB frame 74 s.
+    pub min_frame_rate: u64,
+    /// Bytes of frames being read or queued that one peer may hold, over all its streams.
+    /// Default two frames ([`NetConfig::max_frame_bytes`] × 2), so that a few identities
+    /// cannot take the whole [`NetConfig::max_inflight_frame_bytes`].
+    pub max_peer_frame_bytes: usize,
+    /// An inbound block-exchange stream on which no frame starts for this long is closed.
+    /// Default 10 min, as the connection idle timeout.
+    pub stream_idle_timeout: Duration,
     /// Peers to join the DHT through, as `/ip4/…/tcp/…/p2p/<peerId>` or `spr:` text with a
     /// TCP address ([`BootstrapPeer::parse`]); checked at start. Default: none, which makes
     /// this node the first of a network unless the peer store knows others.
@@ -121,6 +138,8 @@ impl NetConfig {
             key_path: key_path.into(),
             listen_addrs: Vec::new(),
             max_peers: 160,
+            max_inbound_peers: 120,
+            max_inbound_per_ip: 8,
             max_frame_bytes: DEFAULT_MAX_FRAME_BYTES,
             max_inflight_frame_bytes: 64 << 20, /* 64 MiB */
             max_inbound_streams_per_peer: 4,
@@ -128,7 +147,10 @@ impl NetConfig {
             event_queue_len: 256,
             agent_version: format!("codex-node/{}", env!("CARGO_PKG_VERSION")),
             idle_timeout: Duration::from_secs(600),
-            frame_timeout: Duration::from_secs(60),
+            frame_timeout: Duration::from_secs(10),
+            min_frame_rate: 64 * 1024,
+            max_peer_frame_bytes: 2 * DEFAULT_MAX_FRAME_BYTES,
+            stream_idle_timeout: Duration::from_secs(600),
             bootstrap: Vec::new(),
             peer_store: None,
             announce_addrs: Vec::new(),
@@ -157,10 +179,12 @@ impl NetConfig {
         self
     }
 
-    /// Sets the connection limit. Default = 160.
+    /// Sets the connection limit, and the inbound share to three quarters of it. Default =
+    /// 160.
     #[must_use]
     pub fn max_peers(mut self, n: u32) -> Self {
         self.max_peers = n;
+        self.max_inbound_peers = n - n / 4;
         self
     }
 
@@ -226,7 +250,7 @@ pub enum NetEvent {
 /// while the message's blocks are held in memory, drop it once they are stored.
 #[derive(Debug)]
 pub struct FrameBudget {
-    _permit: tokio::sync::OwnedSemaphorePermit,
+    _held: Option<peer::Held>,
 }
 
 /// A protocol violation by a peer.
@@ -351,9 +375,16 @@ pub(crate) enum Command {
 pub struct NetHandle {
     commands: mpsc::Sender<Command>,
     key: Keypair,
+    /// Inbound connections refused by the per-IP cap.
+    refused: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl NetHandle {
+    /// Inbound connections refused so far because their address had too many already.
+    pub fn refused_connections(&self) -> u64 {
+        self.refused.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Our peer id.
     pub fn peer_id(&self) -> PeerId {
         self.key.public().to_peer_id()

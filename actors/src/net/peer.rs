@@ -18,8 +18,12 @@ pub(crate) type Outgoing = (Message, Option<tokio::sync::oneshot::Sender<bool>>)
 
 /// Time allowed to negotiate a new outbound stream.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// Time allowed to write one frame; a peer that stops reading for this long loses the stream.
-const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Time allowed to write one frame, on top of its length at [`WRITE_MIN_RATE`]; a peer that
+/// reads slower than that loses the stream (and the exchange disconnects it), so a peer that
+/// never reads holds a serving slot for seconds, not minutes.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Slowest rate (bytes per second) a peer must read our frames at: 10 s for a 1.3 MiB delivery.
+const WRITE_MIN_RATE: f64 = 256.0 * 1024.0;
 /// Above this many tracked peers the acceptor forgets the idle ones.
 const PRUNE_SLOTS_ABOVE: usize = 1024;
 
@@ -31,19 +35,135 @@ pub(crate) struct ReadCtx {
     pub max_frame: usize,
     /// Bytes of frames being read or queued as events, over all streams; one permit per byte.
     pub budget: Arc<Semaphore>,
-    /// Time allowed to receive a frame's body once its length arrived.
+    /// Each peer's share of `budget` (over all its streams), so that a few peers cannot take
+    /// all of it; created on a peer's first frame.
+    pub peer_budgets: PeerBudgets,
+    /// A frame's body must arrive within this plus its length at [`ReadCtx::min_rate`].
     pub frame_timeout: Duration,
+    /// Slowest rate, in bytes per second, at which a frame's body may arrive.
+    pub min_rate: u64,
+    /// An inbound stream on which no frame starts for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// Per-peer read budgets: one semaphore of `per_peer` bytes for each peer with frames in
+/// flight. Entries whose semaphore nobody holds any more are pruned as the map grows.
+pub(crate) struct PeerBudgets {
+    per_peer: usize,
+    map: std::sync::Mutex<HashMap<PeerId, std::sync::Weak<Semaphore>>>,
+}
+
+impl PeerBudgets {
+    pub(crate) fn new(per_peer: usize) -> Self {
+        Self {
+            per_peer,
+            map: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `peer`'s budget (shared by all its streams while any of them holds it).
+    fn of(&self, peer: PeerId) -> Arc<Semaphore> {
+        let mut map = match self.map.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(s) = map.get(&peer).and_then(std::sync::Weak::upgrade) {
+            return s;
+        }
+        if map.len() > PRUNE_SLOTS_ABOVE {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let s = Arc::new(Semaphore::new(self.per_peer));
+        map.insert(peer, Arc::downgrade(&s));
+        s
+    }
 }
 
 /// How a read loop ended.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum ReadEnd {
-    /// The peer closed its side cleanly.
+    /// The peer closed its side cleanly (or left it idle past the idle timeout).
     Eof,
     /// The peer broke the protocol (already reported); the stream must go.
     Violation,
     /// The stream failed, or the consumer of events is gone.
     Gone,
+}
+
+/// Bytes of budget taken per step while a frame's body arrives: a frame holds budget for what
+/// has arrived, not for what it announced.
+const BUDGET_STEP: usize = 64 * 1024;
+
+/// Budget held for one frame, from the global and the peer's pool alike.
+#[derive(Debug)]
+pub(crate) struct Held {
+    global: tokio::sync::OwnedSemaphorePermit,
+    peer: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Held {
+    /// Takes `n` more bytes from both pools (waits while either is exhausted).
+    async fn grow(
+        held: &mut Option<Held>,
+        n: usize,
+        global: &Arc<Semaphore>,
+        peer: &Arc<Semaphore>,
+    ) -> Option<()> {
+        let n = u32::try_from(n).ok()?;
+        if n == 0 {
+            return Some(());
+        }
+        // The peer's own pool first: a peer over its share waits without holding global bytes.
+        let p = peer.clone().acquire_many_owned(n).await.ok()?;
+        let g = global.clone().acquire_many_owned(n).await.ok()?;
+        match held {
+            Some(h) => {
+                h.global.merge(g);
+                h.peer.merge(p);
+            }
+            None => *held = Some(Held { global: g, peer: p }),
+        }
+        Some(())
+    }
+}
+
+/// Reads a frame body of `len` bytes, taking budget as the bytes arrive.
+async fn read_body_budgeted<R: AsyncRead + Unpin>(
+    r: &mut R,
+    len: usize,
+    held: &mut Option<Held>,
+    ctx: &ReadCtx,
+    peer_budget: &Arc<Semaphore>,
+) -> Result<bytes::Bytes, FrameError> {
+    let mut buf: Vec<u8> = Vec::new();
+    while buf.len() < len {
+        let step = (len - buf.len()).min(BUDGET_STEP);
+        if Held::grow(held, step, &ctx.budget, peer_budget)
+            .await
+            .is_none()
+        {
+            return Err(FrameError::Io(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        let start = buf.len();
+        buf.resize(start + step, 0);
+        let mut filled = start;
+        while filled < start + step {
+            match r.read(&mut buf[filled..start + step]).await? {
+                0 => return Err(FrameError::Truncated),
+                n => filled += n,
+            }
+        }
+    }
+    Ok(bytes::Bytes::from(buf))
+}
+
+/// Roughly what a decoded message holds in memory beyond its frame: its list entries are
+/// several times their wire size.
+fn decoded_extra(message: &Message, wire_len: usize) -> usize {
+    use crate::format::blockexc::{BlockPresence, WantEntry};
+    let entries = message.wantlist.entries.len() * std::mem::size_of::<WantEntry>();
+    let presences = message.presences.len() * (std::mem::size_of::<BlockPresence>() + 32);
+    (entries + presences).saturating_sub(wire_len)
 }
 
 /// Reads frames from `r` until it ends, forwarding each valid message as an event.
@@ -53,52 +173,71 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
     ctx: &ReadCtx,
 ) -> ReadEnd {
     let violation = |v: Violation| NetEvent::Violation { peer, violation: v };
+    let peer_budget = ctx.peer_budgets.of(peer);
     loop {
-        let len = match framing::read_len(&mut r, ctx.max_frame).await {
-            Ok(len) => len,
-            Err(FrameError::Eof) => return ReadEnd::Eof,
-            Err(FrameError::Io(_)) => return ReadEnd::Gone,
-            Err(FrameError::TooLarge { len, max }) => {
-                let _ = ctx
-                    .events
-                    .send(violation(Violation::FrameTooLarge { len, max }))
-                    .await;
-                return ReadEnd::Violation;
-            }
-            Err(FrameError::BadLength | FrameError::Truncated) => {
-                let _ = ctx.events.send(violation(Violation::Framing)).await;
-                return ReadEnd::Violation;
-            }
-        };
-        // `len <= max_frame <= budget size <= u32::MAX`, checked when the budget was made.
-        let permits = u32::try_from(len).unwrap_or(u32::MAX);
-        let Ok(permit) = ctx.budget.clone().acquire_many_owned(permits).await else {
-            return ReadEnd::Gone;
-        };
-        let body =
-            match tokio::time::timeout(ctx.frame_timeout, framing::read_body(&mut r, len)).await {
-                Ok(Ok(body)) => body,
-                Ok(Err(FrameError::Truncated)) => {
+        let len =
+            match tokio::time::timeout(ctx.idle_timeout, framing::read_len(&mut r, ctx.max_frame))
+                .await
+            {
+                // Quiet for the idle timeout: closed like a clean end (a Codex peer opens a new
+                // stream when it next has something to say).
+                Err(_) => return ReadEnd::Eof,
+                Ok(Ok(len)) => len,
+                Ok(Err(FrameError::Eof)) => return ReadEnd::Eof,
+                Ok(Err(FrameError::Io(_))) => return ReadEnd::Gone,
+                Ok(Err(FrameError::TooLarge { len, max })) => {
+                    let _ = ctx
+                        .events
+                        .send(violation(Violation::FrameTooLarge { len, max }))
+                        .await;
+                    return ReadEnd::Violation;
+                }
+                Ok(Err(FrameError::BadLength | FrameError::Truncated)) => {
                     let _ = ctx.events.send(violation(Violation::Framing)).await;
                     return ReadEnd::Violation;
                 }
-                Ok(Err(_)) => return ReadEnd::Gone,
-                Err(_) => {
-                    let _ = ctx.events.send(violation(Violation::SlowFrame)).await;
-                    return ReadEnd::Violation;
-                }
             };
+        // The body must come at the minimum rate or better, from the moment its length is
+        // known: a peer that trickles a frame holds a stream and budget for a bounded time.
+        let allowed =
+            ctx.frame_timeout + Duration::from_secs_f64(len as f64 / ctx.min_rate.max(1) as f64);
+        let mut held = None;
+        let body = match tokio::time::timeout(
+            allowed,
+            read_body_budgeted(&mut r, len, &mut held, ctx, &peer_budget),
+        )
+        .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(FrameError::Truncated)) => {
+                let _ = ctx.events.send(violation(Violation::Framing)).await;
+                return ReadEnd::Violation;
+            }
+            Ok(Err(_)) => return ReadEnd::Gone,
+            Err(_) => {
+                let _ = ctx.events.send(violation(Violation::SlowFrame)).await;
+                return ReadEnd::Violation;
+            }
+        };
         // Decoding hashes the delivered blocks (≤ 20 × 64 KiB): about a millisecond.
-        let event = match Message::decode(body) {
-            Ok(message) => NetEvent::Message {
-                peer,
-                message,
-                budget: FrameBudget { _permit: permit },
-            },
+        let message = match Message::decode(body) {
+            Ok(message) => message,
             Err(e) => {
                 let _ = ctx.events.send(violation(Violation::Message(e))).await;
                 return ReadEnd::Violation;
             }
+        };
+        let extra = decoded_extra(&message, len);
+        if Held::grow(&mut held, extra, &ctx.budget, &peer_budget)
+            .await
+            .is_none()
+        {
+            return ReadEnd::Gone;
+        }
+        let event = NetEvent::Message {
+            peer,
+            message,
+            budget: FrameBudget { _held: held },
         };
         if ctx.events.send(event).await.is_err() {
             return ReadEnd::Gone;
@@ -211,7 +350,8 @@ pub(crate) async fn write_loop(
             out = Some(w);
         }
         let Some(w) = out.as_mut() else { continue };
-        let result = tokio::time::timeout(WRITE_TIMEOUT, write_all_flush(w, &frame)).await;
+        let allowed = WRITE_TIMEOUT + Duration::from_secs_f64(frame.len() as f64 / WRITE_MIN_RATE);
+        let result = tokio::time::timeout(allowed, write_all_flush(w, &frame)).await;
         let kind = match result {
             Ok(Ok(())) => {
                 tell(true);
