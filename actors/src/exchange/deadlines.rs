@@ -3,8 +3,9 @@
 //! A request has two clocks. After a while (a few times the latency deliveries show now,
 //! [`BlockExchange::hedge_after`]) it is also asked of a second holder, if there is one: a
 //! peer that claims a block and does not send it, or is merely slow, holds nobody up, and an
-//! honest slow peer loses nothing by it (its late block counts as a duplicate). After
-//! [`super::ExchangeConfig::request_timeout`] it expires: the peer is told to cancel it, its
+//! honest slow peer loses nothing by it (its late block counts as a duplicate). Once the peer
+//! has delivered nothing for [`super::ExchangeConfig::request_timeout`] (or, however much else
+//! it delivers, after [`HARD_LIMIT`] times that) it expires: the peer is told to cancel it, its
 //! claim to hold the block is forgotten, and the miss counts against it. A peer whose misses
 //! outnumber the requests it honoured is not believed for [`DISTRUST_FOR`]: its Have presences
 //! are ignored and nothing is asked of it.
@@ -30,6 +31,9 @@ const MISSES_FORGIVEN: u64 = 8;
 const HEDGE_MIN: Duration = Duration::from_millis(500);
 /// Hedge after this many times the current delivery latency.
 const HEDGE_FACTOR: u32 = 4;
+/// A request expires after this many request timeouts even at a peer that keeps delivering
+/// other blocks.
+const HARD_LIMIT: u32 = 6;
 
 impl Peer {
     /// True while its Haves are not believed.
@@ -70,7 +74,11 @@ impl BlockExchange {
         for (address, p) in &self.pending {
             for (peer, at) in &p.requested {
                 let waited = now.duration_since(*at);
-                if waited > timeout {
+                // A peer that keeps delivering is only slow (a long queue at it, a narrow
+                // link): its requests expire once it stalls, or at the latest after
+                // `HARD_LIMIT` timeouts, so that one real block now and then holds nothing.
+                let progress = self.peers.get(peer).map_or(*at, |s| s.active_at.max(*at));
+                if now.duration_since(progress) > timeout || waited > timeout * HARD_LIMIT {
                     expired.push((*peer, address.clone()));
                 } else if waited > hedge && p.requested.len() == 1 {
                     slow.push(address.clone());
@@ -78,6 +86,7 @@ impl BlockExchange {
             }
         }
         let mut cancels: HashMap<PeerId, Vec<BlockAddress>> = HashMap::new();
+        let mut again = Vec::new();
         for (peer, address) in expired {
             if let Some(p) = self.pending.get_mut(&address) {
                 p.requested.retain(|(q, _)| *q != peer);
@@ -92,15 +101,19 @@ impl BlockExchange {
                 state.missed += 1;
             }
             cancels.entry(peer).or_default().push(address.clone());
-            slow.push(address);
+            again.push(address);
         }
         self.distrust_liars(now, &mut cancels);
         self.send_cancels(cancels, ctx);
         // In leaf order: the holder reads neighbouring leaves in one go.
+        again.sort_unstable();
+        for address in &again {
+            self.assign(address);
+        }
         slow.sort_unstable();
         slow.dedup();
         for address in &slow {
-            self.assign(address);
+            self.assign_to(address, 2);
         }
         self.flush_requests(ctx);
     }

@@ -233,8 +233,12 @@ impl BlockExchange {
     /// Asks the least loaded peer known to have `address` for it, if it is not asked of anyone
     /// yet and some holder has room for another request.
     pub(super) fn assign(&mut self, address: &BlockAddress) {
+        self.assign_to(address, Pending::holders_wanted(address));
+    }
+
+    /// [`BlockExchange::assign`], until `wanted` holders are asked (a hedge asks one more).
+    pub(super) fn assign_to(&mut self, address: &BlockAddress, wanted: usize) {
         let max = self.share();
-        let wanted = Pending::holders_wanted(address);
         loop {
             let Some(p) = self.pending.get(address) else {
                 return;
