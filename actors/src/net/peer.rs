@@ -157,6 +157,20 @@ async fn read_body_budgeted<R: AsyncRead + Unpin>(
     Ok(bytes::Bytes::from(buf))
 }
 
+/// `message` with its blocks copied out of the frame when the frame is much larger than they
+/// are: blocks are slices of their frame and keep all of it alive until stored, so a peer that
+/// pads each 64 KiB block's frame to 4 MiB (an unknown field is legal protobuf) would multiply
+/// what a fetch window holds by 64. Honest frames stay zero-copy.
+fn unpadded(mut message: Message, frame_len: usize) -> Message {
+    let data: usize = message.deliveries.iter().map(|d| d.data.len()).sum();
+    if data > 0 && frame_len > data + data / 4 + BUDGET_STEP {
+        for d in &mut message.deliveries {
+            d.data = bytes::Bytes::copy_from_slice(&d.data);
+        }
+    }
+    message
+}
+
 /// Roughly what a decoded message holds in memory beyond its frame: its list entries are
 /// several times their wire size.
 fn decoded_extra(message: &Message, wire_len: usize) -> usize {
@@ -221,7 +235,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         };
         // Decoding hashes the delivered blocks (≤ 20 × 64 KiB): about a millisecond.
         let message = match Message::decode(body) {
-            Ok(message) => message,
+            Ok(message) => unpadded(message, len),
             Err(e) => {
                 let _ = ctx.events.send(violation(Violation::Message(e))).await;
                 return ReadEnd::Violation;
