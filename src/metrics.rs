@@ -79,7 +79,7 @@ pub(crate) fn render(space: &codex_actors::Space, exchange: Option<&ExchangeStat
 }
 
 /// The block exchange's counters and gauges: (name, type, help, value).
-fn exchange_samples(s: &ExchangeStats) -> [(&'static str, &'static str, &'static str, u64); 12] {
+fn exchange_samples(s: &ExchangeStats) -> [(&'static str, &'static str, &'static str, u64); 17] {
     const C: &str = "counter";
     [
         (
@@ -111,6 +111,36 @@ fn exchange_samples(s: &ExchangeStats) -> [(&'static str, &'static str, &'static
             C,
             "Frames the network layer refused",
             s.violations,
+        ),
+        (
+            "codex_block_exchange_shed_entries_total",
+            C,
+            "Want entries from peers ignored over their limits",
+            s.shed_entries,
+        ),
+        (
+            "codex_block_exchange_request_timeouts_total",
+            C,
+            "Block requests a peer did not answer in time",
+            s.request_timeouts,
+        ),
+        (
+            "codex_block_exchange_distrusted_peers_total",
+            C,
+            "Peers whose Have presences went unhonoured, no longer asked",
+            s.distrusted_peers,
+        ),
+        (
+            "codex_block_exchange_slow_peers_total",
+            C,
+            "Peers disconnected for not reading what they asked for",
+            s.slow_peers,
+        ),
+        (
+            "codex_network_refused_connections_total",
+            C,
+            "Inbound connections refused by the per-address cap",
+            s.refused_connections,
         ),
         (
             "codex_block_exchange_retries_total",

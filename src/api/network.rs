@@ -165,6 +165,11 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             "violations": stats.violations,
             "retries": stats.retries,
             "peerTimeouts": stats.peer_timeouts,
+            "shedEntries": stats.shed_entries,
+            "requestTimeouts": stats.request_timeouts,
+            "distrustedPeers": stats.distrusted_peers,
+            "slowPeers": stats.slow_peers,
+            "refusedConnections": stats.refused_connections,
             "failedWants": stats.failed_wants,
             "pendingBlocks": stats.pending,
             "peerList": per_peer,
@@ -177,6 +182,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             "announcements": dht.announcements,
             "providedKeys": dht.provided_keys,
             "routingTablePeers": dht.routing_table_peers,
+            "refusedProviderRecords": dht.refused_provider_records,
         });
         let fetches: Vec<_> = node
             .partial_datasets()
