@@ -1,0 +1,696 @@
+//! The adversarial suite (issue 16): each attack a stranger can drive from the wire, run against
+//! a real `codex-node` binary (V) while an honest node binary (H) fetches 32 MiB from it, or,
+//! for attacks on a downloader, while V itself fetches 32 MiB from an honest seeder. The hostile
+//! peer is `tests/hostile/`, on the engine's own libp2p stack, from 127.0.0.1 like everyone.
+//!
+//! For every attack:
+//! - the honest fetch ends byte-exact within 3× the unattacked fetch of the same run, or 10 s,
+//!   whichever is longer;
+//! - V's peak RSS (VmHWM) stays under 512 MiB;
+//! - V's `/space` answers within 2 s throughout;
+//! - the attacker shows in V's `/metrics`, and is disconnected where it broke the protocol.
+//!
+//! V dials H (`/connect`), so H's connection uses V's outbound share, as a provider found by
+//! CID would. Scenarios run one at a time (a lock), so their timings do not mix. Each prints
+//! its figures on one `hostile:` line.
+
+mod common;
+mod hostile;
+
+use std::sync::{
+    atomic::{AtomicBool, AtomicUsize, Ordering},
+    Arc, Mutex, OnceLock,
+};
+use std::time::{Duration, Instant};
+
+use codex_actors::format::blockexc::{wire, BlockAddress, BlockPresence, Message, WantType};
+use codex_actors::{Multiaddr, PeerId};
+use common::{node_process::NodeProcess, peers::*, workload::Rng, *};
+use futures::StreamExt as _;
+use hostile::*;
+
+/// The honest transfer: 512 blocks.
+const SIZE: usize = 32 * 1024 * 1024;
+/// Peak RSS allowed to the attacked node.
+const MAX_RSS_MB: u64 = 512;
+/// Slowest `/space` answer allowed while attacked.
+const MAX_SPACE: Duration = Duration::from_secs(2);
+/// Time the attack gets to take hold once it is set up, before the honest fetch starts.
+const SETTLE: Duration = Duration::from_millis(1000);
+/// Longest an attack may take to set itself up.
+const SET_UP: Duration = Duration::from_secs(60);
+
+static SERIAL: Mutex<()> = Mutex::new(());
+static BASELINE: OnceLock<Duration> = OnceLock::new();
+
+/// What one scenario measured.
+#[derive(Debug)]
+struct Figures {
+    fetch: Duration,
+    rss_mb: u64,
+    space_max: Duration,
+}
+
+/// How the hostile side did, shared with its tasks.
+#[derive(Default)]
+struct Tally {
+    /// Identities whose connection came up.
+    admitted: AtomicUsize,
+    /// Identities whose connection was refused.
+    refused: AtomicUsize,
+    /// Identities the node disconnected.
+    dropped: AtomicUsize,
+}
+
+/// V, the attacked node, and H, the honest one.
+struct Pair {
+    v: NodeProcess,
+    h: NodeProcess,
+    data: Vec<u8>,
+    cid: String,
+    v_peer: PeerId,
+    v_addr: Multiaddr,
+    _dirs: [tempfile::TempDir; 2],
+}
+
+/// A hostile-side result on this thread.
+fn here<T>(r: Fallible<T>) -> TestResult<T> {
+    r.map_err(|e| e.to_string().into())
+}
+
+fn peer_of(node: &impl Api) -> TestResult<(PeerId, Multiaddr)> {
+    Ok((peer_id(node)?.parse()?, listen_addr(node)?.parse()?))
+}
+
+/// V holding 32 MiB, and H, not yet connected.
+fn pair(seed: u64) -> TestResult<Pair> {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let v = NodeProcess::spawn(dirs[0].path(), &[])?;
+    let h = NodeProcess::spawn(dirs[1].path(), &[])?;
+    let data = Rng::new(seed).bytes(SIZE);
+    let cid = upload_ok(&v, &data)?;
+    let (v_peer, v_addr) = peer_of(&v)?;
+    Ok(Pair {
+        v,
+        h,
+        data,
+        cid,
+        v_peer,
+        v_addr,
+        _dirs: dirs,
+    })
+}
+
+/// Peak resident memory of process `pid`, in MiB.
+fn peak_rss_mb(pid: u32) -> TestResult<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .ok_or("no VmHWM")?
+        .parse()?;
+    Ok(kb / 1024)
+}
+
+/// Polls `node`'s `/space` every 100 ms until `stop`; the slowest answer.
+fn watch_space(node: &NodeProcess, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<Duration> {
+    let url = node.url("/space");
+    std::thread::spawn(move || {
+        let agent = agent();
+        let mut worst = Duration::ZERO;
+        while !stop.load(Ordering::SeqCst) {
+            let started = Instant::now();
+            let ok = agent.get(&url).call().is_ok_and(|r| r.status() == 200);
+            let took = if ok { started.elapsed() } else { Duration::MAX };
+            worst = worst.max(took);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        worst
+    })
+}
+
+/// Streams `cid` on `fetcher` and checks the bytes; how long it took.
+fn fetch_exact(fetcher: &impl Api, cid: &str, data: &[u8]) -> TestResult<Duration> {
+    let started = Instant::now();
+    let (status, got) = stream_network(fetcher, cid)?;
+    let took = started.elapsed();
+    assert_eq!(status, 200);
+    assert!(got == data, "{} bytes, not the dataset", got.len());
+    Ok(took)
+}
+
+/// The unattacked fetch of this run (measured once, by the first scenario that asks).
+fn baseline() -> TestResult<Duration> {
+    if let Some(d) = BASELINE.get() {
+        return Ok(*d);
+    }
+    let p = pair(1)?;
+    connect_to(&p.v, &p.h)?;
+    let took = fetch_exact(&p.h, &p.cid, &p.data)?;
+    println!("hostile: baseline fetch of 32 MiB {took:?}");
+    Ok(*BASELINE.get_or_init(|| took))
+}
+
+fn runtime() -> TestResult<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?)
+}
+
+/// Runs `attack` on V, then lets V dial H and H fetch; checks the four promises and returns
+/// the figures.
+fn seeder_under_attack<F, Fut>(name: &str, p: &Pair, attack: F) -> TestResult<Figures>
+where
+    F: FnOnce(PeerId, Multiaddr, Arc<AtomicBool>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let limit = (baseline()? * 3).max(Duration::from_secs(10));
+    let rt = runtime()?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_space(&p.v, stop.clone());
+    let ready = Arc::new(AtomicBool::new(false));
+    let task = rt.spawn(attack(p.v_peer, p.v_addr.clone(), ready.clone()));
+    let set_up = Instant::now();
+    while !ready.load(Ordering::SeqCst) && set_up.elapsed() < SET_UP {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !ready.load(Ordering::SeqCst) {
+        let log: Vec<String> =
+            p.v.log()
+                .into_iter()
+                .filter(|l| !l.contains("/space"))
+                .collect();
+        let tail = log[log.len().saturating_sub(30)..].join("\n");
+        return Err(format!("{name}: the attack never set up; V's log ends:\n{tail}").into());
+    }
+    std::thread::sleep(SETTLE);
+    let fetched = (|| -> TestResult<Duration> {
+        connect_to(&p.v, &p.h)?;
+        fetch_exact(&p.h, &p.cid, &p.data)
+    })();
+    stop.store(true, Ordering::SeqCst);
+    let space_max = watcher.join().map_err(|_| "watcher panicked")?;
+    let rss_mb = peak_rss_mb(p.v.pid())?;
+    task.abort();
+    rt.shutdown_timeout(Duration::from_secs(1));
+    let figures = Figures {
+        fetch: fetched?,
+        rss_mb,
+        space_max,
+    };
+    println!("hostile: {name}: {figures:?} (limit {limit:?})");
+    check(name, &figures, limit)?;
+    Ok(figures)
+}
+
+fn check(name: &str, f: &Figures, limit: Duration) -> TestResult {
+    assert!(f.fetch <= limit, "{name}: fetch took {:?}", f.fetch);
+    assert!(f.rss_mb < MAX_RSS_MB, "{name}: peak RSS {} MiB", f.rss_mb);
+    assert!(
+        f.space_max <= MAX_SPACE,
+        "{name}: /space took {:?}",
+        f.space_max
+    );
+    Ok(())
+}
+
+/// A counter of V's `/metrics`.
+fn counter(node: &impl Api, name: &str) -> TestResult<u64> {
+    Ok(metric(node, name)?.map_or(0, |(_, v)| v))
+}
+
+/// Keeps making identities that connect and run `each` on a fresh stream, until aborted; a
+/// few at a time.
+async fn churn<F, Fut>(
+    to: PeerId,
+    addr: Multiaddr,
+    tally: Arc<Tally>,
+    ready: Arc<AtomicBool>,
+    at_once: usize,
+    each: F,
+) where
+    F: Fn(libp2p::Stream) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let each = Arc::new(each);
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        while running.len() < at_once {
+            let (addr, tally, each) = (addr.clone(), tally.clone(), each.clone());
+            let ready = ready.clone();
+            running.spawn(async move {
+                let Ok(id) = Identity::new() else { return };
+                let admitted = id.dial(to, &addr, 1).await;
+                let counter = if admitted {
+                    &tally.admitted
+                } else {
+                    &tally.refused
+                };
+                if counter.fetch_add(1, Ordering::SeqCst) + 1 >= at_once {
+                    ready.store(true, Ordering::SeqCst);
+                }
+                if !admitted {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    return;
+                }
+                if let Ok(stream) = id.open(to).await {
+                    each(stream).await;
+                }
+                // Wait for the node to act on what it got.
+                for _ in 0..100 {
+                    if id.was_disconnected() {
+                        tally.dropped.fetch_add(1, Ordering::SeqCst);
+                        return;
+                    }
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+            });
+        }
+        let _ = running.join_next().await;
+    }
+}
+
+/// Attack 1: want lists of 140k entries (4,096 identity-hash wants, then want/cancel pairs),
+/// from identities that come back as fast as they are dropped.
+#[test]
+fn a_want_list_flood_neither_stalls_nor_bloats_the_node() -> TestResult {
+    let _serial = SERIAL.lock();
+    let p = pair(11)?;
+    let mut entries: Vec<wire::Entry> = (0..4096)
+        .map(|i| entry(raw_address(identity_cid(i)), false, false))
+        .collect();
+    for i in 0..68_000u64 {
+        let a = raw_address(identity_cid(i % 4096));
+        entries.push(entry(a.clone(), false, true));
+        entries.push(entry(a, false, false));
+    }
+    let flood = Arc::new(frame(&wants(entries)));
+    println!("hostile: want flood frame of {} bytes", flood.len());
+    let tally = Arc::new(Tally::default());
+    let t = tally.clone();
+    seeder_under_attack("want-list flood", &p, move |to, addr, ready| {
+        churn(to, addr, t, ready, 4, move |mut s| {
+            let flood = flood.clone();
+            async move { while write(&mut s, &flood).await.is_ok() {} }
+        })
+    })?;
+    assert!(counter(&p.v, "codex_block_exchange_protocol_violations_total")? > 0);
+    assert!(
+        tally.dropped.load(Ordering::SeqCst) > 0,
+        "flooders are dropped"
+    );
+    Ok(())
+}
+
+/// Attack 2: want-have lists of 1,024 real-looking addresses, back to back, from 4 identities.
+#[test]
+fn a_want_have_flood_is_shed() -> TestResult {
+    let _serial = SERIAL.lock();
+    let p = pair(12)?;
+    let tally = Arc::new(Tally::default());
+    let t = tally.clone();
+    seeder_under_attack("want-have flood", &p, move |to, addr, ready| {
+        churn(to, addr, t, ready, 4, |mut s| async move {
+            let mut n = 0u64;
+            loop {
+                let list = (0..1024)
+                    .map(|i| entry(raw_address(block_cid(n * 1024 + i)), true, false))
+                    .collect();
+                n += 1;
+                if write(&mut s, &frame(&wants(list))).await.is_err() {
+                    return;
+                }
+            }
+        })
+    })?;
+    // Counted: what it sent, and what went over its queue if the lookups fell behind.
+    let received = counter(&p.v, "codex_block_exchange_want_lists_received_total")?;
+    let shed = counter(&p.v, "codex_block_exchange_shed_entries_total")?;
+    println!("hostile: want-have lists received {received}, entries shed {shed}");
+    assert!(received > 100, "{received}");
+    Ok(())
+}
+
+/// Attack 3: 16 identities, each with 4 streams announcing 4 MiB frames and trickling them.
+#[test]
+fn slow_frames_hold_no_budget() -> TestResult {
+    let _serial = SERIAL.lock();
+    let p = pair(13)?;
+    let tally = Arc::new(Tally::default());
+    let t = tally.clone();
+    seeder_under_attack("slow frames", &p, move |to, addr, ready| async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..16 {
+            let (addr, t) = (addr.clone(), t.clone());
+            set.spawn(async move {
+                let Ok(id) = Identity::new() else { return };
+                if !id.dial(to, &addr, 1).await {
+                    t.refused.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+                t.admitted.fetch_add(1, Ordering::SeqCst);
+                let mut trickles = Vec::new();
+                for _ in 0..4 {
+                    let Ok(mut s) = id.open(to).await else { break };
+                    let mut prefix = Vec::new();
+                    prost::encoding::encode_varint((4 << 20) - 1, &mut prefix);
+                    let _ = write(&mut s, &prefix).await;
+                    trickles.push(tokio::spawn(async move {
+                        while write(&mut s, &[0]).await.is_ok() {
+                            tokio::time::sleep(Duration::from_secs(1)).await;
+                        }
+                    }));
+                }
+                std::future::pending::<()>().await;
+            });
+        }
+        while t.admitted.load(Ordering::SeqCst) + t.refused.load(Ordering::SeqCst) < 16 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ready.store(true, Ordering::SeqCst);
+        while set.join_next().await.is_some() {}
+    })?;
+    // The per-address cap turned most of them away.
+    assert!(counter(&p.v, "codex_network_refused_connections_total")? > 0);
+    assert!(tally.refused.load(Ordering::SeqCst) > 0);
+    Ok(())
+}
+
+/// Attack 6: 80 identities with two connections each, sitting idle; V must still dial H.
+#[test]
+fn idle_identities_cannot_take_every_connection_slot() -> TestResult {
+    let _serial = SERIAL.lock();
+    let p = pair(16)?;
+    let tally = Arc::new(Tally::default());
+    let t = tally.clone();
+    seeder_under_attack("idle connections", &p, move |to, addr, ready| async move {
+        let mut set = tokio::task::JoinSet::new();
+        for _ in 0..80 {
+            let (addr, t) = (addr.clone(), t.clone());
+            set.spawn(async move {
+                let Ok(id) = Identity::new() else { return };
+                if id.dial(to, &addr, 2).await {
+                    t.admitted.fetch_add(1, Ordering::SeqCst);
+                } else {
+                    t.refused.fetch_add(1, Ordering::SeqCst);
+                }
+                std::future::pending::<()>().await;
+            });
+        }
+        while t.admitted.load(Ordering::SeqCst) + t.refused.load(Ordering::SeqCst) < 80 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ready.store(true, Ordering::SeqCst);
+        while set.join_next().await.is_some() {}
+    })?;
+    assert!(counter(&p.v, "codex_network_refused_connections_total")? > 0);
+    println!(
+        "hostile: idle identities admitted {}, refused {}",
+        tally.admitted.load(Ordering::SeqCst),
+        tally.refused.load(Ordering::SeqCst)
+    );
+    Ok(())
+}
+
+/// Attack 12: 5 identities ask for every block of the dataset and never read.
+#[test]
+fn peers_that_never_read_hold_no_serving_slot() -> TestResult {
+    let _serial = SERIAL.lock();
+    let p = pair(22)?;
+    let d = Arc::new(here(Dataset::new(p.data.clone()))?);
+    let tally = Arc::new(Tally::default());
+    let t = tally.clone();
+    seeder_under_attack("never reading", &p, move |to, addr, ready| async move {
+        let mut ids = Vec::new();
+        for _ in 0..5 {
+            let Ok(id) = Identity::new() else { continue };
+            if !id.dial(to, &addr, 1).await {
+                continue;
+            }
+            // Take the node's streams and never read them.
+            let Ok(mut incoming) = id.incoming() else {
+                continue;
+            };
+            tokio::spawn(async move {
+                let mut kept = Vec::new();
+                while let Some((_, s)) = incoming.next().await {
+                    kept.push(s);
+                }
+            });
+            let Ok(mut s) = id.open(to).await else {
+                continue;
+            };
+            for chunk in (0..d.blocks.len() as u64).collect::<Vec<_>>().chunks(1024) {
+                let list = chunk
+                    .iter()
+                    .map(|&index| {
+                        let a = wire::BlockAddress {
+                            leaf: Some(1),
+                            tree_cid: Some(d.tree.to_bytes()),
+                            index: Some(index),
+                            cid: None,
+                        };
+                        entry(a, false, false)
+                    })
+                    .collect();
+                let _ = write(&mut s, &frame(&wants(list))).await;
+            }
+            t.admitted.fetch_add(1, Ordering::SeqCst);
+            ids.push((id, s));
+        }
+        ready.store(true, Ordering::SeqCst);
+        loop {
+            let gone = ids.iter().filter(|(id, _)| id.was_disconnected()).count();
+            t.dropped.store(gone, Ordering::SeqCst);
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })?;
+    // They are dropped once their writes time out.
+    let dropped = eventually(Duration::from_secs(30), || {
+        Ok(tally.dropped.load(Ordering::SeqCst) > 0
+            || counter(&p.v, "codex_block_exchange_slow_peers_total")? > 0)
+    });
+    assert!(dropped.is_ok(), "peers that never read are dropped");
+    Ok(())
+}
+
+/// V downloading: an honest seeder S, and a liar L that answers Have to everything and never
+/// sends a block. V's fetch must not wait on L.
+#[test]
+fn a_peer_that_claims_everything_and_sends_nothing_holds_up_no_fetch() -> TestResult {
+    let _serial = SERIAL.lock();
+    let limit = (baseline()? * 3).max(Duration::from_secs(10));
+    let p = pair(14)?; // p.v is the seeder here, p.h the attacked downloader
+    let rt = runtime()?;
+    let (h_peer, h_addr) = peer_of(&p.h)?;
+    let liar = here(rt.block_on(async {
+        let id = Identity::new()?;
+        let mut inbox = messages(&id)?;
+        if !id.dial(h_peer, &h_addr, 1).await {
+            return Err::<_, Box<dyn std::error::Error + Send + Sync>>("liar refused".into());
+        }
+        let mut out = id.open(h_peer).await?;
+        tokio::spawn(async move {
+            while let Some(m) = inbox.recv().await {
+                let haves: Vec<BlockPresence> = m
+                    .wantlist
+                    .entries
+                    .into_iter()
+                    .filter(|e| !e.cancel && e.want_type == WantType::Have)
+                    .map(|e| BlockPresence::have(e.address))
+                    .collect();
+                if haves.is_empty() {
+                    continue;
+                }
+                let reply = Message {
+                    presences: haves,
+                    ..Message::default()
+                };
+                if write(&mut out, &frame(&reply.to_wire())).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(id)
+    }))?;
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = watch_space(&p.h, stop.clone());
+    connect_to(&p.h, &p.v)?;
+    let fetched = fetch_exact(&p.h, &p.cid, &p.data);
+    stop.store(true, Ordering::SeqCst);
+    let figures = Figures {
+        fetch: fetched?,
+        rss_mb: peak_rss_mb(p.h.pid())?,
+        space_max: watcher.join().map_err(|_| "watcher panicked")?,
+    };
+    println!("hostile: have-liar: {figures:?} (limit {limit:?})");
+    check("have-liar", &figures, limit)?;
+    // Its unanswered requests expire and count against it until it is not asked any more.
+    eventually(Duration::from_secs(20), || {
+        Ok(counter(&p.h, "codex_block_exchange_distrusted_peers_total")? > 0)
+    })?;
+    drop(liar);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
+
+/// Serves `d` to whoever asks on `id`, each leaf in a frame of its own padded to about 4 MiB
+/// with an unknown field; counts the leaves sent.
+async fn padded_seeder(
+    id: &Identity,
+    to: PeerId,
+    d: Arc<Dataset>,
+    sent: Arc<AtomicUsize>,
+) -> Fallible {
+    let mut inbox = messages(id)?;
+    let mut out = id.open(to).await?;
+    tokio::spawn(async move {
+        while let Some(m) = inbox.recv().await {
+            let mut haves = Vec::new();
+            let mut blocks = Vec::new();
+            for e in m.wantlist.entries {
+                if e.cancel || !d.holds(&e.address) {
+                    continue;
+                }
+                match e.want_type {
+                    WantType::Have => haves.push(BlockPresence::have(e.address)),
+                    WantType::Block => blocks.push(e.address),
+                }
+            }
+            if !haves.is_empty() {
+                let reply = Message {
+                    presences: haves,
+                    ..Message::default()
+                };
+                if write(&mut out, &frame(&reply.to_wire())).await.is_err() {
+                    return;
+                }
+            }
+            for a in blocks {
+                let Some(block) = d.delivery(&a) else {
+                    continue;
+                };
+                let leaf = matches!(a, BlockAddress::Leaf { .. });
+                let one = Message {
+                    deliveries: vec![block],
+                    ..Message::default()
+                };
+                let padding = if leaf { (4 << 20) - 80 * 1024 } else { 0 };
+                if write(&mut out, &padded_frame(&one, padding)).await.is_err() {
+                    return;
+                }
+                if leaf {
+                    sent.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// While H fetches from V, V fetches another dataset from a seeder that pads each one-block
+/// delivery frame to 4 MiB with an unknown field: V's memory must not hold the padding.
+#[test]
+fn padded_frames_are_not_kept_alive() -> TestResult {
+    let _serial = SERIAL.lock();
+    let p = pair(18)?;
+    let d = Arc::new(here(Dataset::new(Rng::new(101).bytes(SIZE)))?);
+    let start = p.v.url(&format!(
+        "/data/{}/network",
+        codex_actors::cid_text(&d.manifest_cid)
+    ));
+    let sent = Arc::new(AtomicUsize::new(0));
+    let counted = sent.clone();
+    seeder_under_attack("padded frames", &p, move |to, addr, ready| async move {
+        let Ok(id) = Identity::new() else { return };
+        if !id.dial(to, &addr, 1).await || padded_seeder(&id, to, d, counted.clone()).await.is_err()
+        {
+            return;
+        }
+        let _ = tokio::task::spawn_blocking(move || agent().post(&start).send_empty()).await;
+        // Ready once V holds a window's worth of padded blocks (or has stored them).
+        while counted.load(Ordering::SeqCst) < 256 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ready.store(true, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+    })?;
+    println!(
+        "hostile: padded leaves sent {}",
+        sent.load(Ordering::SeqCst)
+    );
+    Ok(())
+}
+
+/// A peer offers a manifest with 1-byte blocks (16 GiB of them fit the default quota): V must
+/// refuse it up front, reserve nothing, and keep serving H.
+#[test]
+fn a_manifest_with_tiny_blocks_is_refused() -> TestResult {
+    let _serial = SERIAL.lock();
+    let p = pair(20)?;
+    let tree = codex_actors::format::cid::cid_from_digest(
+        codex_actors::format::cid::ROOT_CODEC,
+        &codex_actors::format::cid::sha256(b"tiny"),
+    );
+    let evil = codex_actors::format::manifest::Manifest {
+        block_size: 1,
+        ..codex_actors::format::manifest::Manifest::new(tree, 16 << 30, 65536, None, None)
+    };
+    let evil_bytes = bytes::Bytes::from(evil.encode());
+    let evil_cid = evil.cid();
+    let rt = runtime()?;
+    let holder = here(rt.block_on(async {
+        let id = Identity::new()?;
+        let mut inbox = messages(&id)?;
+        if !id.dial(p.v_peer, &p.v_addr, 1).await {
+            return Err::<_, Box<dyn std::error::Error + Send + Sync>>("refused".into());
+        }
+        let mut out = id.open(p.v_peer).await?;
+        tokio::spawn(async move {
+            while let Some(m) = inbox.recv().await {
+                for e in m.wantlist.entries {
+                    if e.cancel || e.address != BlockAddress::Cid(evil_cid) {
+                        continue;
+                    }
+                    let reply = match e.want_type {
+                        WantType::Have => Message {
+                            presences: vec![BlockPresence::have(e.address)],
+                            ..Message::default()
+                        },
+                        WantType::Block => Message {
+                            deliveries: vec![codex_actors::format::blockexc::BlockDelivery {
+                                cid: evil_cid,
+                                data: evil_bytes.clone(),
+                                address: e.address,
+                                proof: None,
+                            }],
+                            ..Message::default()
+                        },
+                    };
+                    if write(&mut out, &frame(&reply.to_wire())).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        Ok(id)
+    }))?;
+    let evil_text = codex_actors::cid_text(&evil_cid);
+    let resp = agent()
+        .post(p.v.url(&format!("/data/{evil_text}/network")))
+        .send_empty()?;
+    let (status, body) = text(resp)?;
+    println!("hostile: tiny-block manifest: {status} {body}");
+    assert_ne!(status, 200, "{body}");
+    let reserved = space(&p.v)?["quotaReservedBytes"]
+        .as_u64()
+        .unwrap_or(u64::MAX);
+    assert_eq!(reserved, 0, "nothing reserved for it");
+    connect_to(&p.v, &p.h)?;
+    fetch_exact(&p.h, &p.cid, &p.data)?;
+    drop(holder);
+    rt.shutdown_timeout(Duration::from_secs(1));
+    Ok(())
+}
