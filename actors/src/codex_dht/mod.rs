@@ -10,11 +10,21 @@
 //!   PROVIDERS, FINDNODE_FAST, as protobuf ([`protobuf`]); [`record`]: signed peer records.
 //! - [`node_id`]: node ids (keccak256 of the peer id) and distances; [`routing`]: the routing
 //!   table; [`providers`]: the provider store.
-//! - [`rate_limit`]: per-source packet rate limits.
+//! - [`service`]: the UDP task and [`CodexDht`], its cheap-to-clone handle.
 //!
 //! The wire format follows codex-dht at the revision Codex v0.2.5 pins (f6eef1a); the tests
 //! use discv5's published vectors where Codex left discv5 unchanged and codex-dht's own
-//! vectors where it did not, and a live Codex v0.2.5 node.
+//! vectors where it did not, and `actors/tests/codex_dht_live.rs` runs it against a live
+//! Codex v0.2.5 node.
+//!
+//! # Using it
+//! [`CodexDht::start`] binds the UDP port and spawns the service task on the current tokio
+//! runtime (an actix `System` is one); the returned handle is cheap to clone and every method
+//! is async and returns [`DhtError`]: [`CodexDht::bootstrap`] from a Codex `spr:` record,
+//! [`CodexDht::ping`], [`CodexDht::find_node`], [`CodexDht::lookup`],
+//! [`CodexDht::add_provider`] / [`CodexDht::provide`], [`CodexDht::get_providers`],
+//! [`CodexDht::routing_table`], [`CodexDht::stats`], [`CodexDht::shutdown`]. Content keys are
+//! [`NodeId::from_cid`].
 //!
 //! # What the live node showed, beyond the sources
 //! - `/spr` (and `/debug/info`'s `spr`) is a record with the UDP address only; the TCP
@@ -32,8 +42,10 @@
 //!   its table from a handshake whose record names the address the packet came from.
 
 pub mod codec;
+pub mod config;
 pub mod crypto;
 pub mod error;
+mod handle;
 pub mod message;
 pub mod node_id;
 pub mod packet;
@@ -42,13 +54,18 @@ pub mod providers;
 pub mod rate_limit;
 pub mod record;
 pub mod routing;
+pub mod service;
 pub mod session;
+mod stats;
 
+pub use config::DhtConfig;
 pub use error::{DhtError, MessageError, PacketError, RecordError};
+pub use handle::{CodexDht, Pong};
 pub use message::{Body, Message, RequestId};
 pub use node_id::NodeId;
 pub use record::Spr;
 pub use routing::Entry as RoutingEntry;
+pub use stats::DhtStats;
 
 /// Hex to bytes, for test vectors.
 #[cfg(test)]
