@@ -191,6 +191,22 @@ async fn providers_with_codex() -> TestResult {
     // listens on.
     let tcp: Multiaddr = format!("/ip4/127.0.0.1/tcp/{}", c1.tcp_port).parse()?;
     assert_eq!(providers[0].tcp_addrs(), vec![tcp]);
+    // Codex announces the tree CID of the dataset too.
+    let manifest: serde_json::Value = serde_json::from_str(
+        &c1.get(&format!("/data/{cid_text}/network/manifest"))
+            .await?,
+    )?;
+    let tree_cid = manifest["manifest"]["treeCid"]
+        .as_str()
+        .ok_or("no treeCid")?;
+    let tree_key = NodeId::from_cid(&parse_cid(tree_cid)?);
+    let tree_providers = eventually(Duration::from_secs(10), || async {
+        let p = dht.get_providers_from(&c1_spr, tree_key).await?;
+        Ok((!p.is_empty()).then_some(p))
+    })
+    .await?
+    .ok_or("Codex never listed a provider of its tree CID")?;
+    assert_eq!(tree_providers[0].peer_id(), c1_spr.peer_id());
     // Through a full lookup too, once we know the node.
     dht.bootstrap(c1_spr.clone()).await?;
     let found = dht.get_providers(key).await?;
