@@ -146,6 +146,13 @@ async fn handshake_ping_and_find_node_with_codex() -> TestResult {
     assert!(closest.iter().any(|r| r.peer_id() == c1_spr.peer_id()));
     let table = dht.routing_table().await?;
     assert!(table.iter().any(|e| e.record.peer_id() == c2_spr.peer_id()));
+    // Bootstrapping saw PONG's newer sequence number and fetched Codex's current record.
+    let c1_entry = table
+        .iter()
+        .find(|e| e.record.peer_id() == c1_spr.peer_id())
+        .ok_or("c1 missing")?;
+    assert_eq!(c1_entry.record.seq(), pong.spr_seq);
+    assert!(dht.refresh().await? >= 2);
 
     let stats = dht.stats().await?;
     assert_clean(&stats);

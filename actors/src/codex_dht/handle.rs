@@ -168,9 +168,46 @@ impl CodexDht {
             })
             .await
             .map_err(|_| DhtError::Unavailable)?;
-        self.ping(&record).await?;
+        self.revalidate(&record).await?;
         self.lookup(self.node_id()).await?;
         Ok(self.call(|reply| Command::Table { reply }).await?.len())
+    }
+
+    /// PINGs `node`; when its PONG shows a newer record than ours of it, fetches that record
+    /// (FINDNODE at distance 0) into the routing table, as codex-dht's revalidation does.
+    async fn revalidate(&self, node: &Spr) -> Result<(), DhtError> {
+        let pong = self.ping(node).await?;
+        if pong.spr_seq > node.seq() {
+            let newer = self.find_node(node, vec![0]).await?;
+            for record in newer.into_iter().filter(|r| r.peer_id() == node.peer_id()) {
+                self.commands
+                    .send(Command::AddNode {
+                        record,
+                        bootstrap: false,
+                    })
+                    .await
+                    .map_err(|_| DhtError::Unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One round of upkeep, for the embedder to call every few minutes (Codex looks up a
+    /// random id every 5 minutes and revalidates a node every 5–10 s): revalidates the node
+    /// heard from least recently, then looks up a random id to find new nodes. Returns the
+    /// number of nodes in the routing table after that.
+    ///
+    /// # Errors
+    /// [`DhtError::Unavailable`] if the service stopped; a node that does not answer only
+    /// counts a failure against it.
+    pub async fn refresh(&self) -> Result<usize, DhtError> {
+        let table = self.routing_table().await?;
+        if let Some(stalest) = table.iter().min_by_key(|e| e.last_seen) {
+            // A failure is recorded in the table by the service; nothing more to do here.
+            let _ = self.revalidate(&stalest.record).await;
+        }
+        self.lookup(NodeId(rand::random())).await?;
+        Ok(self.routing_table().await?.len())
     }
 
     /// PING.

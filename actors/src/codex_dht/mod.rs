@@ -23,7 +23,8 @@
 //! is async and returns [`DhtError`]: [`CodexDht::bootstrap`] from a Codex `spr:` record,
 //! [`CodexDht::ping`], [`CodexDht::find_node`], [`CodexDht::lookup`],
 //! [`CodexDht::add_provider`] / [`CodexDht::provide`], [`CodexDht::get_providers`],
-//! [`CodexDht::routing_table`], [`CodexDht::stats`], [`CodexDht::shutdown`]. Content keys are
+//! [`CodexDht::refresh`] (upkeep, to call every few minutes), [`CodexDht::routing_table`],
+//! [`CodexDht::stats`], [`CodexDht::shutdown`]. Content keys are
 //! [`NodeId::from_cid`].
 //!
 //! # What the live node showed, beyond the sources
