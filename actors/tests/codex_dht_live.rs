@@ -311,6 +311,26 @@ async fn codex_bootstraps_from_our_record() -> TestResult {
     assert!(codex_knows(&c1, &dht.local_record().peer_id().to_string()).await?);
     // And we can talk back over the session it opened.
     dht.ping(&c1_spr).await?;
+
+    // A second Codex node bootstrapped from us alone learns of the first through us.
+    let c2 = Codex::start_or_skip(test, &[format!("--bootstrap-node={ours}")]).await?;
+    let c2 = c2.ok_or("the second Codex node did not start")?;
+    let c1_peer = c1_spr.peer_id().to_string();
+    let started = Instant::now();
+    eventually(Duration::from_secs(20), || async {
+        Ok(codex_knows(&c2, &c1_peer).await?.then_some(()))
+    })
+    .await?
+    .ok_or_else(|| {
+        format!(
+            "the second Codex node never learned of the first\n{}",
+            c2.log_tail()
+        )
+    })?;
+    println!(
+        "a Codex node joined through us and found another in {:?}",
+        started.elapsed()
+    );
     assert_clean(&dht.stats().await?);
     Ok(())
 }
