@@ -47,6 +47,7 @@
 
 pub mod block_store;
 pub mod chunker;
+pub mod codex_dht;
 pub mod config;
 mod download;
 pub mod error;

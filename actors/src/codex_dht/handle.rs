@@ -1,0 +1,427 @@
+//! [`CodexDht`]: the cheap-to-clone handle of the DHT service, and the operations made of
+//! several requests (bootstrap, lookup, providing, finding providers).
+//!
+//! Lookups run here, in the caller's task, not in the service task: the task only sends
+//! requests and matches answers, so one slow lookup never holds up packets for others.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
+use std::sync::Arc;
+
+use futures::stream::{FuturesUnordered, StreamExt};
+use tokio::sync::{mpsc, oneshot};
+
+use super::codec::{Codec, CodecLimits, Peer};
+use super::config::DhtConfig;
+use super::error::DhtError;
+use super::message::Body;
+use super::node_id::{lookup_distances, NodeId};
+use super::providers::ProviderStore;
+use super::rate_limit::RateLimiter;
+use super::record::{plausible_ip, udp_multiaddr, Spr};
+use super::routing::{Entry, RoutingTable, K};
+use super::service::{Command, Service, MAX_NODES_RECORDS};
+use super::stats::DhtStats;
+
+/// Commands queued to the service task; senders wait when it is full.
+const COMMAND_QUEUE: usize = 256;
+
+/// What PONG told us.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pong {
+    /// The peer's record sequence number: a higher one than we hold means its record changed.
+    pub spr_seq: u64,
+    /// Our address as the peer saw it.
+    pub observed: SocketAddr,
+}
+
+struct Local {
+    record: Spr,
+    provider_record: Spr,
+    addr: SocketAddr,
+    alpha: usize,
+}
+
+/// Handle of a running Codex DHT service. Cloning is cheap; the service stops on
+/// [`CodexDht::shutdown`] or when the last clone is dropped.
+#[derive(Clone)]
+pub struct CodexDht {
+    commands: mpsc::Sender<Command>,
+    local: Arc<Local>,
+}
+
+impl std::fmt::Debug for CodexDht {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CodexDht")
+            .field("addr", &self.local.addr)
+            .field("node_id", &self.local.record.node_id())
+            .finish()
+    }
+}
+
+impl CodexDht {
+    /// Binds the UDP socket, makes our record and spawns the service task on the current
+    /// tokio runtime (an actix `System` is one).
+    ///
+    /// # Errors
+    /// [`DhtError::Io`] if the socket cannot be bound; [`DhtError::Record`] or
+    /// [`DhtError::Config`] for a key that is not secp256k1.
+    pub async fn start(config: DhtConfig) -> Result<Self, DhtError> {
+        let socket = tokio::net::UdpSocket::bind(config.bind).await?;
+        let addr = socket.local_addr()?;
+        let ip = config
+            .announce_ip
+            .or(match addr.ip() {
+                IpAddr::V4(v4) if !v4.is_unspecified() => Some(v4),
+                _ => None,
+            })
+            .unwrap_or(Ipv4Addr::LOCALHOST);
+        let mut addrs = vec![udp_multiaddr(SocketAddrV4::new(ip, addr.port()))];
+        addrs.extend(config.extra_record_addrs.iter().cloned());
+        let record = Spr::create(&config.keypair, addrs)?;
+        let provider_record = if config.provider_addrs.is_empty() {
+            record.clone()
+        } else {
+            Spr::create(&config.keypair, config.provider_addrs.clone())?
+        };
+        let limits = CodecLimits {
+            sessions: config.max_sessions,
+            challenges: config.max_sessions,
+            sent: config.max_in_flight.saturating_mul(2),
+            handshake_timeout: config.handshake_timeout,
+        };
+        let codec = Codec::new(config.keypair.clone(), record.clone(), limits)
+            .map_err(|_| DhtError::Config("the key must be secp256k1"))?;
+        let service = Service::new(
+            socket,
+            codec,
+            RoutingTable::new(record.node_id(), config.ip_limits),
+            ProviderStore::new(config.providers),
+            RateLimiter::new(config.rate),
+            config.request_timeout,
+            config.max_in_flight,
+        );
+        let (commands, rx) = mpsc::channel(COMMAND_QUEUE);
+        tokio::spawn(service.run(rx));
+        Ok(CodexDht {
+            commands,
+            local: Arc::new(Local {
+                record,
+                provider_record,
+                addr,
+                alpha: config.alpha.max(1),
+            }),
+        })
+    }
+
+    /// Our DHT record: what `/spr` shows and what others bootstrap from.
+    pub fn local_record(&self) -> &Spr {
+        &self.local.record
+    }
+
+    /// The record [`CodexDht::provide`] announces.
+    pub fn provider_record(&self) -> &Spr {
+        &self.local.provider_record
+    }
+
+    /// Our node id.
+    pub fn node_id(&self) -> NodeId {
+        self.local.record.node_id()
+    }
+
+    /// The bound UDP address.
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local.addr
+    }
+
+    async fn call<T>(
+        &self,
+        command: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, DhtError> {
+        let (tx, rx) = oneshot::channel();
+        self.commands
+            .send(command(tx))
+            .await
+            .map_err(|_| DhtError::Unavailable)?;
+        rx.await.map_err(|_| DhtError::Unavailable)
+    }
+
+    async fn request(&self, to: &Spr, body: Body) -> Result<Body, DhtError> {
+        let peer = peer_of(to)?;
+        self.call(|reply| Command::Request { peer, body, reply })
+            .await?
+    }
+
+    /// Joins through `record`: puts it in the routing table (never dropped), pings it, then
+    /// looks up our own id so that the nodes near us learn of us. Returns the number of nodes
+    /// in the routing table after that.
+    ///
+    /// # Errors
+    /// [`DhtError::NoUdpAddress`] for a record without an IPv4 UDP address; the ping's error
+    /// if the node does not answer.
+    pub async fn bootstrap(&self, record: Spr) -> Result<usize, DhtError> {
+        peer_of(&record)?;
+        self.commands
+            .send(Command::AddNode {
+                record: record.clone(),
+                bootstrap: true,
+            })
+            .await
+            .map_err(|_| DhtError::Unavailable)?;
+        self.revalidate(&record).await?;
+        self.lookup(self.node_id()).await?;
+        Ok(self.call(|reply| Command::Table { reply }).await?.len())
+    }
+
+    /// PINGs `node`; when its PONG shows a newer record than ours of it, fetches that record
+    /// (FINDNODE at distance 0) into the routing table, as codex-dht's revalidation does.
+    async fn revalidate(&self, node: &Spr) -> Result<(), DhtError> {
+        let pong = self.ping(node).await?;
+        if pong.spr_seq > node.seq() {
+            let newer = self.find_node(node, vec![0]).await?;
+            for record in newer.into_iter().filter(|r| r.peer_id() == node.peer_id()) {
+                self.commands
+                    .send(Command::AddNode {
+                        record,
+                        bootstrap: false,
+                    })
+                    .await
+                    .map_err(|_| DhtError::Unavailable)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// One round of upkeep, for the embedder to call every few minutes (Codex looks up a
+    /// random id every 5 minutes and revalidates a node every 5–10 s): revalidates the node
+    /// heard from least recently, then looks up a random id to find new nodes. Returns the
+    /// number of nodes in the routing table after that.
+    ///
+    /// # Errors
+    /// [`DhtError::Unavailable`] if the service stopped; a node that does not answer only
+    /// counts a failure against it.
+    pub async fn refresh(&self) -> Result<usize, DhtError> {
+        let table = self.routing_table().await?;
+        if let Some(stalest) = table.iter().min_by_key(|e| e.last_seen) {
+            // A failure is recorded in the table by the service; nothing more to do here.
+            let _ = self.revalidate(&stalest.record).await;
+        }
+        self.lookup(NodeId(rand::random())).await?;
+        Ok(self.routing_table().await?.len())
+    }
+
+    /// PING.
+    ///
+    /// # Errors
+    /// [`DhtError::Timeout`] without an answer; [`DhtError::UnexpectedResponse`] for a wrong
+    /// one.
+    pub async fn ping(&self, node: &Spr) -> Result<Pong, DhtError> {
+        let spr_seq = self.local.record.seq();
+        match self.request(node, Body::Ping { spr_seq }).await? {
+            Body::Pong { spr_seq, ip, port } => Ok(Pong {
+                spr_seq,
+                observed: SocketAddr::new(ip, port),
+            }),
+            _ => Err(DhtError::UnexpectedResponse),
+        }
+    }
+
+    /// FINDNODE: the records `node` holds at these log distances from itself. Records that are
+    /// not at a requested distance, lack a plausible UDP address, or repeat are left out (as
+    /// codex-dht's `verifyNodesRecords`).
+    ///
+    /// # Errors
+    /// As [`CodexDht::ping`]; [`DhtError::Oversized`] for an answer over the bounds.
+    pub async fn find_node(&self, node: &Spr, distances: Vec<u16>) -> Result<Vec<Spr>, DhtError> {
+        let sender_ip = node
+            .udp_addr()
+            .map(|a| *a.ip())
+            .ok_or(DhtError::NoUdpAddress)?;
+        let body = self
+            .request(
+                node,
+                Body::FindNode {
+                    distances: distances.clone(),
+                },
+            )
+            .await?;
+        let Body::Nodes { records, .. } = body else {
+            return Err(DhtError::UnexpectedResponse);
+        };
+        let mut seen = HashSet::new();
+        Ok(records
+            .into_iter()
+            .filter(|r| {
+                let at_distance = distances.contains(&r.node_id().log_distance(&node.node_id()));
+                let addr_ok = r
+                    .udp_addr()
+                    .is_some_and(|a| plausible_ip(sender_ip, *a.ip()));
+                at_distance && addr_ok && seen.insert(r.node_id())
+            })
+            .take(MAX_NODES_RECORDS)
+            .collect())
+    }
+
+    /// Iterative lookup: the up to k = 16 nodes closest to `target` that we could find,
+    /// closest first, asking α at a time with three distances per FINDNODE. Every node found
+    /// goes into the routing table.
+    ///
+    /// # Errors
+    /// [`DhtError::Unavailable`] if the service stopped; nodes that fail are skipped.
+    pub async fn lookup(&self, target: NodeId) -> Result<Vec<Spr>, DhtError> {
+        let local = self.node_id();
+        let mut closest: Vec<Spr> = self
+            .call(|reply| Command::Closest { target, reply })
+            .await?
+            .into_iter()
+            .map(|e| e.record)
+            .collect();
+        let mut asked: HashSet<NodeId> = HashSet::from([local]);
+        let mut seen: HashSet<NodeId> = closest.iter().map(Spr::node_id).collect();
+        seen.insert(local);
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            for node in &closest {
+                if in_flight.len() >= self.local.alpha {
+                    break;
+                }
+                if asked.insert(node.node_id()) {
+                    let node = node.clone();
+                    let distances = lookup_distances(&target, &node.node_id());
+                    in_flight.push(async move { self.find_node(&node, distances).await });
+                }
+            }
+            let Some(result) = in_flight.next().await else {
+                break;
+            };
+            let Ok(found) = result else { continue };
+            for record in found {
+                if !seen.insert(record.node_id()) {
+                    continue;
+                }
+                self.commands
+                    .send(Command::AddNode {
+                        record: record.clone(),
+                        bootstrap: false,
+                    })
+                    .await
+                    .map_err(|_| DhtError::Unavailable)?;
+                let at = closest.partition_point(|c| {
+                    c.node_id().distance(&target) < record.node_id().distance(&target)
+                });
+                closest.insert(at, record);
+                closest.truncate(K);
+            }
+        }
+        Ok(closest)
+    }
+
+    /// ADD_PROVIDER: announces `record` as a provider of `key` to the k nodes closest to it,
+    /// without waiting for them (the message has no answer), as codex-dht does; keeps it here
+    /// when no node is found. Returns how many nodes it was sent to.
+    ///
+    /// # Errors
+    /// [`DhtError::Unavailable`] if the service stopped.
+    pub async fn add_provider(&self, key: NodeId, record: Spr) -> Result<usize, DhtError> {
+        let nodes = self.lookup(key).await?;
+        if nodes.is_empty() {
+            self.commands
+                .send(Command::StoreProvider { key, record })
+                .await
+                .map_err(|_| DhtError::Unavailable)?;
+            return Ok(0);
+        }
+        let mut sent = 0;
+        for node in &nodes {
+            let Ok(peer) = peer_of(node) else { continue };
+            let body = Body::AddProvider {
+                key,
+                record: record.clone(),
+            };
+            self.commands
+                .send(Command::Send { peer, body })
+                .await
+                .map_err(|_| DhtError::Unavailable)?;
+            sent += 1;
+        }
+        Ok(sent)
+    }
+
+    /// [`CodexDht::add_provider`] with our provider record.
+    ///
+    /// # Errors
+    /// As [`CodexDht::add_provider`].
+    pub async fn provide(&self, key: NodeId) -> Result<usize, DhtError> {
+        self.add_provider(key, self.local.provider_record.clone())
+            .await
+    }
+
+    /// The providers of `key`: those held here, and those the nodes closest to `key` hold
+    /// (GET_PROVIDERS to each, in parallel). One record per peer, the newest.
+    ///
+    /// # Errors
+    /// [`DhtError::Unavailable`] if the service stopped; nodes that fail are skipped.
+    pub async fn get_providers(&self, key: NodeId) -> Result<Vec<Spr>, DhtError> {
+        let mut found = self
+            .call(|reply| Command::LocalProviders { key, reply })
+            .await?;
+        let nodes = self.lookup(key).await?;
+        let mut asks: FuturesUnordered<_> = nodes
+            .iter()
+            .map(|n| self.get_providers_from(n, key))
+            .collect();
+        while let Some(result) = asks.next().await {
+            if let Ok(records) = result {
+                found.extend(records);
+            }
+        }
+        found.sort_by_key(|r| std::cmp::Reverse(r.seq()));
+        let mut peers = HashSet::new();
+        found.retain(|r| peers.insert(r.peer_id()));
+        Ok(found)
+    }
+
+    /// GET_PROVIDERS to one node.
+    ///
+    /// # Errors
+    /// As [`CodexDht::ping`].
+    pub async fn get_providers_from(&self, node: &Spr, key: NodeId) -> Result<Vec<Spr>, DhtError> {
+        match self.request(node, Body::GetProviders { key }).await? {
+            Body::Providers { records, .. } => Ok(records),
+            _ => Err(DhtError::UnexpectedResponse),
+        }
+    }
+
+    /// The routing table, nearest buckets first.
+    ///
+    /// # Errors
+    /// [`DhtError::Unavailable`] if the service stopped.
+    pub async fn routing_table(&self) -> Result<Vec<Entry>, DhtError> {
+        self.call(|reply| Command::Table { reply }).await
+    }
+
+    /// Counters of what the service saw.
+    ///
+    /// # Errors
+    /// [`DhtError::Unavailable`] if the service stopped.
+    pub async fn stats(&self) -> Result<DhtStats, DhtError> {
+        self.call(|reply| Command::Stats { reply }).await
+    }
+
+    /// Stops the service; requests in flight fail with [`DhtError::Unavailable`].
+    ///
+    /// # Errors
+    /// [`DhtError::Unavailable`] if it had stopped already.
+    pub async fn shutdown(&self) -> Result<(), DhtError> {
+        self.call(|reply| Command::Shutdown { reply }).await
+    }
+}
+
+fn peer_of(record: &Spr) -> Result<Peer, DhtError> {
+    let addr = record.udp_addr().ok_or(DhtError::NoUdpAddress)?;
+    Ok(Peer {
+        id: record.node_id(),
+        addr: SocketAddr::V4(addr),
+        public_key: Some(record.public_key().clone()),
+    })
+}
