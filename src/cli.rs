@@ -135,6 +135,10 @@ pub struct Args {
     /// Run without the peer-to-peer network: a single local store.
     #[arg(long)]
     pub no_network: bool,
+    /// The origin (`http://host[:port]`) of a web app of your own that may use the API from its
+    /// pages, with CORS answers; repeatable. Requests from any other web page are refused.
+    #[arg(long, value_name = "ORIGIN", value_parser = crate::guard::parse_origin)]
+    pub api_cors_origin: Vec<String>,
 }
 
 /// Where the peer-to-peer network listens by default.
@@ -168,6 +172,7 @@ impl Args {
         HttpConfig {
             max_upload_bytes: self.max_upload_bytes,
             max_header_bytes: self.max_header_bytes,
+            cors_origins: self.api_cors_origin.clone(),
             ..HttpConfig::default()
         }
     }

@@ -5,6 +5,8 @@
 //!   (from the `codex-actors` crate, which knows nothing of HTTP).
 //! - `api/`: one file per group of routes (`upload`, `download`, `info`).
 //! - `error`: the single mapping from engine errors to status codes and plain-text bodies.
+//! - `guard`: who may talk to the API (the `Host` and `Origin` checks against web pages, and
+//!   CORS for origins allowed with `--api-cors-origin`).
 //! - `cli`: command-line flags (Codex's names); [`client`]: the `upload`/`download` commands;
 //!   `main.rs` only wires them together.
 //!
@@ -19,6 +21,7 @@ mod api;
 pub mod cli;
 pub mod client;
 mod error;
+mod guard;
 mod metrics;
 
 use std::net::TcpListener;
@@ -31,6 +34,7 @@ use actix_web::{
 pub use codex_actors::Node;
 pub use error::ApiError;
 use futures_util::future::LocalBoxFuture;
+use guard::{Guard, Verdict};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -43,6 +47,9 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Where the API listens (filled in by [`run`], shown by `/debug/info`).
     pub listen: Option<std::net::SocketAddr>,
+    /// Origins (`scheme://host[:port]`, as browsers write them) of web apps that may use the
+    /// API from their own pages; every other foreign origin is refused.
+    pub cors_origins: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +59,7 @@ impl Default for HttpConfig {
             workers: 2,
             max_header_bytes: 16 * 1024, /* 16 KiB */
             listen: None,
+            cors_origins: Vec::new(),
         }
     }
 }
@@ -81,9 +89,11 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
     http.listen = Some(listener.local_addr()?);
     let workers = http.workers.max(1);
     let max_header_bytes = http.max_header_bytes;
+    let guard = Guard::new(listener.local_addr()?, http.cors_origins.clone());
     let node = web::Data::new(node);
     let http = web::Data::new(http);
     let server = HttpServer::new(move || {
+        let guard = guard.clone();
         App::new()
             .app_data(node.clone())
             .app_data(http.clone())
@@ -94,15 +104,31 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
                     .iter()
                     .map(|(k, v)| k.as_str().len() + v.len())
                     .sum();
-                if size > max_header_bytes {
-                    let resp = HttpResponse::build(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-                        .content_type("text/plain; charset=utf-8")
-                        .body(format!("Request headers exceed {max_header_bytes} bytes"));
-                    let resp = req.into_response(resp).map_into_right_body();
-                    return Box::pin(async move { Ok(resp) }) as LocalBoxFuture<'static, _>;
+                let verdict = if size > max_header_bytes {
+                    Verdict::Answer(
+                        HttpResponse::build(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                            .content_type("text/plain; charset=utf-8")
+                            .body(format!("Request headers exceed {max_header_bytes} bytes")),
+                    )
+                } else {
+                    guard.check(req.request())
+                };
+                match verdict {
+                    Verdict::Answer(resp) => {
+                        let resp = req.into_response(resp).map_into_right_body();
+                        Box::pin(async move { Ok(resp) }) as LocalBoxFuture<'static, _>
+                    }
+                    Verdict::Pass(cors) => {
+                        let call = srv.call(req);
+                        Box::pin(async move {
+                            let mut resp = call.await?;
+                            if let Some(origin) = cors {
+                                guard::add_cors(resp.headers_mut(), origin);
+                            }
+                            Ok(resp.map_into_left_body())
+                        }) as LocalBoxFuture<'static, _>
+                    }
                 }
-                let call = srv.call(req);
-                Box::pin(async move { Ok(call.await?.map_into_left_body()) })
             })
             .wrap(middleware::Logger::new("%r %s %b %Dms").log_target("codex_node::http"))
             .configure(api::routes)
