@@ -139,6 +139,9 @@ pub struct Args {
     /// pages, with CORS answers; repeatable. Requests from any other web page are refused.
     #[arg(long, value_name = "ORIGIN", value_parser = crate::guard::parse_origin)]
     pub api_cors_origin: Vec<String>,
+    /// Do not serve the dashboard at `/` (it is then a 404).
+    #[arg(long)]
+    pub no_dashboard: bool,
 }
 
 /// Where the peer-to-peer network listens by default.
@@ -173,6 +176,7 @@ impl Args {
             max_upload_bytes: self.max_upload_bytes,
             max_header_bytes: self.max_header_bytes,
             cors_origins: self.api_cors_origin.clone(),
+            dashboard: !self.no_dashboard,
             ..HttpConfig::default()
         }
     }

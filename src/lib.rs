@@ -4,6 +4,7 @@
 //! - [`run`] serves the Codex REST data API on a bound listener, over an engine [`Node`]
 //!   (from the `codex-actors` crate, which knows nothing of HTTP).
 //! - `api/`: one file per group of routes (`upload`, `download`, `info`).
+//! - `dashboard/`: the web page served at `/`, which uses only those routes.
 //! - `error`: the single mapping from engine errors to status codes and plain-text bodies.
 //! - `guard`: who may talk to the API (the `Host` and `Origin` checks against web pages, and
 //!   CORS for origins allowed with `--api-cors-origin`).
@@ -20,6 +21,7 @@
 mod api;
 pub mod cli;
 pub mod client;
+mod dashboard;
 mod error;
 mod guard;
 mod metrics;
@@ -50,6 +52,8 @@ pub struct HttpConfig {
     /// Origins (`scheme://host[:port]`, as browsers write them) of web apps that may use the
     /// API from their own pages; every other foreign origin is refused.
     pub cors_origins: Vec<String>,
+    /// Whether `/` serves the dashboard (off: `/` is a 404, as on Codex).
+    pub dashboard: bool,
 }
 
 impl Default for HttpConfig {
@@ -60,6 +64,7 @@ impl Default for HttpConfig {
             max_header_bytes: 16 * 1024, /* 16 KiB */
             listen: None,
             cors_origins: Vec::new(),
+            dashboard: true,
         }
     }
 }
@@ -90,6 +95,7 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
     let workers = http.workers.max(1);
     let max_header_bytes = http.max_header_bytes;
     let guard = Guard::new(listener.local_addr()?, http.cors_origins.clone());
+    let with_dashboard = http.dashboard;
     let node = web::Data::new(node);
     let http = web::Data::new(http);
     let server = HttpServer::new(move || {
@@ -131,6 +137,11 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
                 }
             })
             .wrap(middleware::Logger::new("%r %s %b %Dms").log_target("codex_node::http"))
+            .configure(|cfg| {
+                if with_dashboard {
+                    dashboard::routes(cfg);
+                }
+            })
             .configure(api::routes)
     })
     .workers(workers)

@@ -1,0 +1,192 @@
+//! The dashboard in a real browser: Debian's Chromium, headless, driven through chromedriver,
+//! against the real binary. One test uploads a file through the page, downloads it
+//! back byte-exact, deletes it and sees it gone; another fetches a CID from a second node and
+//! watches the progress reach 100 %. Screenshots of each state go to `target/screenshots/`.
+//!
+//! Where no Chromium is installed the browser tests print `SKIP: … because …` and return, except
+//! under CI (`CI` set), where a missing browser is a failure: `.ci/run` installs it (see
+//! `common/webdriver.rs`).
+
+mod common;
+
+use common::{node_process::NodeProcess, peers::*, webdriver::Browser, *};
+
+/// A browser showing the dashboard of `node`, its figures loaded.
+fn open(test: &str, node: &NodeProcess) -> TestResult<Option<Browser>> {
+    let Some(browser) = Browser::start_or_skip(test)? else {
+        return Ok(None);
+    };
+    browser.goto(&format!("http://{}/", node.addr))?;
+    browser.wait(
+        "the storage figures",
+        "$('storage-quota').textContent !== '–'",
+    )?;
+    Ok(Some(browser))
+}
+
+fn unhex(text: &str) -> TestResult<Vec<u8>> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            Ok(u8::from_str_radix(
+                text.get(i..i + 2).ok_or("odd hex")?,
+                16,
+            )?)
+        })
+        .collect()
+}
+
+#[test]
+fn the_page_uploads_lists_downloads_and_deletes_a_file() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::spawn(dir.path(), &["--no-network"])?;
+    let test = "the_page_uploads_lists_downloads_and_deletes_a_file";
+    let Some(page) = open(test, &node)? else {
+        return Ok(());
+    };
+    page.wait("an empty list", "!$('datasets-empty').hidden")?;
+    page.screenshot("dashboard-1-empty")?;
+
+    // A name with a space and non-ASCII letters, and 3 blocks and a bit.
+    let files = tempfile::tempdir()?;
+    let path = files.path().join("résumé 2026.txt");
+    let data = pattern(200_000);
+    std::fs::write(&path, &data)?;
+    page.type_into("#file-input", path.to_str().ok_or("path")?)?;
+    page.wait("the CID", "$('upload-cid').value.startsWith('z')")?;
+    let cid = page.text("$('upload-cid').value")?;
+    let row = format!("#dataset-rows tr[data-cid='{cid}']");
+    let in_row = |css: &str| format!("document.querySelector(\"{row} {css}\")");
+    page.wait("the dataset listed", &format!("{} !== null", in_row("")))?;
+    let name = page.text(&format!("{}.textContent", in_row("td.name")))?;
+    assert_eq!(name, "résumé 2026.txt");
+    let said = page.text("$('upload-text').textContent")?;
+    assert!(said.starts_with("Stored: 195.3 KiB in"), "{said}");
+    page.screenshot("dashboard-2-uploaded")?;
+    // The filename and MIME type went into the manifest, as Codex records them.
+    let (_, list) = get_json(&node, "/data")?;
+    let manifest = &list["content"][0]["manifest"];
+    assert_eq!(manifest["filename"], "résumé 2026.txt", "{list}");
+    assert_eq!(manifest["mimetype"], "text/plain", "{list}");
+    assert_eq!(manifest["datasetSize"], 200_000, "{list}");
+
+    // The row's download link, followed by the browser: the same bytes, under the file's name.
+    let link = in_row("a.download");
+    let got = page.text(&format!(
+        "fetch({link}.href).then(async (r) => {{ \
+           const bytes = new Uint8Array(await r.arrayBuffer()); \
+           return Array.from(bytes, (b) => b.toString(16).padStart(2, '0')).join(''); }})"
+    ))?;
+    assert!(
+        unhex(&got)? == data,
+        "the page's download link gave other bytes"
+    );
+    assert_eq!(page.text(&format!("{link}.download"))?, "résumé 2026.txt");
+    let href = page.text(&format!("{link}.href"))?;
+    assert_eq!(href, node.url(&format!("/data/{cid}")));
+    let (status, headers, body) = download(&node, &cid, None)?;
+    assert!(status == 200 && body == data);
+    assert!(headers.contains_key("content-disposition"));
+
+    // Delete asks first; keeping it keeps it.
+    page.click(&format!("{row} button.delete"))?;
+    page.wait("the confirmation", "$('confirm').open")?;
+    page.screenshot("dashboard-3-confirm-delete")?;
+    page.click("#confirm-cancel")?;
+    page.wait("the dialog closed", "!$('confirm').open")?;
+    let (_, list) = get_json(&node, "/data")?;
+    assert_eq!(list["content"].as_array().map(Vec::len), Some(1), "{list}");
+    page.click(&format!("{row} button.delete"))?;
+    page.wait("the confirmation", "$('confirm').open")?;
+    page.click("#confirm-ok")?;
+    let gone = format!("{} === null && !$('datasets-empty').hidden", in_row(""));
+    page.wait("the dataset gone", &gone)?;
+    page.screenshot("dashboard-4-deleted")?;
+    let (_, list) = get_json(&node, "/data")?;
+    assert_eq!(list["content"], serde_json::json!([]), "{list}");
+    let (_, space) = get_json(&node, "/space")?;
+    assert_eq!(space["totalBlocks"], 0, "{space}");
+    Ok(())
+}
+
+#[test]
+fn the_page_fetches_a_cid_from_another_node_to_100_percent() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let a = NodeProcess::spawn(dirs[0].path(), &[])?;
+    let b = NodeProcess::spawn(dirs[1].path(), &[])?;
+    let data = pattern(3 * 1024 * 1024 + 12_345); // 49 blocks
+    let (status, cid) = upload(&a, &data, Some("holiday.mkv"), Some("video/x-matroska"))?;
+    assert_eq!(status, 200, "{cid}");
+    connect_to(&b, &a)?;
+
+    let test = "the_page_fetches_a_cid_from_another_node_to_100_percent";
+    let Some(page) = open(test, &b)? else {
+        return Ok(());
+    };
+    let b_id = peer_id(&b)?;
+    page.wait(
+        "B's peer id",
+        &format!("$('peer-id').textContent === '{b_id}'"),
+    )?;
+    page.type_into("#fetch-cid", &cid)?;
+    page.click("#fetch-form button[type=submit]")?;
+    let item =
+        |css: &str| format!("document.querySelector(\"#fetches li[data-cid='{cid}'] {css}\")");
+    let done = format!(
+        "{}?.textContent === '49 of 49 blocks (100 %): complete'",
+        item(".progress-text")
+    );
+    page.wait("the fetch at 100 %", &done)?;
+    page.wait(
+        "the download link",
+        &format!("!{}.hidden", item("a.download")),
+    )?;
+    let listed = format!("document.querySelector(\"#dataset-rows tr[data-cid='{cid}']\") !== null");
+    page.wait("the fetched dataset listed", &listed)?;
+    // The panel shows the peer the blocks came from, and the count, once it refreshes.
+    page.wait("a peer", "$('peer-rows').children.length > 0")?;
+    // 49 leaves and the manifest.
+    let received = "$('exchange-figures').querySelector('[data-key=blocksReceived]')?.textContent";
+    assert_eq!(exchange_counter(&b, "blocksReceived")?, 50);
+    page.wait("50 blocks received", &format!("{received} === '50'"))?;
+    page.screenshot("dashboard-5-fetched")?;
+    let (_, p) = progress(&b, &cid)?;
+    assert_eq!(p["complete"], true, "{p}");
+    let (status, _, body) = download(&b, &cid, None)?;
+    assert!(status == 200 && body == data, "B holds other bytes");
+    Ok(())
+}
+
+#[test]
+fn no_dashboard_leaves_slash_a_404_and_the_page_keeps_to_itself() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let off = NodeProcess::spawn(dirs[0].path(), &["--no-network", "--no-dashboard"])?;
+    let root = format!("http://{}/", off.addr);
+    let (status, body) = text(agent().get(&root).call()?)?;
+    assert_eq!((status, body.as_str()), (404, "No such endpoint"));
+    let (status, _) = text(agent().get(format!("{root}dashboard/app.js")).call()?)?;
+    assert_eq!(status, 404);
+
+    let on = NodeProcess::spawn(dirs[1].path(), &["--no-network"])?;
+    let resp = agent().get(format!("http://{}/", on.addr)).call()?;
+    assert_eq!(resp.status(), 200);
+    let csp = resp
+        .headers()
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_owned();
+    assert!(
+        csp.contains("default-src 'none'") && csp.contains("connect-src 'self'"),
+        "{csp}"
+    );
+    let page = resp.into_body().read_to_string()?;
+    assert!(page.contains("<script type=\"module\" src=\"/dashboard/app.js\">"));
+    let (status, _) = text(
+        agent()
+            .get(format!("http://{}/dashboard/../Cargo.toml", on.addr))
+            .call()?,
+    )?;
+    assert_eq!(status, 404);
+    Ok(())
+}
