@@ -90,12 +90,14 @@ function upload(file, onStored) {
         $("upload-result").hidden = false;
         onStored(body);
       } else {
+        bar.value = 0;
         text.textContent = "Not stored.";
         showError($("upload-error"), explain(xhr.status, body));
       }
       resolve();
     });
     xhr.addEventListener("error", () => {
+      bar.value = 0;
       text.textContent = "Not stored.";
       showError($("upload-error"), explain(0, ""));
       resolve();
