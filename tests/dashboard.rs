@@ -24,6 +24,16 @@ fn open(test: &str, node: &NodeProcess) -> TestResult<Option<Browser>> {
     Ok(Some(browser))
 }
 
+/// The controls a screen reader could not name (no label, ARIA name or text), as HTML.
+fn unnamed_controls(page: &Browser) -> TestResult<String> {
+    page.text(
+        "[...document.querySelectorAll('input, button, a, progress, select, textarea')] \
+         .filter((e) => !(e.labels?.length || e.getAttribute('aria-label') \
+           || e.getAttribute('aria-labelledby') || e.textContent.trim())) \
+         .map((e) => e.outerHTML).join('\\n')",
+    )
+}
+
 fn unhex(text: &str) -> TestResult<Vec<u8>> {
     (0..text.len())
         .step_by(2)
@@ -46,6 +56,7 @@ fn the_page_uploads_lists_downloads_and_deletes_a_file() -> TestResult {
     };
     page.wait("an empty list", "!$('datasets-empty').hidden")?;
     page.screenshot("dashboard-1-empty")?;
+    assert_eq!(unnamed_controls(&page)?, "", "controls without a name");
 
     // A name Codex refuses: the 422 is explained in words, and nothing is stored.
     let files = tempfile::tempdir()?;
@@ -77,6 +88,7 @@ fn the_page_uploads_lists_downloads_and_deletes_a_file() -> TestResult {
     let said = page.text("$('upload-text').textContent")?;
     assert!(said.starts_with("Stored: 195.3 KiB in"), "{said}");
     page.screenshot("dashboard-2-uploaded")?;
+    assert_eq!(unnamed_controls(&page)?, "", "controls without a name");
     // The filename and MIME type went into the manifest, as Codex records them.
     let (_, list) = get_json(&node, "/data")?;
     let manifest = &list["content"][0]["manifest"];
