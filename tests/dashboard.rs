@@ -9,7 +9,12 @@
 
 mod common;
 
-use common::{node_process::NodeProcess, peers::*, webdriver::Browser, *};
+use common::{
+    node_process::NodeProcess,
+    peers::*,
+    webdriver::{Browser, STEP},
+    *,
+};
 
 /// A browser showing the dashboard of `node`, its figures loaded.
 fn open(test: &str, node: &NodeProcess) -> TestResult<Option<Browser>> {
@@ -184,6 +189,59 @@ fn the_page_fetches_a_cid_from_another_node_to_100_percent() -> TestResult {
     assert_eq!(p["complete"], true, "{p}");
     let (status, _, body) = download(&b, &cid, None)?;
     assert!(status == 200 && body == data, "B holds other bytes");
+    Ok(())
+}
+
+#[test]
+fn the_page_cancels_a_fetch_and_frees_what_it_stored() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    let a = NodeProcess::spawn(dirs[0].path(), &[])?;
+    let b = NodeProcess::spawn(dirs[1].path(), &[])?;
+    let data = pattern(64 * 1024 * 1024); // 1024 blocks
+    let cid = upload_ok(&a, &data)?;
+    connect_to(&b, &a)?;
+    let empty = space(&b)?;
+    let test = "the_page_cancels_a_fetch_and_frees_what_it_stored";
+    let Some(page) = open(test, &b)? else {
+        return Ok(());
+    };
+    // A fetch started elsewhere (curl), its seeder frozen at once so that it stays partial.
+    assert_eq!(start_fetch(&b, &cid)?.0, 200);
+    std::process::Command::new("kill")
+        .args(["-STOP", &a.pid().to_string()])
+        .status()?;
+    let (_, p) = progress(&b, &cid)?;
+    if p["complete"] == true {
+        return Err("the fetch ended before its seeder could be stopped: nothing to cancel".into());
+    }
+    // The page finds it in /debug/info and shows its progress with a Cancel button.
+    let item =
+        |css: &str| format!("document.querySelector(\"#fetches li[data-cid='{cid}'] {css}\")");
+    let cancel = item("button.cancel");
+    page.wait(
+        "the running fetch",
+        &format!("{cancel} !== null && !{cancel}.hidden"),
+    )?;
+    page.wait(
+        "its progress",
+        &format!(
+            "/of 1024 blocks/.test({}.textContent)",
+            item(".progress-text")
+        ),
+    )?;
+    page.screenshot("dashboard-6-fetching")?;
+    page.click(&format!("#fetches li[data-cid='{cid}'] button.cancel"))?;
+    page.wait(
+        "the cancellation",
+        &format!(
+            "{}.textContent.startsWith('Cancelled')",
+            item(".progress-text")
+        ),
+    )?;
+    let freed = eventually(STEP, || Ok(space(&b)? == empty))?;
+    assert!(freed, "space {} vs {empty}", space(&b)?);
+    assert_eq!(progress(&b, &cid)?.0, 404);
+    page.screenshot("dashboard-7-cancelled")?;
     Ok(())
 }
 
