@@ -1,5 +1,5 @@
 // The dashboard's entry point: wires the four parts together and refreshes the node's figures
-// every few seconds.
+// and the datasets every few seconds.
 
 import { setupUpload } from "./upload.js";
 import { loadDatasets } from "./datasets.js";
@@ -11,6 +11,7 @@ const REFRESH_MS = 3000;
 async function refresh() {
   const info = await refreshNode();
   if (info) showPartial(info.partialDatasets);
+  loadDatasets(); // datasets added or removed elsewhere (curl, expiry) appear too
 }
 
 setupUpload(() => { loadDatasets(); refresh(); });

@@ -69,7 +69,11 @@ function row(entry, reload) {
   return { tr, expiry };
 }
 
-/** Loads the listing and redraws the table. */
+/** The listing last drawn, as text: an unchanged listing is not redrawn, so a periodic refresh
+ * never takes the keyboard focus away from a button. */
+let drawn = null;
+
+/** Loads the listing and redraws the table when it changed. */
 export async function loadDatasets() {
   let listing;
   try {
@@ -78,6 +82,9 @@ export async function loadDatasets() {
     showError($("datasets-message"), `Could not list the datasets (${e.status}: ${e.text}).`);
     return;
   }
+  const text = JSON.stringify(listing);
+  if (text === drawn) return;
+  drawn = text;
   const entries = (listing.content || []).slice()
     .sort((a, b) => (a.manifest?.filename || "").localeCompare(b.manifest?.filename || ""));
   const rows = entries.map((e) => row(e, loadDatasets));

@@ -3,9 +3,11 @@
 // local download link appears once it is complete. Fetches the node reports in `/debug/info`
 // (`partialDatasets`) are shown as well, so a reload of the page finds them again.
 
-import { call, dataUrl, el, json, percent, showError } from "./api.js";
+import { bytes, call, dataUrl, el, json, percent, showError } from "./api.js";
 
 const $ = (id) => document.getElementById(id);
+/** Codex's block size, for the rate. */
+const BLOCK = 64 * 1024;
 /** CID → its list item and poll timer. */
 const shown = new Map();
 let onComplete = () => {};
@@ -67,8 +69,16 @@ async function poll(cid, entry) {
   }
   const pct = p.complete ? 100 : percent(p.blocksStored, p.blocksTotal);
   entry.bar.value = pct;
-  const state = p.complete ? "complete" : p.fetching ? "fetching" : "paused (start it again to resume)";
-  entry.text.textContent = `${p.blocksStored} of ${p.blocksTotal} blocks (${pct} %): ${state}`;
+  const state = p.complete ? "complete" : p.fetching ? "fetching" : "paused (fetch it again to resume)";
+  // The rate over the last poll, in bytes of 64 KiB blocks.
+  const now = performance.now();
+  let rate = "";
+  if (!p.complete && p.fetching && entry.last && now > entry.last.at) {
+    const perSecond = ((p.blocksStored - entry.last.stored) * BLOCK) / ((now - entry.last.at) / 1000);
+    rate = `, ${bytes(Math.max(perSecond, 0))}/s`;
+  }
+  entry.last = { at: now, stored: p.blocksStored };
+  entry.text.textContent = `${p.blocksStored} of ${p.blocksTotal} blocks (${pct} %): ${state}${rate}`;
   if (p.complete) {
     clearInterval(entry.timer);
     entry.text.classList.add("done");
