@@ -241,6 +241,8 @@ fn the_page_cancels_a_fetch_and_frees_what_it_stored() -> TestResult {
     let freed = eventually(STEP, || Ok(space(&b)? == empty))?;
     assert!(freed, "space {} vs {empty}", space(&b)?);
     assert_eq!(progress(&b, &cid)?.0, 404);
+    let reserved = "$('storage-reserved').textContent.startsWith('0 B')";
+    page.wait("the reservation given back", reserved)?;
     page.screenshot("dashboard-7-cancelled")?;
     Ok(())
 }

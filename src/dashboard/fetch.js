@@ -10,7 +10,8 @@ const $ = (id) => document.getElementById(id);
 const BLOCK = 64 * 1024;
 /** CID → its list item and poll timer. */
 const shown = new Map();
-let onComplete = () => {};
+/** Runs when a fetch completes or is cancelled, to redraw what depends on it. */
+let onChange = () => {};
 
 function explainFetch(status, text) {
   switch (status) {
@@ -42,6 +43,7 @@ function item(cid) {
     try {
       await call(`/data/${encodeURIComponent(cid)}`, { method: "DELETE" });
       text.textContent = "Cancelled; what it had stored is freed.";
+      onChange(cid);
     } catch (e) {
       text.textContent = `Could not cancel (${e.status}: ${e.text}).`;
     }
@@ -85,7 +87,7 @@ async function poll(cid, entry) {
     entry.cancel.hidden = true;
     entry.link.hidden = false;
     entry.dismiss.hidden = false;
-    onComplete(cid);
+    onChange(cid);
   }
 }
 
@@ -115,9 +117,9 @@ async function start(cid) {
   }
 }
 
-/** Sets up the form; `complete` runs once a fetch has everything. */
-export function setupFetch(complete) {
-  onComplete = complete;
+/** Sets up the form; `changed` runs once a fetch has everything, or is cancelled. */
+export function setupFetch(changed) {
+  onChange = changed;
   $("fetch-form").addEventListener("submit", (e) => {
     e.preventDefault();
     const cid = $("fetch-cid").value.trim();
