@@ -92,6 +92,11 @@ fn the_page_uploads_lists_downloads_and_deletes_a_file() -> TestResult {
     assert_eq!(name, "résumé 2026.txt");
     let said = page.text("$('upload-text').textContent")?;
     assert!(said.starts_with("Stored: 195.3 KiB in"), "{said}");
+    page.click("#copy-cid")?;
+    page.wait(
+        "the copy",
+        "$('copy-status').textContent === 'Copied to the clipboard.'",
+    )?;
     page.screenshot("dashboard-2-uploaded")?;
     assert_eq!(unnamed_controls(&page)?, "", "controls without a name");
     // The filename and MIME type went into the manifest, as Codex records them.
@@ -137,6 +142,23 @@ fn the_page_uploads_lists_downloads_and_deletes_a_file() -> TestResult {
     assert_eq!(list["content"], serde_json::json!([]), "{list}");
     let (_, space) = get_json(&node, "/space")?;
     assert_eq!(space["totalBlocks"], 0, "{space}");
+
+    // A file dropped on the zone is uploaded the same way.
+    page.eval(
+        "(() => { const files = new DataTransfer(); \
+           files.items.add(new File(['dropped here'], 'dropped.txt', { type: 'text/plain' })); \
+           $('drop').dispatchEvent(new DragEvent('drop', { dataTransfer: files, bubbles: true, \
+             cancelable: true })); return true; })()",
+    )?;
+    page.wait(
+        "the dropped file listed",
+        "$('dataset-rows').textContent.includes('dropped.txt')",
+    )?;
+    let (_, list) = get_json(&node, "/data")?;
+    assert_eq!(
+        list["content"][0]["manifest"]["filename"], "dropped.txt",
+        "{list}"
+    );
     Ok(())
 }
 

@@ -71,12 +71,17 @@ export function showError(node, text) {
   node.hidden = !text;
 }
 
-/** Copies text to the clipboard; the clipboard API needs a secure context (127.0.0.1 is one,
- * a LAN address is not), so fall back to selecting the text and the copy command. */
+/** Copies text to the clipboard. The clipboard API needs a secure context (127.0.0.1 is one,
+ * a LAN address is not) and may be refused, so fall back to selecting the text of `input` and
+ * the copy command. */
 export async function copyText(text, input) {
   if (navigator.clipboard && window.isSecureContext) {
-    await navigator.clipboard.writeText(text);
-    return;
+    try {
+      await navigator.clipboard.writeText(text);
+      return;
+    } catch (e) {
+      // refused (no permission, page not focused): the old way below
+    }
   }
   input.select();
   if (!document.execCommand("copy")) throw new Error("copy refused");
