@@ -139,6 +139,11 @@ pub struct Args {
     /// pages, with CORS answers; repeatable. Requests from any other web page are refused.
     #[arg(long, value_name = "ORIGIN", value_parser = crate::guard::parse_origin)]
     pub api_cors_origin: Vec<String>,
+    /// A host name under which clients reach the API (a reverse proxy's, or the machine's name
+    /// when bound to every interface), accepted on any port; repeatable. Without it only
+    /// 127.0.0.1, localhost, [::1] and the bound address are.
+    #[arg(long, value_name = "NAME", value_parser = crate::guard::parse_host_name)]
+    pub api_allowed_host: Vec<String>,
     /// Do not serve the dashboard at `/` (it is then a 404).
     #[arg(long)]
     pub no_dashboard: bool,
@@ -176,6 +181,7 @@ impl Args {
             max_upload_bytes: self.max_upload_bytes,
             max_header_bytes: self.max_header_bytes,
             cors_origins: self.api_cors_origin.clone(),
+            allowed_hosts: self.api_allowed_host.clone(),
             dashboard: !self.no_dashboard,
             ..HttpConfig::default()
         }

@@ -5,9 +5,10 @@
 //! - a `Host` that is not this node's address: `127.0.0.1`, `localhost`, `[::1]` or the bound
 //!   address, with the bound port. Bound to every interface (`0.0.0.0` or `::`), any IP literal
 //!   with the port is accepted: rebinding needs a DNS name, and the node cannot know every
-//!   address the machine has;
-//! - an `Origin` other than the page's own (`http://` + the accepted `Host`) or one allowed with
-//!   `--api-cors-origin`;
+//!   address the machine has. Names given with `--api-allowed-host` pass on any port (a reverse
+//!   proxy, a Prometheus scraping the machine by name): only their owner's DNS can point them here;
+//! - an `Origin` other than the page's own (`http://` or `https://` + the accepted `Host`) or
+//!   one allowed with `--api-cors-origin`;
 //! - `Sec-Fetch-Site: cross-site` or `same-site` (another port of the same host) without such an
 //!   origin: the requests that carry no `Origin`, such as an `<img>` or a link.
 //!
@@ -38,6 +39,8 @@ pub(crate) struct Guard {
     bound: SocketAddr,
     /// Origins allowed by `--api-cors-origin`, normalized by [`parse_origin`].
     cors: Vec<String>,
+    /// Host names allowed by `--api-allowed-host`, normalized by [`parse_host_name`].
+    names: Vec<String>,
 }
 
 /// What to do with a request.
@@ -49,8 +52,8 @@ pub(crate) enum Verdict {
 }
 
 impl Guard {
-    pub(crate) fn new(bound: SocketAddr, cors: Vec<String>) -> Self {
-        Self { bound, cors }
+    pub(crate) fn new(bound: SocketAddr, cors: Vec<String>, names: Vec<String>) -> Self {
+        Self { bound, cors, names }
     }
 
     pub(crate) fn check(&self, req: &HttpRequest) -> Verdict {
@@ -64,7 +67,8 @@ impl Guard {
             if !self.host_allowed(host) {
                 return refuse(format!(
                     "Refused: Host '{host}' is not this node's address (use 127.0.0.1:{port}, \
-                     localhost:{port} or [::1]:{port})",
+                     localhost:{port} or [::1]:{port}, or start the node with \
+                     --api-allowed-host NAME)",
                     port = self.bound.port()
                 ));
             }
@@ -96,6 +100,9 @@ impl Guard {
         let Some((name, port)) = split_host(host) else {
             return false;
         };
+        if self.names.iter().any(|n| n.eq_ignore_ascii_case(name)) {
+            return true;
+        }
         if port != self.bound.port() {
             return false;
         }
@@ -151,6 +158,24 @@ pub fn parse_origin(text: &str) -> Result<String, String> {
     Ok(origin)
 }
 
+/// Checks an `--api-allowed-host` value: a DNS name, without port, scheme or path.
+///
+/// # Errors
+/// A text saying what is wrong, for the command line.
+pub(crate) fn parse_host_name(text: &str) -> Result<String, String> {
+    let name = text.trim().trim_end_matches('.').to_ascii_lowercase();
+    let valid = !name.is_empty()
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.');
+    if !valid {
+        return Err(format!(
+            "'{text}' is not a host name (letters, digits, '-' and '.'; no port)"
+        ));
+    }
+    Ok(name)
+}
+
 /// A `Host` value split into name and port (80 when absent); `None` when malformed.
 fn split_host(host: &str) -> Option<(&str, u16)> {
     let (name, port) = if let Some(rest) = host.strip_prefix('[') {
@@ -169,12 +194,16 @@ fn split_host(host: &str) -> Option<(&str, u16)> {
     (!name.is_empty()).then_some((name, port))
 }
 
-/// Whether `origin` is the origin of a page served by this node under `host` (plain HTTP).
+/// Whether `origin` is the origin of a page served by this node under `host`: over HTTP, or
+/// over HTTPS through a proxy in front of it.
 fn same_origin(origin: &HeaderValue, host: &str) -> bool {
     origin
         .to_str()
         .ok()
-        .and_then(|o| o.strip_prefix("http://"))
+        .and_then(|o| {
+            o.strip_prefix("http://")
+                .or_else(|| o.strip_prefix("https://"))
+        })
         .is_some_and(|o| o.eq_ignore_ascii_case(host))
 }
 
@@ -234,11 +263,18 @@ mod tests {
         assert!(parse_origin("*").is_err());
         assert!(parse_origin("http://a.example/path").is_err());
         assert!(parse_origin("a.example").is_err());
+        assert_eq!(
+            parse_host_name("NAS.Example.").as_deref(),
+            Ok("nas.example")
+        );
+        for bad in ["", "nas.example:80", "http://nas.example", "a b"] {
+            assert!(parse_host_name(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]
     fn a_loopback_node_accepts_its_own_names_only() {
-        let guard = Guard::new(([127, 0, 0, 1], 8080).into(), Vec::new());
+        let guard = Guard::new(([127, 0, 0, 1], 8080).into(), Vec::new(), Vec::new());
         for ok in [
             "127.0.0.1:8080",
             "localhost:8080",
@@ -255,8 +291,15 @@ mod tests {
         ] {
             assert!(!guard.host_allowed(bad), "{bad}");
         }
-        let everywhere = Guard::new(([0, 0, 0, 0], 80).into(), Vec::new());
+        let everywhere = Guard::new(([0, 0, 0, 0], 80).into(), Vec::new(), Vec::new());
         assert!(everywhere.host_allowed("192.168.1.2"));
         assert!(!everywhere.host_allowed("nas.example"));
+        let named = Guard::new(
+            ([0, 0, 0, 0], 80).into(),
+            Vec::new(),
+            vec!["nas.example".into()],
+        );
+        assert!(named.host_allowed("NAS.example:8443"));
+        assert!(!named.host_allowed("nas.example.evil.example"));
     }
 }

@@ -52,6 +52,9 @@ pub struct HttpConfig {
     /// Origins (`scheme://host[:port]`, as browsers write them) of web apps that may use the
     /// API from their own pages; every other foreign origin is refused.
     pub cors_origins: Vec<String>,
+    /// Host names (besides the node's own addresses) under which clients may reach the API,
+    /// on any port: a reverse proxy's, or the machine's name.
+    pub allowed_hosts: Vec<String>,
     /// Whether `/` serves the dashboard (off: `/` is a 404, as on Codex).
     pub dashboard: bool,
 }
@@ -64,6 +67,7 @@ impl Default for HttpConfig {
             max_header_bytes: 16 * 1024, /* 16 KiB */
             listen: None,
             cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
             dashboard: true,
         }
     }
@@ -94,7 +98,11 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
     http.listen = Some(listener.local_addr()?);
     let workers = http.workers.max(1);
     let max_header_bytes = http.max_header_bytes;
-    let guard = Guard::new(listener.local_addr()?, http.cors_origins.clone());
+    let guard = Guard::new(
+        listener.local_addr()?,
+        http.cors_origins.clone(),
+        http.allowed_hosts.clone(),
+    );
     let with_dashboard = http.dashboard;
     let node = web::Data::new(node);
     let http = web::Data::new(http);

@@ -350,3 +350,36 @@ fn bound_to_every_interface_ip_hosts_pass_and_names_do_not() -> TestResult {
     }
     Ok(())
 }
+
+#[test]
+fn an_allowed_host_name_passes_on_any_port() -> TestResult {
+    // Behind a reverse proxy, or scraped by Prometheus under the machine's name.
+    let (_dir, node) = start(&[
+        "--api-bindaddr",
+        "0.0.0.0",
+        "--api-allowed-host",
+        "NAS.example",
+    ])?;
+    let port = node.addr.port();
+    let local = SocketAddr::from(([127, 0, 0, 1], port));
+    for (name, status) in [
+        (format!("nas.example:{port}"), 200),
+        ("nas.example".to_string(), 200),
+        ("NAS.EXAMPLE:443".to_string(), 200),
+        (format!("other.example:{port}"), 403),
+        (format!("nas.example.evil.example:{port}"), 403),
+    ] {
+        let reply = raw(local, "GET", "/api/codex/v1/space", &[("Host", &name)], b"")?;
+        assert_eq!(reply.status, status, "{name}: {}", reply.body);
+    }
+    // The node's own page under that name, served over HTTPS by the proxy.
+    let reply = raw(
+        local,
+        "POST",
+        "/api/codex/v1/data",
+        &[("Host", "nas.example"), ("Origin", "https://nas.example")],
+        b"through the proxy",
+    )?;
+    assert_eq!(reply.status, 200, "{}", reply.body);
+    Ok(())
+}
