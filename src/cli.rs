@@ -141,7 +141,7 @@ pub struct Args {
     pub api_cors_origin: Vec<String>,
     /// A host name under which clients reach the API (a reverse proxy's, or the machine's name
     /// when bound to every interface), accepted on any port; repeatable. Without it only
-    /// 127.0.0.1, localhost, [::1] and the bound address are.
+    /// the loopback addresses, localhost and the bound address are.
     #[arg(long, value_name = "NAME", value_parser = crate::guard::parse_host_name)]
     pub api_allowed_host: Vec<String>,
     /// Do not serve the dashboard at `/` (it is then a 404).
