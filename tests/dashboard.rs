@@ -1,7 +1,9 @@
 //! The dashboard in a real browser: Debian's Chromium, headless, driven through chromedriver,
-//! against the real binary. One test uploads a file through the page, downloads it
-//! back byte-exact, deletes it and sees it gone; another fetches a CID from a second node and
-//! watches the progress reach 100 %. Screenshots of each state go to `target/screenshots/`.
+//! against the real binary. One test uploads a file through the page (a refused name first, a
+//! dropped file last), copies its CID, downloads it back byte-exact, deletes it and sees it
+//! gone; another fetches a CID from a second node and watches the progress reach 100 %; a third
+//! cancels a fetch. Screenshots of each state go to `target/screenshots/`. One more test, with
+//! no browser, checks `--no-dashboard` and the page's headers.
 //!
 //! Where no Chromium is installed the browser tests print `SKIP: … because …` and return, except
 //! under CI (`CI` set), where a missing browser is a failure: `.ci/run` installs it (see
