@@ -135,6 +135,18 @@ pub struct Args {
     /// Run without the peer-to-peer network: a single local store.
     #[arg(long)]
     pub no_network: bool,
+    /// The origin (`http://host[:port]`) of a web app of your own that may use the API from its
+    /// pages, with CORS answers; repeatable. Requests from any other web page are refused.
+    #[arg(long, value_name = "ORIGIN", value_parser = crate::guard::parse_origin)]
+    pub api_cors_origin: Vec<String>,
+    /// A host name under which clients reach the API (a reverse proxy's, or the machine's name
+    /// when bound to every interface), accepted on any port; repeatable. Without it only
+    /// the loopback addresses, localhost and the bound address are.
+    #[arg(long, value_name = "NAME", value_parser = crate::guard::parse_host_name)]
+    pub api_allowed_host: Vec<String>,
+    /// Do not serve the dashboard at `/` (it is then a 404).
+    #[arg(long)]
+    pub no_dashboard: bool,
 }
 
 /// Where the peer-to-peer network listens by default.
@@ -168,6 +180,9 @@ impl Args {
         HttpConfig {
             max_upload_bytes: self.max_upload_bytes,
             max_header_bytes: self.max_header_bytes,
+            cors_origins: self.api_cors_origin.clone(),
+            allowed_hosts: self.api_allowed_host.clone(),
+            dashboard: !self.no_dashboard,
             ..HttpConfig::default()
         }
     }

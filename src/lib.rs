@@ -4,7 +4,10 @@
 //! - [`run`] serves the Codex REST data API on a bound listener, over an engine [`Node`]
 //!   (from the `codex-actors` crate, which knows nothing of HTTP).
 //! - `api/`: one file per group of routes (`upload`, `download`, `info`).
+//! - `dashboard/`: the web page served at `/`, which uses only those routes.
 //! - `error`: the single mapping from engine errors to status codes and plain-text bodies.
+//! - `guard`: who may talk to the API (the `Host` and `Origin` checks against web pages, and
+//!   CORS for origins allowed with `--api-cors-origin`).
 //! - `cli`: command-line flags (Codex's names); [`client`]: the `upload`/`download` commands;
 //!   `main.rs` only wires them together.
 //!
@@ -18,7 +21,9 @@
 mod api;
 pub mod cli;
 pub mod client;
+mod dashboard;
 mod error;
+mod guard;
 mod metrics;
 
 use std::net::TcpListener;
@@ -31,6 +36,7 @@ use actix_web::{
 pub use codex_actors::Node;
 pub use error::ApiError;
 use futures_util::future::LocalBoxFuture;
+use guard::{Guard, Verdict};
 
 /// Limits of the HTTP layer.
 #[derive(Debug, Clone)]
@@ -43,6 +49,14 @@ pub struct HttpConfig {
     pub max_header_bytes: usize,
     /// Where the API listens (filled in by [`run`], shown by `/debug/info`).
     pub listen: Option<std::net::SocketAddr>,
+    /// Origins (`scheme://host[:port]`, as browsers write them) of web apps that may use the
+    /// API from their own pages; every other foreign origin is refused.
+    pub cors_origins: Vec<String>,
+    /// Host names (besides the node's own addresses) under which clients may reach the API,
+    /// on any port: a reverse proxy's, or the machine's name.
+    pub allowed_hosts: Vec<String>,
+    /// Whether `/` serves the dashboard (off: `/` is a 404, as on Codex).
+    pub dashboard: bool,
 }
 
 impl Default for HttpConfig {
@@ -52,6 +66,9 @@ impl Default for HttpConfig {
             workers: 2,
             max_header_bytes: 16 * 1024, /* 16 KiB */
             listen: None,
+            cors_origins: Vec::new(),
+            allowed_hosts: Vec::new(),
+            dashboard: true,
         }
     }
 }
@@ -81,9 +98,16 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
     http.listen = Some(listener.local_addr()?);
     let workers = http.workers.max(1);
     let max_header_bytes = http.max_header_bytes;
+    let guard = Guard::new(
+        listener.local_addr()?,
+        http.cors_origins.clone(),
+        http.allowed_hosts.clone(),
+    );
+    let with_dashboard = http.dashboard;
     let node = web::Data::new(node);
     let http = web::Data::new(http);
     let server = HttpServer::new(move || {
+        let guard = guard.clone();
         App::new()
             .app_data(node.clone())
             .app_data(http.clone())
@@ -94,17 +118,38 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
                     .iter()
                     .map(|(k, v)| k.as_str().len() + v.len())
                     .sum();
-                if size > max_header_bytes {
-                    let resp = HttpResponse::build(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-                        .content_type("text/plain; charset=utf-8")
-                        .body(format!("Request headers exceed {max_header_bytes} bytes"));
-                    let resp = req.into_response(resp).map_into_right_body();
-                    return Box::pin(async move { Ok(resp) }) as LocalBoxFuture<'static, _>;
+                let verdict = if size > max_header_bytes {
+                    Verdict::Answer(
+                        HttpResponse::build(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
+                            .content_type("text/plain; charset=utf-8")
+                            .body(format!("Request headers exceed {max_header_bytes} bytes")),
+                    )
+                } else {
+                    guard.check(req.request())
+                };
+                match verdict {
+                    Verdict::Answer(resp) => {
+                        let resp = req.into_response(resp).map_into_right_body();
+                        Box::pin(async move { Ok(resp) }) as LocalBoxFuture<'static, _>
+                    }
+                    Verdict::Pass(cors) => {
+                        let call = srv.call(req);
+                        Box::pin(async move {
+                            let mut resp = call.await?;
+                            if let Some(origin) = cors {
+                                guard::add_cors(resp.headers_mut(), origin);
+                            }
+                            Ok(resp.map_into_left_body())
+                        }) as LocalBoxFuture<'static, _>
+                    }
                 }
-                let call = srv.call(req);
-                Box::pin(async move { Ok(call.await?.map_into_left_body()) })
             })
             .wrap(middleware::Logger::new("%r %s %b %Dms").log_target("codex_node::http"))
+            .configure(|cfg| {
+                if with_dashboard {
+                    dashboard::routes(cfg);
+                }
+            })
             .configure(api::routes)
     })
     .workers(workers)

@@ -92,7 +92,8 @@ fn a_client_that_disconnects_mid_upload_leaves_nothing() -> TestResult {
     let mut stream = TcpStream::connect(node.addr)?;
     write!(
         stream,
-        "POST /api/codex/v1/data HTTP/1.1\r\nHost: x\r\nContent-Length: 10000000\r\n\r\n"
+        "POST /api/codex/v1/data HTTP/1.1\r\nHost: {}\r\nContent-Length: 10000000\r\n\r\n",
+        node.addr
     )?;
     let body: Vec<u8> = (0..1_000_000u32).map(|i| (i % 253) as u8).collect();
     stream.write_all(&body)?;
@@ -124,7 +125,8 @@ fn a_client_that_leaves_mid_download_breaks_nothing() -> TestResult {
         let mut stream = TcpStream::connect(node.addr)?;
         write!(
             stream,
-            "GET /api/codex/v1/data/{cid} HTTP/1.1\r\nHost: x\r\n\r\n"
+            "GET /api/codex/v1/data/{cid} HTTP/1.1\r\nHost: {}\r\n\r\n",
+            node.addr
         )?;
         let mut first = [0u8; 100_000];
         stream.read_exact(&mut first)?;
@@ -145,7 +147,8 @@ fn a_body_shorter_than_its_content_length_is_rejected() -> TestResult {
     let mut stream = TcpStream::connect(node.addr)?;
     write!(
         stream,
-        "POST /api/codex/v1/data HTTP/1.1\r\nHost: x\r\nContent-Length: 500000\r\n\r\n"
+        "POST /api/codex/v1/data HTTP/1.1\r\nHost: {}\r\nContent-Length: 500000\r\n\r\n",
+        node.addr
     )?;
     stream.write_all(&vec![7u8; 200_000])?;
     stream.shutdown(std::net::Shutdown::Write)?;

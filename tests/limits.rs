@@ -13,10 +13,28 @@ use std::{
 
 use common::*;
 
+/// Sends `request` as it is, except that `Host: x` becomes the node's address, as every client
+/// writes it (the API refuses requests for other hosts).
 fn raw(node: &TestNode, request: &[u8]) -> TestResult<String> {
     let mut stream = TcpStream::connect(node.addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    stream.write_all(request)?;
+    let placeholder: &[u8] = b"Host: x\r\n";
+    let request = match request
+        .windows(placeholder.len())
+        .position(|w| w == placeholder)
+    {
+        Some(at) => {
+            let host = format!("Host: {}\r\n", node.addr);
+            [
+                &request[..at],
+                host.as_bytes(),
+                &request[at + placeholder.len()..],
+            ]
+            .concat()
+        }
+        None => request.to_vec(),
+    };
+    stream.write_all(&request)?;
     let mut reply = Vec::new();
     // Requests say `Connection: close`, so the reply ends when the server closes; a reset after
     // a refused request ends it too.
@@ -96,7 +114,7 @@ fn expect_100_continue_and_chunked_bodies_work() -> TestResult {
     let node = TestNode::start()?;
     let mut stream = TcpStream::connect(node.addr)?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "POST /api/codex/v1/data HTTP/1.1\r\nHost: x\r\nConnection: close\r\nContent-Length: 18\r\nExpect: 100-continue\r\n\r\n")?;
+    write!(stream, "POST /api/codex/v1/data HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Length: 18\r\nExpect: 100-continue\r\n\r\n", node.addr)?;
     let mut buf = [0u8; 64];
     let n = stream.read(&mut buf)?;
     assert!(

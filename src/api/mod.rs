@@ -45,8 +45,9 @@ pub(crate) fn routes(cfg: &mut web::ServiceConfig) {
     .default_service(web::to(not_found));
 }
 
-/// CORS preflight on the data routes: 204 with no body, as Codex answers (it adds the CORS
-/// headers only when started with `--api-cors-origin`, which this node does not have).
+/// `OPTIONS` without an allowed origin on the data routes: 204 with no body, as Codex answers.
+/// The preflight of an origin allowed with `--api-cors-origin` is answered, with its CORS
+/// headers, by `guard.rs` on every route.
 async fn preflight() -> HttpResponse {
     HttpResponse::NoContent().finish()
 }

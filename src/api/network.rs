@@ -10,6 +10,10 @@ use serde_json::json;
 use super::{info::ManifestEntry, PathCid};
 use crate::error::ApiError;
 
+/// Most `addrs` one `/connect` dials: a page or a script must not make the node dial a list of
+/// arbitrary addresses (Codex has no limit).
+const MAX_CONNECT_ADDRS: usize = 8;
+
 /// `GET /peerid`: `{"id": …}`.
 pub(crate) async fn peer_id(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let id = node.peer_id().ok_or(codex_actors::Error::NoNetwork)?;
@@ -34,8 +38,19 @@ pub(crate) async fn connect(
         .parse()
         .map_err(|_| ApiError::BadRequest("Unable to decode Peer ID".into()))?;
     // `addrs` may be given several times.
+    let texts: Vec<&String> = query
+        .iter()
+        .filter(|(k, _)| k == "addrs")
+        .map(|(_, v)| v)
+        .collect();
+    if texts.len() > MAX_CONNECT_ADDRS {
+        return Err(ApiError::BadRequest(format!(
+            "Too many addresses: at most {MAX_CONNECT_ADDRS} per request, got {}",
+            texts.len()
+        )));
+    }
     let mut addrs = Vec::new();
-    for (_, text) in query.iter().filter(|(k, _)| k == "addrs") {
+    for text in texts {
         let addr: Multiaddr = text
             .parse()
             .map_err(|_| ApiError::BadRequest(format!("Unable to parse address {text}")))?;

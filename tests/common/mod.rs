@@ -5,7 +5,8 @@
 //! process), `lazyfs` (a FUSE file system that can drop unsynced data, for power cuts),
 //! `workload` (seeded files and the ledger of what a node acknowledged), `clients`
 //! (concurrent clients that fill that ledger) and `peers` (several nodes on loopback: connect,
-//! fetch from peers, progress, exchange counters).
+//! fetch from peers, progress, exchange counters). `webdriver` drives a headless Chromium for
+//! the dashboard's tests.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod answer;
@@ -14,6 +15,7 @@ pub mod codex;
 pub mod lazyfs;
 pub mod node_process;
 pub mod peers;
+pub mod webdriver;
 pub mod workload;
 
 use std::{
