@@ -47,8 +47,10 @@ pub async fn start_codex() -> TestResult<Option<Codex>> {
         PathBuf::from,
     );
     if !run.exists() {
-        eprintln!("SKIP: no Codex binary at {} (set CODEX_RUN)", run.display());
-        return Ok(None);
+        return skip(format!(
+            "no Codex binary at {} (set CODEX_RUN)",
+            run.display()
+        ));
     }
     let dir = tempfile::tempdir()?;
     let (api_port, tcp_port, disc_port) = (free_tcp_port()?, free_tcp_port()?, free_udp_port()?);
@@ -64,10 +66,7 @@ pub async fn start_codex() -> TestResult<Option<Codex>> {
         .spawn();
     let child = match child {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("SKIP: cannot run {}: {e}", run.display());
-            return Ok(None);
-        }
+        Err(e) => return skip(format!("{} cannot run: {e}", run.display())),
     };
     let mut codex = Codex {
         child,
@@ -78,11 +77,8 @@ pub async fn start_codex() -> TestResult<Option<Codex>> {
     let deadline = Instant::now() + Duration::from_secs(30);
     while Instant::now() < deadline {
         if let Some(status) = codex.child.try_wait()? {
-            eprintln!(
-                "SKIP: Codex exited at start ({status}); log in {}",
-                codex.log.display()
-            );
-            return Ok(None);
+            let log = codex.log.display();
+            return skip(format!("Codex exited at start ({status}); log in {log}"));
         }
         if get(&codex, "/space").await.is_ok() {
             return Ok(Some(codex));
@@ -134,4 +130,20 @@ pub fn pseudo_random(len: usize) -> Vec<u8> {
             x as u8
         })
         .collect()
+}
+
+/// Says why a live-Codex test cannot run here, where the runner shows it (the harness captures
+/// `eprintln!`, so a skip would look like a pass): written straight to the process's stderr.
+/// Under CI (`CI` set) a skip is a failure: CI must run these tests.
+fn skip(reason: String) -> TestResult<Option<Codex>> {
+    use std::io::Write as _;
+    let test = std::thread::current()
+        .name()
+        .unwrap_or("a live-Codex test")
+        .to_owned();
+    if std::env::var_os("CI").is_some() {
+        return Err(format!("{test} cannot run under CI because {reason}").into());
+    }
+    let _ = writeln!(std::io::stderr(), "SKIP: {test} because {reason}");
+    Ok(None)
 }
