@@ -123,6 +123,41 @@ pub struct Args {
     /// Most peers connected at once.
     #[arg(long, default_value_t = 160)]
     pub max_peers: u32,
+    /// Most of those that peers may open to this node; the rest stay for the connections it
+    /// dials (providers, `/connect`). Default: three quarters of `--max-peers`.
+    #[arg(long)]
+    pub max_inbound_peers: Option<u32>,
+    /// Most inbound connections from one IP address.
+    #[arg(long, default_value_t = 8)]
+    pub max_inbound_per_ip: usize,
+    /// Bytes of frames being read or queued, over all peers.
+    #[arg(long, default_value_t = 64 << 20)]
+    pub frame_budget: usize,
+    /// Bytes of frames being read or queued that one peer may hold (at least one frame, 4 MiB).
+    #[arg(long, default_value_t = 8 << 20)]
+    pub peer_frame_budget: usize,
+    /// Slowest rate, in bytes per second, at which a peer may send a frame once its length is
+    /// announced (on top of 10 s).
+    #[arg(long, default_value_t = 64 * 1024)]
+    pub min_frame_rate: u64,
+    /// Seconds a block asked of a peer may take once the peer stops delivering, before it is
+    /// asked of another and counts against the peer.
+    #[arg(long, default_value_t = 10)]
+    pub peer_request_timeout: u64,
+    /// Blocks one peer may ask of this node at once (its want list); more are ignored.
+    #[arg(long, default_value_t = 4096)]
+    pub max_peer_wants: usize,
+    /// Peers whose blocks are read for sending at once.
+    #[arg(long, default_value_t = 10)]
+    pub serve_tasks: usize,
+    /// Provider records kept for one other peer in the DHT.
+    #[arg(long, default_value_t = 1024)]
+    pub max_provider_records_per_peer: usize,
+    /// Dial addresses other peers give (provider records, identify) whatever their scope.
+    /// Without it, a node whose addresses are public dials no private or loopback address a
+    /// stranger names, and a node on a LAN no loopback one.
+    #[arg(long)]
+    pub dial_any_scope: bool,
     /// The secp256k1 identity key file (libp2p protobuf encoding), created on first start with
     /// mode 0600. Default: `<data-dir>/key`.
     #[arg(long)]
@@ -170,7 +205,19 @@ impl Args {
         }
         network.net.listen_addrs = self.listen_addrs.clone();
         network.net.announce_addrs = self.announce_addrs.clone();
-        network.net.max_peers = self.max_peers;
+        network.net = network.net.max_peers(self.max_peers);
+        if let Some(n) = self.max_inbound_peers {
+            network.net.max_inbound_peers = n;
+        }
+        network.net.max_inbound_per_ip = self.max_inbound_per_ip;
+        network.net.max_inflight_frame_bytes = self.frame_budget;
+        network.net.max_peer_frame_bytes = self.peer_frame_budget;
+        network.net.min_frame_rate = self.min_frame_rate;
+        network.net.dht.max_records_per_provider = self.max_provider_records_per_peer;
+        network.net.dht.dial_any_scope = self.dial_any_scope;
+        network.exchange.request_timeout = Duration::from_secs(self.peer_request_timeout.max(1));
+        network.exchange.max_peer_wants = self.max_peer_wants;
+        network.exchange.serve_tasks = self.serve_tasks.max(1);
         network.net.bootstrap = self.bootstrap_node.clone();
         config.network(network)
     }
