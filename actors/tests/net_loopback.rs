@@ -343,3 +343,55 @@ async fn a_peer_without_block_exchange_is_reported_unsupported() -> TestResult {
     assert_eq!(reason, codex_actors::net::SendFailure::Unsupported);
     Ok(())
 }
+
+/// Streams that arrive together are all taken: 8 peers each open 4 streams at once (the most a
+/// peer may have) and write one message on each; every message arrives. libp2p-stream's own
+/// acceptor has room for one waiting stream and dropped the rest of such a burst.
+#[actix_rt::test]
+async fn a_burst_of_inbound_streams_loses_none() -> TestResult {
+    let mut a = start(|c| c).await?;
+    let (to, addr) = (a.peer_id(), a.addr.clone());
+    let mut peers = Vec::new();
+    for _ in 0..8 {
+        peers.push(raw_peer(to, addr.clone()).await?);
+    }
+    let mut connected = 0;
+    while connected < peers.len() {
+        a.expect("peers connect", |e| {
+            matches!(e, NetEvent::PeerConnected { .. }).then_some(())
+        })
+        .await?;
+        connected += 1;
+    }
+    let cid = block(7, 100).cid;
+    let frame = framing::encode_frame(&want(cid).encode());
+    let mut writers = Vec::new();
+    for control in &peers {
+        for _ in 0..4 {
+            let (mut control, frame) = (control.clone(), frame.clone());
+            writers.push(tokio::spawn(async move {
+                let mut s = control
+                    .open_stream(to, BLOCKEXC_PROTOCOL)
+                    .await
+                    .map_err(std::io::Error::other)?;
+                s.write_all(&frame).await?;
+                s.flush().await?;
+                // Kept open until the node has read it.
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                Ok::<_, std::io::Error>(s)
+            }));
+        }
+    }
+    let mut received = 0;
+    while received < 32 {
+        a.expect("every message of the burst", |e| {
+            matches!(e, NetEvent::Message { .. }).then_some(())
+        })
+        .await?;
+        received += 1;
+    }
+    for w in writers {
+        w.await??;
+    }
+    Ok(())
+}

@@ -13,6 +13,7 @@ use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::net::dht::{self, addrs, Dht};
+use crate::net::inbound::Inbound;
 use crate::net::peer::Outgoing;
 use crate::net::peer::{self, ReadCtx};
 use crate::net::transport::{self, Behaviour, BehaviourEvent};
@@ -73,11 +74,9 @@ impl Net {
             config.peer_store.clone(),
         )?;
         let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
-        let mut swarm = transport::build(key.clone(), &config, refused.clone())?;
-        let mut control = swarm.behaviour().stream.new_control();
-        let incoming = control
-            .accept(BLOCKEXC_PROTOCOL)
-            .map_err(|_| NetError::Listen("protocol registered twice".into()))?;
+        let (inbound, incoming) = Inbound::new();
+        let mut swarm = transport::build(key.clone(), &config, refused.clone(), inbound)?;
+        let control = swarm.behaviour().stream.new_control();
         let mut pending = VecDeque::new();
         for addr in &config.listen_addrs {
             swarm

@@ -41,6 +41,7 @@ pub mod dht;
 mod driver;
 pub mod framing;
 pub mod identity;
+mod inbound;
 mod ip_limits;
 mod peer;
 pub mod spr;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
 use libp2p::PeerId;
 use tokio::sync::{mpsc, Semaphore};
 
@@ -261,12 +261,12 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
 
 /// Hands every inbound block-exchange stream to a reader, at most `per_peer` at once per peer.
 pub(crate) async fn accept_loop(
-    mut incoming: libp2p_stream::IncomingStreams,
+    mut incoming: mpsc::Receiver<crate::net::inbound::NewStream>,
     ctx: Arc<ReadCtx>,
     per_peer: usize,
 ) {
     let mut slots: HashMap<PeerId, Arc<Semaphore>> = HashMap::new();
-    while let Some((peer, stream)) = incoming.next().await {
+    while let Some((peer, stream)) = incoming.recv().await {
         if slots.len() > PRUNE_SLOTS_ABOVE {
             slots.retain(|_, s| s.available_permits() < per_peer);
         }

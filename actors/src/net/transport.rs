@@ -9,6 +9,7 @@ use libp2p::{identify, kad, noise, tcp, yamux, Swarm, SwarmBuilder};
 use std::sync::{atomic::AtomicU64, Arc};
 
 use crate::net::dht::{self, store::ProviderStore};
+use crate::net::inbound::Inbound;
 use crate::net::ip_limits::IpLimits;
 use crate::net::{NetConfig, NetError};
 
@@ -45,8 +46,10 @@ pub(crate) struct Behaviour {
     pub ip_limits: IpLimits,
     /// Codex runs identify on every connection and needs an answer.
     pub identify: identify::Behaviour,
-    /// Raw streams for `/codex/blockexc/1.0.0`.
+    /// Outbound streams for `/codex/blockexc/1.0.0`.
     pub stream: libp2p_stream::Behaviour,
+    /// Inbound streams for `/codex/blockexc/1.0.0` ([`Inbound`]: none dropped in a burst).
+    pub inbound: Inbound,
     /// The provider DHT ([`dht`]).
     pub kad: kad::Behaviour<ProviderStore>,
 }
@@ -71,13 +74,14 @@ pub(crate) fn build(
     key: Keypair,
     config: &NetConfig,
     refused: Arc<AtomicU64>,
+    inbound: Inbound,
 ) -> Result<Swarm<Behaviour>, NetError> {
     // Inbound connections get at most their share, so that strangers who connect first never
     // leave this node unable to dial providers or answer `/connect`.
-    let inbound = config.max_inbound_peers.min(config.max_peers);
+    let inbound_cap = config.max_inbound_peers.min(config.max_peers);
     let limits = ConnectionLimits::default()
         .with_max_established(Some(config.max_peers))
-        .with_max_established_incoming(Some(inbound))
+        .with_max_established_incoming(Some(inbound_cap))
         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
         .with_max_pending_incoming(Some(config.max_peers));
     // No signed peer record: rust-libp2p's identify would sign it with the legacy domain, and a
@@ -100,6 +104,7 @@ pub(crate) fn build(
             ip_limits: IpLimits::new(config.max_inbound_per_ip, refused),
             identify: identify::Behaviour::new(identify),
             stream: libp2p_stream::Behaviour::new(),
+            inbound,
             kad,
         })
         .map_err(|e| NetError::Listen(e.to_string()))?
