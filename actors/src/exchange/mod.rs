@@ -239,6 +239,8 @@ pub struct BlockExchange {
     serving: usize,
     /// Delivery messages being written.
     writing: usize,
+    /// Presence lookups running.
+    have_lookups: usize,
     /// wantBlock entries gathered while handling one event, sent at its end.
     outbox: HashMap<PeerId, Vec<BlockAddress>>,
     /// What this node announces in the DHT, and the lookups for what it wants.
@@ -294,6 +296,7 @@ impl BlockExchange {
             pending: HashMap::new(),
             serving: 0,
             writing: 0,
+            have_lookups: 0,
             outbox: HashMap::new(),
             discovery: discovery::Discovery::default(),
             stats: ExchangeStats::default(),

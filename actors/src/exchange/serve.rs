@@ -19,6 +19,10 @@ use crate::{
 /// Delivery messages being prepared or written per peer at once: one is read while the other
 /// is written.
 const SERVES_PER_PEER: usize = 2;
+/// Presence lookups running at once over all peers: the metadata readers they use also serve
+/// local downloads and the blocks this node sends, so many identities flooding want-haves
+/// must not take them all.
+const MAX_HAVE_LOOKUPS: usize = 2;
 /// Delivery messages being written at once, over all peers (about 1.3 MiB each): what bounds
 /// the memory of serving once reads no longer wait for writes.
 const MAX_WRITING: usize = 48;
@@ -73,19 +77,22 @@ impl BlockExchange {
 
     /// Replies Have for what this node holds; DontHave only where the peer asked for it (Codex
     /// never does, and reads every presence as Have). One lookup per peer runs at a time, of at
-    /// most [`MAX_LIST_ENTRIES`] addresses, so a peer that floods want-haves waits on itself
-    /// and not the metadata readers that local downloads share.
+    /// most [`MAX_LIST_ENTRIES`] addresses, and [`MAX_HAVE_LOOKUPS`] over all peers, so peers
+    /// that flood want-haves wait on themselves and not the metadata readers that local
+    /// downloads share.
     fn answer_haves(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
         let Some(state) = self.peers.get_mut(&peer) else {
             return;
         };
-        if state.have_lookup || state.have_queue.is_empty() {
+        if state.have_lookup || state.have_queue.is_empty() || self.have_lookups >= MAX_HAVE_LOOKUPS
+        {
             return;
         }
         let take = state.have_queue.len().min(MAX_LIST_ENTRIES);
         let (addresses, dont_have_wanted): (Vec<BlockAddress>, Vec<bool>) =
             state.have_queue.drain(..take).unzip();
         state.have_lookup = true;
+        self.have_lookups += 1;
         let (reader, net) = (self.repo.reader.clone(), self.net.clone());
         let task = async move {
             let Ok(Ok(held)) = reader
@@ -120,10 +127,20 @@ impl BlockExchange {
             }
         };
         ctx.spawn(task.into_actor(self).map(move |(), act, ctx| {
+            act.have_lookups -= 1;
             if let Some(state) = act.peers.get_mut(&peer) {
                 state.have_lookup = false;
             }
-            act.answer_haves(peer, ctx);
+            // The next peer waiting gets the slot first, then this one again.
+            let waiting: Vec<PeerId> = act
+                .peers
+                .iter()
+                .filter(|(p, s)| **p != peer && !s.have_lookup && !s.have_queue.is_empty())
+                .map(|(p, _)| *p)
+                .collect();
+            for other in waiting.into_iter().chain([peer]) {
+                act.answer_haves(other, ctx);
+            }
         }));
     }
 
