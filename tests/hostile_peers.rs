@@ -695,3 +695,51 @@ fn a_manifest_with_tiny_blocks_is_refused() -> TestResult {
     rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
+
+/// Attack 7: one identity announces itself as the provider of 3,000 CIDs in the DHT, each
+/// record listing 40 addresses: the node keeps at most its per-provider quota, 8 addresses
+/// each, and counts the rest.
+#[test]
+fn a_provider_record_flood_is_capped_and_counted() -> TestResult {
+    let _serial = SERIAL.lock();
+    let p = pair(24)?;
+    seeder_under_attack("provider records", &p, move |to, addr, ready| async move {
+        let Ok(id) = Identity::new() else { return };
+        if !id.dial(to, &addr, 1).await {
+            return;
+        }
+        let kad = libp2p::StreamProtocol::new("/codex-node/kad/1.0.0");
+        let mut stream = None;
+        for n in 0..3000u64 {
+            if stream.is_none() {
+                stream = open_protocol(&id, to, kad.clone()).await.ok();
+            }
+            let Some(s) = stream.as_mut() else { continue };
+            let key = codex_actors::format::cid::cid_from_digest(
+                codex_actors::format::cid::MANIFEST_CODEC,
+                &codex_actors::format::cid::sha256(&n.to_be_bytes()),
+            );
+            if write(s, &add_provider(key.to_bytes(), id.peer, 40))
+                .await
+                .is_err()
+            {
+                stream = None;
+            }
+        }
+        ready.store(true, Ordering::SeqCst);
+        std::future::pending::<()>().await;
+    })?;
+    let (_, info) = get_json(&p.v, "/debug/info")?;
+    let dht = &info["dht"];
+    println!("hostile: provider records: {dht}");
+    let stored = dht["storedProviderRecords"]
+        .as_u64()
+        .ok_or("no storedProviderRecords")?;
+    let refused = dht["refusedProviderRecords"]
+        .as_u64()
+        .ok_or("no refusedProviderRecords")?;
+    // H's own two announcements are among the records V holds.
+    assert!(stored <= 1024 + 2, "one provider holds {stored} records");
+    assert!(refused >= 3000 - 1024, "the flood is counted: {refused}");
+    Ok(())
+}

@@ -197,6 +197,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             "announcements": dht.announcements,
             "providedKeys": dht.provided_keys,
             "routingTablePeers": dht.routing_table_peers,
+            "storedProviderRecords": dht.stored_provider_records,
             "refusedProviderRecords": dht.refused_provider_records,
         });
         let fetches: Vec<_> = node

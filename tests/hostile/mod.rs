@@ -309,3 +309,57 @@ pub async fn drain(mut stream: libp2p::Stream) {
     let mut buf = vec![0u8; 64 * 1024];
     while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
 }
+
+/// A Kademlia message, as far as `ADD_PROVIDER` needs it (libp2p's `dht.proto`).
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KadMessage {
+    #[prost(int32, tag = "1")]
+    pub r#type: i32,
+    #[prost(bytes = "vec", tag = "2")]
+    pub key: Vec<u8>,
+    #[prost(message, repeated, tag = "9")]
+    pub provider_peers: Vec<KadPeer>,
+}
+
+/// A peer in a Kademlia message.
+#[derive(Clone, PartialEq, prost::Message)]
+pub struct KadPeer {
+    #[prost(bytes = "vec", tag = "1")]
+    pub id: Vec<u8>,
+    #[prost(bytes = "vec", repeated, tag = "2")]
+    pub addrs: Vec<Vec<u8>>,
+    #[prost(int32, tag = "3")]
+    pub connection: i32,
+}
+
+/// `ADD_PROVIDER` (type 2) of `key` by `provider`, listing `addrs` addresses.
+pub fn add_provider(key: Vec<u8>, provider: PeerId, addrs: usize) -> Vec<u8> {
+    let addrs = (0..addrs)
+        .map(|i| {
+            let a: Multiaddr = format!("/ip4/203.0.113.{}/tcp/{}", i % 250, 1000 + i)
+                .parse()
+                .unwrap_or_else(|_| Multiaddr::empty());
+            a.to_vec()
+        })
+        .collect();
+    let m = KadMessage {
+        r#type: 2,
+        key,
+        provider_peers: vec![KadPeer {
+            id: provider.to_bytes(),
+            addrs,
+            connection: 0,
+        }],
+    };
+    framing::encode_frame(&prost::Message::encode_to_vec(&m))
+}
+
+/// Opens a stream of `protocol` to `to`.
+pub async fn open_protocol(
+    id: &Identity,
+    to: PeerId,
+    protocol: libp2p::StreamProtocol,
+) -> Fallible<libp2p::Stream> {
+    let mut control = id.control.clone();
+    Ok(control.open_stream(to, protocol).await?)
+}
