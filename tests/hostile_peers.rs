@@ -537,22 +537,33 @@ fn a_peer_that_claims_everything_and_sends_nothing_holds_up_no_fetch() -> TestRe
     Ok(())
 }
 
-/// Serves `d` to whoever asks on `id`, each leaf in a frame of its own padded to about 4 MiB
-/// with an unknown field; counts the leaves sent.
-async fn padded_seeder(
-    id: &Identity,
-    to: PeerId,
-    d: Arc<Dataset>,
+/// How a seeder of ours serves: every leaf in a frame of its own, padded with an unknown field
+/// to `pad` bytes, and `late`, if set, sent only after a delay the first time it is asked.
+#[derive(Clone, Default)]
+struct Serving {
+    pad: usize,
+    late: Option<(u64, Duration)>,
+    /// Leaves sent so far.
     sent: Arc<AtomicUsize>,
-) -> Fallible {
+    /// Cancels received so far.
+    cancels: Arc<AtomicUsize>,
+}
+
+/// Serves `d` to `to` on `id` as `how` says (Have for what it holds, blocks as asked).
+async fn seeder(id: &Identity, to: PeerId, d: Arc<Dataset>, how: Serving) -> Fallible {
     let mut inbox = messages(id)?;
-    let mut out = id.open(to).await?;
+    let out = Arc::new(tokio::sync::Mutex::new(id.open(to).await?));
     tokio::spawn(async move {
+        let mut late = how.late;
         while let Some(m) = inbox.recv().await {
             let mut haves = Vec::new();
             let mut blocks = Vec::new();
             for e in m.wantlist.entries {
-                if e.cancel || !d.holds(&e.address) {
+                if e.cancel {
+                    how.cancels.fetch_add(1, Ordering::SeqCst);
+                    continue;
+                }
+                if !d.holds(&e.address) {
                     continue;
                 }
                 match e.want_type {
@@ -565,7 +576,10 @@ async fn padded_seeder(
                     presences: haves,
                     ..Message::default()
                 };
-                if write(&mut out, &frame(&reply.to_wire())).await.is_err() {
+                if write(&mut *out.lock().await, &frame(&reply.to_wire()))
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -573,17 +587,31 @@ async fn padded_seeder(
                 let Some(block) = d.delivery(&a) else {
                     continue;
                 };
-                let leaf = matches!(a, BlockAddress::Leaf { .. });
+                let index = match a {
+                    BlockAddress::Leaf { index, .. } => Some(index),
+                    BlockAddress::Cid(_) => None,
+                };
                 let one = Message {
                     deliveries: vec![block],
                     ..Message::default()
                 };
-                let padding = if leaf { (4 << 20) - 80 * 1024 } else { 0 };
-                if write(&mut out, &padded_frame(&one, padding)).await.is_err() {
+                let bytes = padded_frame(&one, if index.is_some() { how.pad } else { 0 });
+                if let Some((_, delay)) = late.filter(|(i, _)| Some(*i) == index) {
+                    late = None;
+                    let (out, sent) = (out.clone(), how.sent.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(delay).await;
+                        if write(&mut *out.lock().await, &bytes).await.is_ok() {
+                            sent.fetch_add(1, Ordering::SeqCst);
+                        }
+                    });
+                    continue;
+                }
+                if write(&mut *out.lock().await, &bytes).await.is_err() {
                     return;
                 }
-                if leaf {
-                    sent.fetch_add(1, Ordering::SeqCst);
+                if index.is_some() {
+                    how.sent.fetch_add(1, Ordering::SeqCst);
                 }
             }
         }
@@ -602,12 +630,14 @@ fn padded_frames_are_not_kept_alive() -> TestResult {
         "/data/{}/network",
         codex_actors::cid_text(&d.manifest_cid)
     ));
-    let sent = Arc::new(AtomicUsize::new(0));
-    let counted = sent.clone();
+    let how = Serving {
+        pad: (4 << 20) - 80 * 1024,
+        ..Serving::default()
+    };
+    let (sent, counted) = (how.sent.clone(), how.sent.clone());
     seeder_under_attack("padded frames", &p, move |to, addr, ready| async move {
         let Ok(id) = Identity::new() else { return };
-        if !id.dial(to, &addr, 1).await || padded_seeder(&id, to, d, counted.clone()).await.is_err()
-        {
+        if !id.dial(to, &addr, 1).await || seeder(&id, to, d, how).await.is_err() {
             return;
         }
         let _ = tokio::task::spawn_blocking(move || agent().post(&start).send_empty()).await;
@@ -741,5 +771,58 @@ fn a_provider_record_flood_is_capped_and_counted() -> TestResult {
     // H's own two announcements are among the records V holds.
     assert!(stored <= 1024 + 2, "one provider holds {stored} records");
     assert!(refused >= 3000 - 1024, "the flood is counted: {refused}");
+    Ok(())
+}
+
+/// Attack 13, from an honest Codex peer's side: a seeder that sends one leaf late, after the
+/// downloader gave up on it (a 2 s request timeout here). The downloader must tell it to cancel,
+/// take the late block as a harmless duplicate and keep the peer, and end byte-exact.
+#[test]
+fn a_late_block_is_cancelled_and_not_punished() -> TestResult {
+    let _serial = SERIAL.lock();
+    let dir = tempfile::tempdir()?;
+    let v = NodeProcess::spawn(dir.path(), &["--peer-request-timeout", "2"])?;
+    let d = Arc::new(here(Dataset::new(Rng::new(103).bytes(SIZE)))?);
+    let cid = codex_actors::cid_text(&d.manifest_cid);
+    let (v_peer, v_addr) = peer_of(&v)?;
+    let rt = runtime()?;
+    let how = Serving {
+        late: Some((5, Duration::from_secs(6))),
+        ..Serving::default()
+    };
+    let (sent, cancels) = (how.sent.clone(), how.cancels.clone());
+    let id = here(rt.block_on(async {
+        let id = Identity::new()?;
+        if !id.dial(v_peer, &v_addr, 1).await {
+            return Err::<_, Box<dyn std::error::Error + Send + Sync>>("refused".into());
+        }
+        seeder(&id, v_peer, d.clone(), how).await?;
+        Ok(id)
+    }))?;
+    fetch_exact(&v, &cid, &d.data)?;
+    // The late copy arrives after the fetch took the block again.
+    let late_sent = eventually(Duration::from_secs(10), || {
+        Ok(sent.load(Ordering::SeqCst) > d.blocks.len())
+    })?;
+    assert!(late_sent, "the late block was sent");
+    std::thread::sleep(Duration::from_millis(500));
+    let duplicates = counter(&v, "codex_block_exchange_spurious_blocks_received_total")?;
+    println!(
+        "hostile: late block: cancels {}, duplicates {duplicates}, disconnected {}",
+        cancels.load(Ordering::SeqCst),
+        id.was_disconnected()
+    );
+    assert!(
+        cancels.load(Ordering::SeqCst) > 0,
+        "the expired request was cancelled"
+    );
+    assert!(duplicates > 0, "the late block counts as a duplicate");
+    assert!(!id.was_disconnected(), "an honest late peer is kept");
+    assert_eq!(
+        counter(&v, "codex_block_exchange_bad_blocks_received_total")?,
+        0
+    );
+    drop(id);
+    rt.shutdown_timeout(Duration::from_secs(1));
     Ok(())
 }
