@@ -82,12 +82,10 @@ struct Inner {
     sync_lock: Mutex<()>,
     /// Set when an fsync failed; see the module docs.
     poisoned: AtomicBool,
-    /// Set once a direct write was refused, or from the start where direct I/O is not
-    /// trusted: later segments are not opened for direct writes.
+    /// Set once a direct write was refused: later segments are not opened for direct writes.
+    /// (FUSE file systems get direct I/O like any other: LazyFS, the power-cut tests' one,
+    /// handles it since its O_DIRECT fixes, so those tests run the path ext4 runs.)
     no_direct: AtomicBool,
-    /// The file system is not trusted with direct I/O (`direct_io_trusted`): reads go through
-    /// the page cache too.
-    untrusted_direct: bool,
     /// Open handles for reads, by segment number.
     files: RwLock<HashMap<u32, Arc<File>>>,
     /// Handles for reads around the page cache, by segment number (`None`: refused).
@@ -171,15 +169,12 @@ impl BlockBytes {
         // A segment written before runs existed may end anywhere; the next run starts aligned.
         let len = align_up(file.metadata()?.len());
         let files = HashMap::from([(segment, file.clone())]);
-        let no_direct = !direct_io_trusted(dir);
+        let direct = open_direct(dir, segment);
+        let no_direct = direct.is_none();
         let writer = Writer {
             segment,
             file,
-            direct: if no_direct {
-                None
-            } else {
-                open_direct(dir, segment)
-            },
+            direct,
             len,
             written_since_sync: 0,
             flushed_to: len,
@@ -194,7 +189,6 @@ impl BlockBytes {
                 sync_lock: Mutex::new(()),
                 poisoned: AtomicBool::new(false),
                 no_direct: AtomicBool::new(no_direct),
-                untrusted_direct: no_direct,
                 files: RwLock::new(files),
                 direct_reads: RwLock::new(HashMap::new()),
                 live: Mutex::new(live),
@@ -281,23 +275,6 @@ impl BlockBytes {
             loc.offset,
         )?;
         Ok(())
-    }
-}
-
-/// FUSE's magic number in `statfs`'s `f_type`.
-const FUSE_SUPER_MAGIC: u64 = 0x6573_5546;
-
-/// Whether direct I/O on `dir`'s file system can be relied on. Not on FUSE: what a direct
-/// write does there is up to the daemon, and LazyFS (the power-cut tests' file system) read
-/// back wrong bytes and short files after 4 MiB direct `pwritev`s that buffered writes of the
-/// same runs got right. Such file systems get the page-cache path, reads and writes alike.
-fn direct_io_trusted(dir: &Path) -> bool {
-    match rustix::fs::statfs(dir) {
-        Ok(fs) if fs.f_type as u64 == FUSE_SUPER_MAGIC => {
-            tracing::info!("FUSE file system: block reads and writes go through the page cache");
-            false
-        }
-        _ => true,
     }
 }
 

@@ -3,10 +3,11 @@
 //!
 //! The packaged scripts (`build.sh`, `mount.sh`, `umount.sh`, `fault.sh`, see their README) are
 //! found in `$LAZYFS_SRC`, else `../shared/tools/lazyfs` next to this crate, else
-//! `/work/shared/tools/lazyfs`. That folder may be read-only, so it is copied once to
+//! `/work/shared/tools/lazyfs`. That folder may be read-only, so it is copied to
 //! `$CARGO_TARGET_TMPDIR/lazyfs` and built there (`build.sh` installs its Debian build
-//! dependencies when missing; a re-run takes a fraction of a second). Delete that copy to pick
-//! up a newer source.
+//! dependencies when missing; a re-run takes a fraction of a second). The copy is made again,
+//! and so rebuilt, whenever the source's fingerprint (a hash of every file's path and bytes)
+//! differs from the one recorded beside it: a patched LazyFS is never tested as the old one.
 //!
 //! Only two situations make a test skip rather than fail: no `/dev/fuse`, and a mount that the
 //! kernel or `fusermount3` refuses. A build failure is a failure.
@@ -62,6 +63,32 @@ fn run(cmd: &mut Command) -> TestResult<Output> {
     Ok(out)
 }
 
+/// A hash of every file below `dir` (relative path and bytes), in path order, as hex text.
+fn fingerprint(dir: &Path) -> TestResult<String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+        for entry in std::fs::read_dir(dir)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    walk(dir, &mut files)?;
+    files.sort();
+    let mut all = Vec::new();
+    for f in files {
+        all.extend_from_slice(f.strip_prefix(dir)?.to_string_lossy().as_bytes());
+        all.push(0);
+        all.extend_from_slice(&codex_actors::format::cid::sha256(&std::fs::read(&f)?));
+    }
+    let digest = codex_actors::format::cid::sha256(&all);
+    Ok(digest.iter().map(|b| format!("{b:02x}")).collect())
+}
+
 fn build() -> Result<LazyFs, String> {
     let src = source_dir();
     let scripts = Path::new(env!("CARGO_TARGET_TMPDIR")).join("lazyfs");
@@ -69,10 +96,14 @@ fn build() -> Result<LazyFs, String> {
         if !src.join("build.sh").exists() {
             return Err(format!("no LazyFS sources at {} (set LAZYFS_SRC)", src.display()).into());
         }
-        if !scripts.join("build.sh").exists() {
+        let stamp = scripts.join(".source-fingerprint");
+        let fingerprint = fingerprint(&src)?;
+        let current = std::fs::read_to_string(&stamp).unwrap_or_default();
+        if !scripts.join("build.sh").exists() || current != fingerprint {
             let _ = std::fs::remove_dir_all(&scripts);
             run(Command::new("cp").arg("-r").arg(&src).arg(&scripts))?;
             run(Command::new("chmod").args(["-R", "u+w"]).arg(&scripts))?;
+            std::fs::write(&stamp, &fingerprint)?;
         }
         let started = Instant::now();
         let out = run(Command::new("bash").arg(scripts.join("build.sh")))?;

@@ -148,11 +148,8 @@ impl BlockBytes {
     }
 
     /// The segment opened for reading around the page cache, once per segment; `None` where
-    /// the file system refuses it or is not trusted with it (see `direct_io_trusted`).
+    /// the file system refuses it.
     fn direct_reader(&self, segment: u32) -> Option<Arc<File>> {
-        if self.inner.untrusted_direct {
-            return None;
-        }
         let known = self
             .inner
             .direct_reads
