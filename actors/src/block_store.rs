@@ -1,5 +1,5 @@
 //! The block-storage actor: the one owner of block bytes. Nothing else opens, writes, syncs or
-//! deletes segment files (`segments.rs`); everyone else sends it messages.
+//! deletes segment files (`segments/`); everyone else sends it messages.
 //!
 //! It does not know which blocks exist: the metadata actor records where each block is
 //! ([`Location`], in the block's record), and tells its callers which locations no record

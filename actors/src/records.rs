@@ -18,7 +18,7 @@
 //! proofs carried (level 0), so each leaf it holds can be proved before it holds them all.
 //! A dataset being fetched has a `fetching` record (its manifest, progress and the quota it
 //! reserved) instead of a `manifests` one until its last block is stored; it counts as a user
-//! of its tree from the start, so its leaves are never mistaken for leftovers. Block bytes themselves live in segment files (`segments.rs`); a block's
+//! of its tree from the start, so its leaves are never mistaken for leftovers. Block bytes themselves live in segment files (`segments/`); a block's
 //! [`BlockMeta::location`] says where, so one record (and one batch) covers both.
 
 use bincode::{config, Decode, Encode};

@@ -8,7 +8,7 @@
 //!
 //! A block from a peer to disk, by file names: `net/peer.rs` (frames) → `exchange/wants.rs`
 //! (checks) → `fetch/mod.rs` (this file: batching) → `fetch/store.rs` (write, sync, record) →
-//! `block_store.rs` / `segments.rs` (bytes) and `meta_store/fetching.rs` (records).
+//! `block_store.rs` / `segments/` (bytes) and `meta_store/fetching.rs` (records).
 //!
 //! It stops when the dataset is complete, when a block cannot be had (the status says why),
 //! or on [`CancelFetch`] (a delete); the registry (`registry.rs`) forgets it then.

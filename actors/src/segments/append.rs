@@ -17,7 +17,7 @@
 //! Blocks whose bytes are already aligned (the chunker allocates them so) are written from
 //! where they are; others are copied into an aligned buffer first. Where `O_DIRECT` is refused
 //! (tmpfs, some FUSE file systems) the same runs go through the page cache. Older segments may
-//! end with records in the first layout (`CXB1`, see `segments.rs`); runs after them start at
+//! end with records in the first layout (`CXB1`, see `segments/mod.rs`); runs after them start at
 //! the next aligned offset.
 
 use std::{collections::HashMap, fs::File, io::IoSlice, sync::Arc};

@@ -14,12 +14,14 @@
 //! then releases everything the upload pinned; a failed `Finish` does the same before it
 //! replies, so a client told "507" already sees the quota back.
 //!
-//! Embedders use [`UploadSession`], which also owns this upload's [`Chunker`].
+//! Embedders use [`UploadSession`] (`session.rs`), which also owns this upload's chunker.
+
+mod session;
 
 use std::{sync::Arc, time::Instant};
 
 use actix::{
-    fut, Actor, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message, ResponseActFuture,
+    fut, Actor, ActorFutureExt, AsyncContext, Context, Handler, Message, ResponseActFuture,
     WrapFuture,
 };
 use bytes::Bytes;
@@ -28,7 +30,6 @@ use tokio::sync::Semaphore;
 
 use crate::{
     block_store::{ReleaseBytes, SyncBlocks, WriteBlocks},
-    chunker::{Chunker, Close, Feed},
     error::{Error, Result},
     exchange::DatasetStored,
     format::{
@@ -41,6 +42,8 @@ use crate::{
     records::Location,
     repo::Repo,
 };
+
+pub use session::UploadSession;
 
 /// Blocks per hashing message: 1 MiB, small enough that a storage batch keeps every hasher
 /// thread busy, large enough that the message costs little next to the hashing.
@@ -487,67 +490,5 @@ impl Handler<Abort> for Upload {
                 .into_actor(self)
                 .then(|(), act, _| act.release().into_actor(act)),
         )
-    }
-}
-
-/// An upload in progress, for embedders: [`write`](Self::write) bytes, then
-/// [`finish`](Self::finish). Dropping it unfinished aborts the upload and releases its blocks.
-pub struct UploadSession {
-    chunker: Addr<Chunker>,
-    upload: Addr<Upload>,
-    finished: bool,
-}
-
-impl UploadSession {
-    pub(crate) fn start(pipeline: Pipeline, options: UploadOptions) -> Self {
-        let block_size = pipeline.block_size;
-        let upload = Upload::new(pipeline, options).start();
-        let chunker = Chunker::new(block_size, upload.clone()).start();
-        Self {
-            chunker,
-            upload,
-            finished: false,
-        }
-    }
-
-    /// Adds the next piece of the file. Resolves once the piece's complete blocks are admitted
-    /// into the pipeline, so awaiting it applies backpressure.
-    ///
-    /// # Errors
-    /// The upload's first failure (for example [`Error::QuotaExceeded`]).
-    pub async fn write(&mut self, data: Bytes) -> Result<()> {
-        self.chunker.send(Feed(data)).await?
-    }
-
-    /// Ends the stream and commits the dataset. Returns the manifest CID once it is durable.
-    ///
-    /// # Errors
-    /// [`Error::EmptyUpload`] for an upload without bytes, or the upload's first failure; the
-    /// upload's blocks are released in both cases.
-    pub async fn finish(mut self) -> Result<Cid> {
-        self.finished = true;
-        let size = match self.chunker.send(Close).await? {
-            Ok(size) => size,
-            Err(e) => {
-                let _ = self.upload.send(Abort).await;
-                return Err(e);
-            }
-        };
-        self.upload.send(Finish { dataset_size: size }).await?
-    }
-
-    /// Abandons the upload and waits until its blocks are released.
-    pub async fn abort(mut self) {
-        self.finished = true;
-        let _ = self.upload.send(Abort).await;
-    }
-}
-
-impl Drop for UploadSession {
-    fn drop(&mut self) {
-        if !self.finished {
-            // A fire-and-forget notice: the client is gone and nobody waits for the answer.
-            self.upload.do_send(Abort);
-        }
     }
 }
