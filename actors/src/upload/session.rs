@@ -35,7 +35,7 @@ impl UploadSession {
     /// into the pipeline, so awaiting it applies backpressure.
     ///
     /// # Errors
-    /// The upload's first failure (for example [`Error::QuotaExceeded`]).
+    /// The upload's first failure (for example [`Error::QuotaExceeded`](crate::Error::QuotaExceeded)).
     pub async fn write(&mut self, data: Bytes) -> Result<()> {
         self.chunker.send(Feed(data)).await?
     }
@@ -43,7 +43,7 @@ impl UploadSession {
     /// Ends the stream and commits the dataset. Returns the manifest CID once it is durable.
     ///
     /// # Errors
-    /// [`Error::EmptyUpload`] for an upload without bytes, or the upload's first failure; the
+    /// [`Error::EmptyUpload`](crate::Error::EmptyUpload) for an upload without bytes, or the upload's first failure; the
     /// upload's blocks are released in both cases.
     pub async fn finish(mut self) -> Result<Cid> {
         self.finished = true;
