@@ -479,4 +479,6 @@ fn presence_from_wire(p: wire::BlockPresence) -> Result<BlockPresence, WireError
 }
 
 #[cfg(test)]
+mod limits_tests;
+#[cfg(test)]
 mod tests;
