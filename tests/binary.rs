@@ -41,6 +41,24 @@ fn binary_serves_on_port_zero_and_stops_on_sigterm() -> TestResult {
     Ok(())
 }
 
+/// `/debug/info`'s `codex` object follows Codex's schema: strings, and the revision the binary
+/// was built from (a schema-driven fuzzer found `contracts: null` and an empty revision).
+#[test]
+fn debug_info_names_the_version_and_revision_as_strings() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let p = NodeProcess::spawn(dir.path(), &[])?;
+    let (status, info) = get_json(&p, "/debug/info")?;
+    assert_eq!(status, 200);
+    let codex = &info["codex"];
+    for field in ["version", "revision", "contracts"] {
+        assert!(codex[field].is_string(), "codex.{field} in {codex}");
+    }
+    let revision = codex["revision"].as_str().unwrap_or_default();
+    assert!(!revision.is_empty(), "{codex}");
+    assert_eq!(codex["version"], env!("CARGO_PKG_VERSION"));
+    Ok(())
+}
+
 #[test]
 fn binary_rejects_bad_flags() -> TestResult {
     let out = Command::new(env!("CARGO_BIN_EXE_codex-node"))

@@ -136,7 +136,12 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
         "spr": "",
         "announceAddresses": [],
         "table": { "localNode": null, "nodes": [] },
-        "codex": { "version": env!("CARGO_PKG_VERSION"), "revision": "", "contracts": null },
+        // Codex's schema has strings here; this node has no marketplace, so no contracts.
+        "codex": {
+            "version": env!("CARGO_PKG_VERSION"),
+            "revision": env!("CODEX_NODE_REVISION"),
+            "contracts": "none",
+        },
         "storage": { "totalBlocks": s.total_blocks, "quotaMaxBytes": s.quota_max_bytes, "quotaUsedBytes": s.quota_used_bytes },
     });
     if node.peer_id().is_some() {
