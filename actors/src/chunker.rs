@@ -14,13 +14,12 @@
 
 use std::collections::VecDeque;
 
-use actix::{Actor, Addr, Context, Handler, Message, ResponseFuture};
+use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 use bytes::{Bytes, BytesMut};
 
 use crate::{
     error::Result,
     segments::{align_start, is_aligned, ALIGN},
-    upload::{AddBlock, Upload},
 };
 
 /// Blocks per arena: one allocation per 16 blocks rather than one per block.
@@ -28,6 +27,25 @@ const ARENA_BLOCKS: usize = 16;
 /// Most used-up arenas kept for reuse: more than an upload's window holds (4 batches of 64
 /// blocks are 16 arenas), so that in a steady upload every arena is a reused one.
 const MAX_SPENT: usize = 32;
+
+/// One block of the upload, numbered by the chunker (blocks arrive in index order).
+#[derive(Message)]
+#[rtype(result = "Result<()>")]
+pub struct AddBlock {
+    /// Position of the block in the dataset.
+    pub index: u64,
+    /// The padded block bytes.
+    pub data: Bytes,
+}
+
+impl std::fmt::Debug for AddBlock {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AddBlock")
+            .field("index", &self.index)
+            .field("len", &self.data.len())
+            .finish()
+    }
+}
 
 /// The next piece of the upload stream.
 #[derive(Message)]
@@ -57,13 +75,13 @@ pub struct Chunker {
     next_index: u64,
     /// Real bytes received so far (the dataset size, without padding).
     received: u64,
-    /// Where blocks go.
-    upload: Addr<Upload>,
+    /// Where blocks go (the upload actor; a recipient, so the chunker does not depend on it).
+    upload: Recipient<AddBlock>,
 }
 
 impl Chunker {
     /// A chunker sending `block_size` blocks to `upload`.
-    pub fn new(block_size: u32, upload: Addr<Upload>) -> Self {
+    pub fn new(block_size: u32, upload: Recipient<AddBlock>) -> Self {
         let block_size = block_size as usize;
         Self {
             block_size,

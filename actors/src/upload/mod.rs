@@ -18,6 +18,8 @@
 
 mod session;
 
+pub use crate::chunker::AddBlock;
+
 use std::{sync::Arc, time::Instant};
 
 use actix::{
@@ -56,25 +58,6 @@ pub struct UploadOptions {
     pub filename: Option<String>,
     /// Stored as the manifest's `mimetype`.
     pub mimetype: Option<String>,
-}
-
-/// One block of the upload, numbered by the chunker (blocks arrive in index order).
-#[derive(Message)]
-#[rtype(result = "Result<()>")]
-pub struct AddBlock {
-    /// Position of the block in the dataset.
-    pub index: u64,
-    /// The padded block bytes.
-    pub data: Bytes,
-}
-
-impl std::fmt::Debug for AddBlock {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AddBlock")
-            .field("index", &self.index)
-            .field("len", &self.data.len())
-            .finish()
-    }
 }
 
 /// All blocks were sent; build and commit the manifest. Replies with the manifest CID.

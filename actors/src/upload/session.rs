@@ -23,7 +23,7 @@ impl UploadSession {
     pub(crate) fn start(pipeline: Pipeline, options: UploadOptions) -> Self {
         let block_size = pipeline.block_size;
         let upload = Upload::new(pipeline, options).start();
-        let chunker = Chunker::new(block_size, upload.clone()).start();
+        let chunker = Chunker::new(block_size, upload.clone().recipient()).start();
         Self {
             chunker,
             upload,
