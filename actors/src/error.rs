@@ -5,7 +5,7 @@ use std::{fmt, sync::Arc};
 
 use cid::Cid;
 
-use crate::format::cid::cid_text;
+use crate::format::cid::{cid_text, CidError};
 
 /// Everything that can go wrong in the engine.
 ///
@@ -164,5 +164,14 @@ impl From<bincode::error::EncodeError> for Error {
 impl From<actix::MailboxError> for Error {
     fn from(_: actix::MailboxError) -> Self {
         Error::Unavailable
+    }
+}
+
+impl From<CidError> for Error {
+    fn from(e: CidError) -> Self {
+        match e {
+            CidError::Invalid(text) => Error::InvalidCid(text),
+            CidError::Unsupported(text) => Error::UnsupportedCid(text),
+        }
     }
 }

@@ -73,7 +73,7 @@ pub use config::Config;
 pub use error::{Error, Result};
 pub use fetch::FetchStatus;
 pub use format::{
-    cid::{cid_text, parse_cid},
+    cid::{cid_text, parse_cid, CidError},
     manifest::Manifest,
 };
 pub use libp2p::{Multiaddr, PeerId};

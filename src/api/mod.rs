@@ -7,7 +7,7 @@ mod network;
 mod upload;
 
 use actix_web::{http::Method, web, HttpResponse};
-use codex_actors::{parse_cid, Cid, Error};
+use codex_actors::{parse_cid, Cid, CidError, Error};
 
 use crate::error::ApiError;
 
@@ -72,10 +72,10 @@ impl PathCid {
     pub(crate) fn parse(text: &str) -> Result<Self, ApiError> {
         match parse_cid(text) {
             Ok(cid) => Ok(Self::Codex(cid)),
-            Err(e @ Error::UnsupportedCid(_)) => {
-                Cid::try_from(text).map(Self::Foreign).map_err(|_| e.into())
-            }
-            Err(e) => Err(e.into()),
+            Err(e @ CidError::Unsupported(_)) => Cid::try_from(text)
+                .map(Self::Foreign)
+                .map_err(|_| Error::from(e).into()),
+            Err(e) => Err(Error::from(e).into()),
         }
     }
 

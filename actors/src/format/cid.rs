@@ -6,7 +6,17 @@
 use cid::{multibase::Base, multihash::Multihash, Cid, Version};
 use sha2::{Digest as _, Sha256};
 
-use crate::error::{Error, Result};
+/// Why CID text was refused. `format` keeps its own errors so that it depends on nothing else
+/// in the engine; the engine's `Error` takes these in through `From`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CidError {
+    /// The text is not a CID at all (bad multibase, bad varint, truncated, too long).
+    #[error("Incorrect Cid")]
+    Invalid(String),
+    /// A well-formed CID this node can never hold (CIDv0, a foreign codec or hash).
+    #[error("Unsupported Cid")]
+    Unsupported(String),
+}
 
 /// `codex-manifest`: the CID codec of a manifest block.
 pub const MANIFEST_CODEC: u64 = 0xCD01;
@@ -76,16 +86,16 @@ pub fn cid_text(cid: &Cid) -> String {
 /// 32-byte sha2-256 multihash.
 ///
 /// # Errors
-/// [`Error::InvalidCid`] for text that is not a CID, [`Error::UnsupportedCid`] for a CID this node
+/// [`CidError::Invalid`] for text that is not a CID, [`CidError::Unsupported`] for a CID this node
 /// can never hold (CIDv0, foreign codec or hash).
-pub fn parse_cid(text: &str) -> Result<Cid> {
+pub fn parse_cid(text: &str) -> Result<Cid, CidError> {
     if text.is_empty() || text.len() > MAX_CID_TEXT {
-        return Err(Error::InvalidCid(truncate(text)));
+        return Err(CidError::Invalid(truncate(text)));
     }
-    let cid = Cid::try_from(text).map_err(|_| Error::InvalidCid(truncate(text)))?;
+    let cid = Cid::try_from(text).map_err(|_| CidError::Invalid(truncate(text)))?;
     let codex_codec = (MANIFEST_CODEC..=0xCD06).contains(&cid.codec());
     if cid.version() != Version::V1 || !codex_codec || digest_of(&cid).is_none() {
-        return Err(Error::UnsupportedCid(truncate(text)));
+        return Err(CidError::Unsupported(truncate(text)));
     }
     Ok(cid)
 }
@@ -121,21 +131,21 @@ mod tests {
     fn parse_round_trips_and_rejects_bad_text() {
         let cid = parse_cid(BLOCK_CID).expect("valid");
         assert_eq!(cid_text(&cid), BLOCK_CID);
-        assert!(matches!(parse_cid(""), Err(Error::InvalidCid(_))));
-        assert!(matches!(parse_cid("zzzz"), Err(Error::InvalidCid(_))));
+        assert!(matches!(parse_cid(""), Err(CidError::Invalid(_))));
+        assert!(matches!(parse_cid("zzzz"), Err(CidError::Invalid(_))));
         assert!(matches!(
             parse_cid(&BLOCK_CID[..30]),
-            Err(Error::InvalidCid(_))
+            Err(CidError::Invalid(_))
         ));
         assert!(matches!(
             parse_cid(&"z".repeat(10_000)),
-            Err(Error::InvalidCid(_))
+            Err(CidError::Invalid(_))
         ));
         // A CIDv0 (dag-pb) and a CIDv1 raw-codec CID are valid CIDs this node cannot hold.
         let v0 = "QmdfTbBqBPQ7VNxZEYEj14VmRuZBkqFbiwReogJgS1zR1n";
-        assert!(matches!(parse_cid(v0), Err(Error::UnsupportedCid(_))));
+        assert!(matches!(parse_cid(v0), Err(CidError::Unsupported(_))));
         let raw = "bafkreihdwdcefgh4dqkjv67uzcmw7ojee6xedzdetojuzjevtenxquvyku";
-        assert!(matches!(parse_cid(raw), Err(Error::UnsupportedCid(_))));
+        assert!(matches!(parse_cid(raw), Err(CidError::Unsupported(_))));
     }
 
     #[test]
