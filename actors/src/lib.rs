@@ -47,6 +47,7 @@
 
 pub mod block_store;
 pub mod chunker;
+mod clock;
 pub mod codex_dht;
 pub mod config;
 mod download;

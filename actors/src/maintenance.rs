@@ -14,10 +14,10 @@ use std::time::Duration;
 use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
 
 use crate::{
+    clock::unix_now,
     error::Result,
     exchange::DatasetRemoved,
     meta_store::{ExpireBlocks, Expired},
-    node::unix_now,
     repo::Repo,
 };
 

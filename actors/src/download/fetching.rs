@@ -12,12 +12,12 @@ use bytes::Bytes;
 use cid::Cid;
 use tokio::sync::{mpsc, watch};
 
+use super::ByteStream;
 use crate::{
     error::{Error, Result},
     fetch::{Fetch, FetchStatus, Fetches, NeedLeaves, Recent},
     format::manifest::Manifest,
     meta_reader::StoredLeaves,
-    node::ByteStream,
     repo::Repo,
 };
 

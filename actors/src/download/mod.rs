@@ -15,11 +15,13 @@ use bytes::Bytes;
 use futures_util::{stream::FuturesOrdered, StreamExt};
 use tokio::sync::mpsc;
 
+/// The bytes of a dataset (or of a range of it), streamed block by block.
+pub type ByteStream = futures_util::stream::BoxStream<'static, Result<Bytes>>;
+
 use crate::{
     error::{Error, Result},
     format::manifest::Manifest,
     meta_reader::GetLeaves,
-    node::ByteStream,
     repo::Repo,
 };
 

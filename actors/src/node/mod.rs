@@ -6,13 +6,12 @@
 use std::{
     ops::Range,
     sync::{atomic::AtomicU64, Arc},
-    time::{Duration, SystemTime, UNIX_EPOCH},
 };
 
 use actix::{Actor, SyncArbiter};
 use bytes::Bytes;
 use cid::Cid;
-use futures_util::{stream::BoxStream, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 
 mod network;
 
@@ -20,6 +19,7 @@ pub use network::Fetching;
 
 use crate::{
     block_store::BlockStore,
+    clock::expiry_after,
     config::{Config, BLOCK_SIZE},
     download,
     error::{Error, Result},
@@ -47,8 +47,7 @@ pub struct Node {
     network: Option<Arc<Network>>,
 }
 
-/// The bytes of a dataset (or of a range of it), streamed block by block.
-pub type ByteStream = BoxStream<'static, Result<Bytes>>;
+pub use crate::download::ByteStream;
 
 /// What opening a repository produces, before any actor runs.
 struct Opened {
@@ -348,21 +347,6 @@ impl Node {
         }
         self.repo.journal.send(SyncMeta).await?
     }
-}
-
-/// Unix seconds at which a block stored now with `ttl` expires; a zero TTL never expires.
-pub(crate) fn expiry_after(ttl: Duration) -> u64 {
-    if ttl.is_zero() {
-        return u64::MAX;
-    }
-    unix_now().saturating_add(ttl.as_secs())
-}
-
-/// Seconds since the Unix epoch.
-pub(crate) fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
 }
 
 impl From<Error> for std::io::Error {

@@ -8,7 +8,8 @@ use cid::Cid;
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::watch;
 
-use super::{expiry_after, ByteStream, Node};
+use super::{ByteStream, Node};
+use crate::clock::expiry_after;
 use crate::{
     download,
     error::{Error, Result},
