@@ -66,16 +66,22 @@ fn ours_from(dir: &std::path::Path, spr: &str) -> TestResult<NodeProcess> {
 
 /// Fetches `cid` by CID alone on `node`, checks the bytes and says how long it took.
 fn fetch_by_cid(node: &impl Api, cid: &str, data: &[u8], what: &str) -> TestResult {
-    let started = Instant::now();
-    let (status, got) = stream_network(node, cid)?;
-    let took = started.elapsed();
-    assert_eq!(status, 200, "{what}: {}", String::from_utf8_lossy(&got));
-    assert!(got == data, "{what}: {} bytes, not the upload", got.len());
+    let took = timed_fetch(node, cid, data, what)?;
     let _ = std::io::Write::write_all(
         &mut std::io::stderr(),
         format!("{what}: discovered and fetched by CID in {took:?}\n").as_bytes(),
     );
     Ok(())
+}
+
+/// Fetches `cid` on `node` by CID alone and checks the bytes; returns how long it took.
+fn timed_fetch(node: &impl Api, cid: &str, data: &[u8], what: &str) -> TestResult<Duration> {
+    let started = Instant::now();
+    let (status, got) = stream_network(node, cid)?;
+    let took = started.elapsed();
+    assert_eq!(status, 200, "{what}: {}", String::from_utf8_lossy(&got));
+    assert!(got == data, "{what}: {} bytes, not the upload", got.len());
+    Ok(took)
 }
 
 /// X, the bootstrap node, and C1, bootstrapped from X, which knows X; `None` to skip.
@@ -143,5 +149,60 @@ fn codex_joins_through_our_spr_and_finds_a_codex_upload() -> TestResult {
         &data,
         "Codex C3 (joined through ours) <- Codex C1",
     )?;
+    Ok(())
+}
+
+#[test]
+fn a_mixed_network_of_three_codex_nodes_and_three_of_ours_shares_everything() -> TestResult {
+    let test = "a_mixed_network_of_three_codex_nodes_and_three_of_ours_shares_everything";
+    let Some((x, c1)) = codex_network(test)? else {
+        return Ok(());
+    };
+    let x_spr = spr(&x)?;
+    let x_id = peer_id(&x)?;
+    let dirs = [
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+        tempfile::tempdir()?,
+    ];
+    // One of ours joins through another of ours, the others through Codex's X.
+    let o1 = ours_from(dirs[0].path(), &x_spr)?;
+    wait_knows(&o1, "O1", &[&x_id])?;
+    let o2 = ours_from(dirs[1].path(), &x_spr)?;
+    let o3 = ours_from(dirs[2].path(), &spr(&o1)?)?;
+    let c2 = codex_from(&spr(&o2)?)?;
+    wait_knows(&o2, "O2", &[&x_id])?;
+    wait_knows(&o3, "O3", &[&peer_id(&o1)?])?;
+    wait_knows(&c2, "C2", &[&peer_id(&o2)?])?;
+    let nodes: [(&str, &dyn Api); 6] = [
+        ("X", &x),
+        ("C1", &c1),
+        ("C2", &c2),
+        ("O1", &o1),
+        ("O2", &o2),
+        ("O3", &o3),
+    ];
+    let mut datasets = Vec::new();
+    for (i, (name, node)) in nodes.iter().enumerate() {
+        let data = content(10 + i as u64);
+        datasets.push((*name, upload_ok(node, &data)?, data));
+    }
+    let mut times = Vec::new();
+    for (name, node) in &nodes {
+        for (owner, cid, data) in datasets.iter().filter(|(owner, _, _)| owner != name) {
+            let what = format!("{name} <- {owner}");
+            times.push((timed_fetch(node, cid, data, &what)?, what));
+        }
+    }
+    times.sort();
+    let median = times[times.len() / 2].0;
+    let (slowest, which) = times.last().ok_or("no fetch")?;
+    let _ = std::io::Write::write_all(
+        &mut std::io::stderr(),
+        format!(
+            "6 nodes, 30 fetches by CID alone: median {median:?}, slowest {slowest:?} ({which})\n"
+        )
+        .as_bytes(),
+    );
     Ok(())
 }
