@@ -138,7 +138,9 @@ fn codex_joins_through_our_spr_and_finds_a_codex_upload() -> TestResult {
     };
     let dir = tempfile::tempdir()?;
     let ours = ours_from(dir.path(), &spr(&x)?)?;
-    wait_knows(&ours, "ours", &[&peer_id(&x)?])?;
+    // Joined: we know C1 too, so C1 announces its upload to us as well. C3 may learn no other
+    // node from us (Codex asks for three log distances only), and must find the provider here.
+    wait_knows(&ours, "ours", &[&peer_id(&x)?, &peer_id(&c1)?])?;
     let data = content(3);
     let cid = upload_ok(&c1, &data)?;
     let c3 = codex_from(&spr(&ours)?)?;

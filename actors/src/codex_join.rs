@@ -21,6 +21,11 @@ pub(crate) const REFRESH_INTERVAL: Duration = Duration::from_secs(5 * 60);
 /// How often a bootstrap is retried while the routing table is empty: a bootstrap node that
 /// starts after us, or a lost first packet, must not leave us out of the network for long.
 const REJOIN_INTERVAL: Duration = Duration::from_secs(5);
+/// Lookups of random ids right after joining. The join's lookup of our own id asks each node
+/// for three log distances only, so in a small network it can miss most nodes; these meet the
+/// rest, and so the uploaders among them send us their provider records, which a node that
+/// joins through us then finds here.
+const JOIN_LOOKUPS: usize = 4;
 
 /// Bootstrap texts split by the DHT they join.
 #[derive(Debug, Default)]
@@ -143,15 +148,22 @@ async fn upkeep(dht: CodexDht, bootstrap: Vec<Spr>) {
             Err(_) => return,
         };
         if known == 0 && !bootstrap.is_empty() {
+            let mut joined = false;
             for record in &bootstrap {
                 match dht.bootstrap(record.clone()).await {
                     Ok(n) => {
-                        tracing::info!(nodes = n, peer = %record.peer_id(), "joined the Codex DHT")
+                        joined = true;
+                        tracing::info!(nodes = n, peer = %record.peer_id(), "joined the Codex DHT");
                     }
                     Err(DhtError::Unavailable) => return,
                     Err(e) => {
                         tracing::debug!(peer = %record.peer_id(), error = %e, "Codex DHT bootstrap failed")
                     }
+                }
+            }
+            for _ in 0..if joined { JOIN_LOOKUPS } else { 0 } {
+                if let Err(DhtError::Unavailable) = dht.refresh().await {
+                    return;
                 }
             }
         } else if last_refresh.elapsed() >= REFRESH_INTERVAL {

@@ -52,6 +52,11 @@ pub(super) struct Discovery {
     running: usize,
     /// Peers being dialled because of a lookup (not dialled twice at once).
     dialling: HashSet<PeerId>,
+    /// Codex's DHT has known a node that answered: announcements there reach someone. Until
+    /// then they wait, and all go out at once when it first does.
+    codex_joined: bool,
+    /// A check of Codex's routing table for [`Discovery::codex_joined`] is running.
+    codex_checking: bool,
 }
 
 /// The key under which the holders of `address` announce themselves.
@@ -76,17 +81,51 @@ impl BlockExchange {
                 }
             }
         }));
-        if let Some(dht) = &self.codex_dht {
-            ctx.spawn(actix::fut::wrap_future(codex_provide(
-                dht.clone(),
-                vec![manifest, tree],
-            )));
+        match &self.codex_dht {
+            Some(dht) if self.discovery.codex_joined => {
+                ctx.spawn(actix::fut::wrap_future(codex_provide(
+                    dht.clone(),
+                    vec![manifest, tree],
+                )));
+            }
+            // Announced with everything else once the check finds a node.
+            Some(_) => self.check_codex_joined(ctx),
+            None => {}
         }
+    }
+
+    /// Until Codex's DHT knows a node that answered, checks whether it does now, and then
+    /// announces everything provided so far: datasets found at start-up are announced while
+    /// the bootstrap is still under way, and an announcement sent to nobody would only be
+    /// repeated 30 minutes later.
+    pub(super) fn check_codex_joined(&mut self, ctx: &mut Context<Self>) {
+        if self.discovery.codex_joined || self.discovery.codex_checking {
+            return;
+        }
+        let Some(dht) = self.codex_dht.clone() else {
+            return;
+        };
+        self.discovery.codex_checking = true;
+        ctx.spawn(
+            async move { dht.routing_table().await }
+                .into_actor(self)
+                .map(|table, act, ctx| {
+                    act.discovery.codex_checking = false;
+                    if table.is_ok_and(|t| t.iter().any(|e| e.verified)) {
+                        act.discovery.codex_joined = true;
+                        act.reannounce_codex(ctx);
+                    }
+                }),
+        );
     }
 
     /// Announces every provided key in Codex's DHT again.
     pub(super) fn reannounce_codex(&mut self, ctx: &mut Context<Self>) {
-        let Some(dht) = &self.codex_dht else {
+        let Some(dht) = self
+            .codex_dht
+            .as_ref()
+            .filter(|_| self.discovery.codex_joined)
+        else {
             return;
         };
         let mut keys: Vec<Cid> = self.discovery.provided.keys().copied().collect();
@@ -209,22 +248,9 @@ impl BlockExchange {
     }
 }
 
-/// How long a first announcement waits for Codex's DHT to know a node: datasets found at
-/// start-up are announced while the bootstrap is still under way, and an announcement sent to
-/// nobody would only be repeated 30 minutes later.
-const CODEX_JOIN_WAIT: Duration = Duration::from_secs(60);
-
 /// Announces `keys` in Codex's DHT, one after the other (each goes to the 16 nodes closest to
-/// it, found by a lookup), once the DHT knows a node or after [`CODEX_JOIN_WAIT`].
+/// it, found by a lookup).
 async fn codex_provide(dht: CodexDht, keys: Vec<Cid>) {
-    let since = Instant::now();
-    while since.elapsed() < CODEX_JOIN_WAIT {
-        match dht.routing_table().await {
-            Ok(table) if table.iter().any(|e| e.verified) => break,
-            Ok(_) => tokio::time::sleep(Duration::from_millis(250)).await,
-            Err(_) => return,
-        }
-    }
     for key in keys {
         match dht.provide(NodeId::from_cid(&key)).await {
             Ok(n) => {

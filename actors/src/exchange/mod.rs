@@ -352,6 +352,9 @@ impl Actor for BlockExchange {
         ctx.run_interval(discovery::CODEX_REANNOUNCE_INTERVAL, |act, ctx| {
             act.reannounce_codex(ctx)
         });
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            act.check_codex_joined(ctx)
+        });
     }
 }
 
