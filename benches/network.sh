@@ -30,12 +30,13 @@ pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
-# start NAME N [extra flags...]: our node N (API port 19100+N, p2p port 19200+N).
+# start NAME N [extra flags...]: our node N (API port 19100+N, p2p port 19200+N, Codex DHT
+# UDP port 19600+N).
 start() {
   local name=$1 n=$2; shift 2
   rm -rf "$WORK/$name"
   "$BIN" --data-dir "$WORK/$name" --api-port $((19100 + n)) \
-    --listen-addrs "/ip4/127.0.0.1/tcp/$((19200 + n))" "$@" 2>"$WORK/$name.log" &
+    --listen-addrs "/ip4/127.0.0.1/tcp/$((19200 + n))" --disc-port $((19600 + n)) "$@" 2>"$WORK/$name.log" &
   pids+=($!)
   eval "pid_$name=$!"
   for _ in $(seq 200); do curl -sf "http://127.0.0.1:$((19100 + n))/api/codex/v1/space" >/dev/null && return; sleep 0.05; done

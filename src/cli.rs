@@ -163,10 +163,19 @@ pub struct Args {
     #[arg(long)]
     pub net_privkey: Option<PathBuf>,
     /// A node to join the network through: a multiaddress ending in `/p2p/<peerId>`, or an
-    /// `spr:` record that carries a TCP address. Repeatable. Without one, this node is the
+    /// `spr:` record: a Codex node's (its UDP DHT address, as its `/spr` gives) joins Codex's
+    /// DHT, one with a TCP address our Kademlia. Repeatable. Without one, this node is the
     /// first of a network.
     #[arg(long)]
     pub bootstrap_node: Vec<String>,
+    /// UDP port of Codex's DHT, through which Codex nodes and this one find each other's data;
+    /// 0 picks a free one (shown at `/debug/info`).
+    #[arg(long, default_value_t = 8090)]
+    pub disc_port: u16,
+    /// IP address Codex's DHT binds. Default: the first specific IPv4 address of
+    /// `--listen-addrs`, else every interface.
+    #[arg(long)]
+    pub listen_ip: Option<IpAddr>,
     /// Run without the peer-to-peer network: a single local store.
     #[arg(long)]
     pub no_network: bool,
@@ -219,6 +228,10 @@ impl Args {
         network.exchange.max_peer_wants = self.max_peer_wants;
         network.exchange.serve_tasks = self.serve_tasks.max(1);
         network.net.bootstrap = self.bootstrap_node.clone();
+        let disc_ip = self
+            .listen_ip
+            .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
+        network.codex_dht = Some(std::net::SocketAddr::new(disc_ip, self.disc_port));
         config.network(network)
     }
 

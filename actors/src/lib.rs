@@ -49,6 +49,7 @@ pub mod block_store;
 pub mod chunker;
 mod clock;
 pub mod codex_dht;
+mod codex_join;
 pub mod config;
 mod download;
 pub mod error;
@@ -70,6 +71,7 @@ mod segments;
 pub mod upload;
 
 pub use cid::Cid;
+pub use codex_join::{CodexTable, CodexTableNode};
 pub use config::Config;
 pub use error::{Error, Result};
 pub use fetch::FetchStatus;

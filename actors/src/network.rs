@@ -3,7 +3,7 @@
 //! for a network ([`crate::Config::network`]). The store's actors know nothing of it; it reaches
 //! them through the same messages as everything else.
 
-use std::time::Duration;
+use std::{net::SocketAddr, time::Duration};
 
 use actix::{Actor, Addr, Arbiter, ArbiterHandle};
 use bytes::Bytes;
@@ -11,12 +11,14 @@ use cid::Cid;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::{
+    codex_dht::CodexDht,
+    codex_join,
     error::{Error, Result},
     exchange::{BlockExchange, DatasetStored, Delivery, ExchangeConfig, Unwant, Want},
     fetch::Fetches,
     format::blockexc::BlockAddress,
     meta_reader::{FindManifest, ListFetches, ListManifests},
-    net::{Net, NetConfig, NetHandle},
+    net::{identity, Net, NetConfig, NetError, NetHandle},
     repo::Repo,
 };
 
@@ -35,6 +37,11 @@ pub struct NetworkConfig {
     /// How long a manifest is looked for among peers before the answer is "not found".
     /// Default 20 s.
     pub manifest_timeout: Duration,
+    /// The UDP address of Codex's DHT (Codex's `--disc-port`), which runs beside our Kademlia
+    /// so that Codex nodes and ours find each other's data; an unspecified IP binds the first
+    /// specific IPv4 listen address, if any. Default: none, Codex's DHT is not started (the
+    /// binary starts it on port 8090).
+    pub codex_dht: Option<SocketAddr>,
 }
 
 impl NetworkConfig {
@@ -47,6 +54,7 @@ impl NetworkConfig {
             fetch_window: 256,
             max_fetches: 16,
             manifest_timeout: Duration::from_secs(20),
+            codex_dht: None,
         }
     }
 }
@@ -57,6 +65,8 @@ pub(crate) struct Network {
     pub(crate) exchange: Addr<BlockExchange>,
     pub(crate) fetches: Addr<Fetches>,
     pub(crate) config: NetworkConfig,
+    /// Codex's DHT, when [`NetworkConfig::codex_dht`] asks for it.
+    pub(crate) codex_dht: Option<CodexDht>,
     /// The exchange's thread.
     arbiter: ArbiterHandle,
     /// The libp2p component's runtime: its own threads, so decrypting, framing and checking
@@ -77,8 +87,31 @@ impl Network {
             .thread_name("network")
             .enable_all()
             .build()?;
-        let net_config = config.net.clone();
-        let net_started = runtime.spawn(async move { Net::start(net_config).await });
+        let bootstraps =
+            codex_join::split_bootstraps(&config.net.bootstrap, config.codex_dht.is_some());
+        let mut net_config = config.net.clone();
+        net_config.bootstrap = bootstraps.kademlia;
+        let codex_bind = config.codex_dht;
+        let net_started = runtime.spawn(async move {
+            let key_path = net_config.key_path.clone();
+            let announce = net_config.announce_addrs.clone();
+            let (handle, events) = Net::start(net_config).await?;
+            let Some(bind) = codex_bind else {
+                return Ok((handle, events, None));
+            };
+            let start = codex_join::Start {
+                // Net::start created the key file if it was missing.
+                keypair: identity::load_or_create(&key_path)?,
+                bind,
+                announce,
+                listening: handle.listen_addrs().await?,
+                bootstrap: bootstraps.codex,
+            };
+            let dht = codex_join::start(start)
+                .await
+                .map_err(|e| NetError::Listen(format!("Codex DHT on UDP {bind}: {e}")))?;
+            Ok((handle, events, Some(dht)))
+        });
         let arbiter = Arbiter::new().handle();
         let (tx, rx) = oneshot::channel();
         let exchange_config = config.exchange.clone();
@@ -86,18 +119,20 @@ impl Network {
         let spawned = arbiter.spawn(async move {
             let net = net_started
                 .await
-                .unwrap_or_else(|e| Err(crate::net::NetError::Listen(e.to_string())));
+                .unwrap_or_else(|e| Err(NetError::Listen(e.to_string())));
             let started = match net {
-                Ok((handle, events)) => {
+                Ok((handle, events, codex_dht)) => {
                     let net = handle.clone();
+                    let dht = codex_dht.clone();
                     let exchange = BlockExchange::create(move |ctx| {
                         let events = futures_util::stream::unfold(events, |mut rx| async move {
                             rx.recv().await.map(|e| (e, rx))
                         });
                         actix::AsyncContext::add_stream(ctx, events);
                         BlockExchange::new(handle, exchange_repo, exchange_config)
+                            .with_codex_dht(dht)
                     });
-                    Ok((net, exchange))
+                    Ok((net, exchange, codex_dht))
                 }
                 Err(e) => Err(Error::Network(e.to_string())),
             };
@@ -106,7 +141,7 @@ impl Network {
         if !spawned {
             return Err(Error::Unavailable);
         }
-        let (net, exchange) = rx.await.map_err(|_| Error::Unavailable)??;
+        let (net, exchange, codex_dht) = rx.await.map_err(|_| Error::Unavailable)??;
         let fetches = Fetches::new(
             repo,
             exchange.clone(),
@@ -120,6 +155,7 @@ impl Network {
             exchange,
             fetches,
             config,
+            codex_dht,
             arbiter,
             runtime: std::sync::Mutex::new(Some(runtime)),
         })
@@ -138,7 +174,11 @@ impl Network {
             .dht_stats()
             .await
             .map_or(0, |s| s.routing_table_peers);
-        if connected == 0 && known == 0 {
+        let codex_known = match &self.codex_dht {
+            Some(dht) => dht.routing_table().await.map_or(0, |t| t.len()),
+            None => 0,
+        };
+        if connected == 0 && known == 0 && codex_known == 0 {
             return Err(Error::NotOnNetwork("this node knows no peer".into()));
         }
         let (tx, mut rx) = mpsc::channel(1);
@@ -190,6 +230,9 @@ impl Network {
 
     /// Stops the swarm (saving the peer store) and the exchange's thread.
     pub(crate) async fn shutdown(&self) {
+        if let Some(dht) = &self.codex_dht {
+            let _ = dht.shutdown().await;
+        }
         let _ = self.net.shutdown().await;
         self.arbiter.stop();
         self.stop_runtime();

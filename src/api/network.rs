@@ -20,7 +20,8 @@ pub(crate) async fn peer_id(node: web::Data<Node>) -> Result<HttpResponse, ApiEr
     Ok(HttpResponse::Ok().json(json!({ "id": id.to_string() })))
 }
 
-/// `GET /spr`: `{"spr": "spr:…"}`, this node's signed record over its TCP announce addresses.
+/// `GET /spr`: `{"spr": "spr:…"}`, this node's record in Codex's DHT (its UDP address), or,
+/// without Codex's DHT, its signed record over its TCP announce addresses.
 pub(crate) async fn spr(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let spr = node.spr().await?;
     Ok(HttpResponse::Ok().json(json!({ "spr": spr })))
@@ -159,10 +160,31 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
                 "seen": n.seen,
             })
         };
-        body["table"] = json!({
+        let kademlia = json!({
             "localNode": entry(&table.local_node),
             "nodes": table.nodes.iter().map(entry).collect::<Vec<_>>(),
         });
+        // `table` is Codex's DHT when it runs, as on a Codex node; our Kademlia's then moves to
+        // `kademliaTable`.
+        match node.codex_routing_table().await? {
+            Some(codex) => {
+                let entry = |n: &codex_actors::CodexTableNode| {
+                    json!({
+                        "nodeId": n.node_id,
+                        "peerId": n.peer_id.to_string(),
+                        "record": n.record,
+                        "address": n.address,
+                        "seen": n.seen,
+                    })
+                };
+                body["table"] = json!({
+                    "localNode": entry(&codex.local_node),
+                    "nodes": codex.nodes.iter().map(entry).collect::<Vec<_>>(),
+                });
+                body["kademliaTable"] = kademlia;
+            }
+            None => body["table"] = kademlia,
+        }
         let stats = node.exchange_stats().await?;
         let per_peer: Vec<_> = stats
             .per_peer

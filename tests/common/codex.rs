@@ -2,8 +2,9 @@
 //! one on free loopback ports with a temporary data directory, waits until its API answers, and
 //! stops it on drop. Tests compare our node with it side by side.
 //!
-//! Where the binary is missing or cannot run (another machine, CI without it), the test prints
-//! `SKIP: … because …` on stderr and returns: see [`CodexNode::start_or_skip`]. Any other
+//! Where the binary is missing or cannot run (another machine), the test prints
+//! `SKIP: … because …` on stderr and returns, except under CI (`CI` set), where that fails the
+//! test: see [`CodexNode::start_or_skip`]. Any other
 //! failure (the node runs but never becomes ready, or dies) fails the test.
 
 use std::{
@@ -49,6 +50,10 @@ impl CodexNode {
     pub fn start_with_or_skip(test: &str, extra: &[String]) -> TestResult<Option<Self>> {
         match runner() {
             Ok(_) => Self::start_with(extra).map(Some),
+            // CI must run these tests: there a skip is a failure.
+            Err(reason) if std::env::var_os("CI").is_some() => {
+                Err(format!("{test} cannot run under CI because {reason}").into())
+            }
             Err(reason) => {
                 // Straight to stderr: `eprintln!` would be captured, and hidden, for a test
                 // that passes, and a skip must never look like a silent pass.

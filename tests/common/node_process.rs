@@ -27,7 +27,8 @@ pub struct NodeProcess {
 impl NodeProcess {
     /// Starts the binary on `dir` with `--api-port 0` plus `extra` flags, and waits for the line
     /// that gives its address. The error carries the log when the node stops before that.
-    /// Unless `extra` says otherwise, the network listens on a free loopback port (tests send
+    /// Unless `extra` says otherwise, the network listens on a free loopback port, and Codex's
+    /// DHT on a free UDP port of the same address (tests send
     /// traffic to loopback only).
     pub fn spawn(dir: &Path, extra: &[&str]) -> TestResult<Self> {
         let own_network = extra
@@ -38,11 +39,18 @@ impl NodeProcess {
         } else {
             &["--listen-addrs", "/ip4/127.0.0.1/tcp/0"]
         };
+        // Parallel tests must not all bind Codex's DHT to its default port 8090.
+        let disc: &[&str] = if extra.iter().any(|a| a.starts_with("--disc-port")) {
+            &[]
+        } else {
+            &["--disc-port", "0"]
+        };
         let mut child = Command::new(env!("CARGO_BIN_EXE_codex-node"))
             .arg("--data-dir")
             .arg(dir)
             .args(["--api-port", "0"])
             .args(loopback)
+            .args(disc)
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

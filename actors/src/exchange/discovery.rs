@@ -11,6 +11,11 @@
 //! of providers of its key (the manifest CID for a standalone block, the tree CID for a leaf), at
 //! most once per [`LOOKUP_COOLDOWN`] per key and [`MAX_LOOKUPS`] at a time; the providers found
 //! are dialled, and a new connection gets the whole want list.
+//!
+//! When Codex's DHT runs beside our Kademlia (issue 19), both happen in both: the keys are
+//! announced there too (as `NodeId::from_cid`, re-announced every
+//! [`CODEX_REANNOUNCE_INTERVAL`] as Codex does), and a lookup asks both at once, each dialling
+//! what it finds as soon as it answers, so the slower one never holds back the faster.
 
 use std::{
     collections::{HashMap, HashSet},
@@ -22,7 +27,9 @@ use cid::Cid;
 use libp2p::PeerId;
 
 use super::BlockExchange;
+use crate::codex_dht::{CodexDht, NodeId};
 use crate::format::blockexc::BlockAddress;
+use crate::net::Providers;
 
 /// A key is looked up again at most this often while its wants starve.
 const LOOKUP_COOLDOWN: Duration = Duration::from_secs(5);
@@ -30,6 +37,9 @@ const LOOKUP_COOLDOWN: Duration = Duration::from_secs(5);
 const MAX_LOOKUPS: usize = 4;
 /// Providers dialled per lookup.
 const DIALS_PER_LOOKUP: usize = 8;
+/// How often every dataset is announced again in Codex's DHT (Codex's advertiser does so every
+/// 30 minutes; its records live 24 h). Our Kademlia re-announces on its own.
+pub(super) const CODEX_REANNOUNCE_INTERVAL: Duration = Duration::from_secs(30 * 60);
 
 /// What this node announces and looks up.
 #[derive(Debug, Default)]
@@ -42,6 +52,11 @@ pub(super) struct Discovery {
     running: usize,
     /// Peers being dialled because of a lookup (not dialled twice at once).
     dialling: HashSet<PeerId>,
+    /// Codex's DHT has known a node that answered: announcements there reach someone. Until
+    /// then they wait, and all go out at once when it first does.
+    codex_joined: bool,
+    /// A check of Codex's routing table for [`Discovery::codex_joined`] is running.
+    codex_checking: bool,
 }
 
 /// The key under which the holders of `address` announce themselves.
@@ -66,6 +81,58 @@ impl BlockExchange {
                 }
             }
         }));
+        match &self.codex_dht {
+            Some(dht) if self.discovery.codex_joined => {
+                ctx.spawn(actix::fut::wrap_future(codex_provide(
+                    dht.clone(),
+                    vec![manifest, tree],
+                )));
+            }
+            // Announced with everything else once the check finds a node.
+            Some(_) => self.check_codex_joined(ctx),
+            None => {}
+        }
+    }
+
+    /// Until Codex's DHT knows a node that answered, checks whether it does now, and then
+    /// announces everything provided so far: datasets found at start-up are announced while
+    /// the bootstrap is still under way, and an announcement sent to nobody would only be
+    /// repeated 30 minutes later.
+    pub(super) fn check_codex_joined(&mut self, ctx: &mut Context<Self>) {
+        if self.discovery.codex_joined || self.discovery.codex_checking {
+            return;
+        }
+        let Some(dht) = self.codex_dht.clone() else {
+            return;
+        };
+        self.discovery.codex_checking = true;
+        ctx.spawn(
+            async move { dht.routing_table().await }
+                .into_actor(self)
+                .map(|table, act, ctx| {
+                    act.discovery.codex_checking = false;
+                    if table.is_ok_and(|t| t.iter().any(|e| e.verified)) {
+                        act.discovery.codex_joined = true;
+                        act.reannounce_codex(ctx);
+                    }
+                }),
+        );
+    }
+
+    /// Announces every provided key in Codex's DHT again.
+    pub(super) fn reannounce_codex(&mut self, ctx: &mut Context<Self>) {
+        let Some(dht) = self
+            .codex_dht
+            .as_ref()
+            .filter(|_| self.discovery.codex_joined)
+        else {
+            return;
+        };
+        let mut keys: Vec<Cid> = self.discovery.provided.keys().copied().collect();
+        keys.extend(self.discovery.provided.values().copied());
+        keys.sort_unstable_by_key(Cid::to_bytes);
+        keys.dedup();
+        ctx.spawn(actix::fut::wrap_future(codex_provide(dht.clone(), keys)));
     }
 
     /// Stops announcing a dataset; its tree too unless another announced manifest shares it.
@@ -120,33 +187,49 @@ impl BlockExchange {
 
     fn lookup(&mut self, key: Cid, ctx: &mut Context<Self>) {
         self.discovery.looked_up.insert(key, Instant::now());
-        self.discovery.running += 1;
         let net = self.net.clone();
-        ctx.spawn(
-            async move { net.find_providers(key).await }
-                .into_actor(self)
-                .map(move |found, act, ctx| {
-                    act.discovery.running -= 1;
-                    let providers = match found {
-                        Ok(p) => p,
-                        Err(e) => {
-                            tracing::debug!(key = %crate::cid_text(&key), error = %e, "lookup failed");
-                            return;
-                        }
-                    };
-                    tracing::debug!(key = %crate::cid_text(&key), providers = providers.len(), "providers found");
-                    let fresh: Vec<_> = providers
-                        .into_iter()
-                        .filter(|(peer, _)| {
-                            !act.peers.contains_key(peer) && !act.discovery.dialling.contains(peer)
-                        })
-                        .take(DIALS_PER_LOOKUP)
-                        .collect();
-                    for (peer, addrs) in fresh {
-                        act.dial(peer, addrs, ctx);
-                    }
-                }),
+        self.spawn_lookup(
+            key,
+            async move { net.find_providers(key).await.map_err(|e| e.to_string()) },
+            ctx,
         );
+        if let Some(dht) = self.codex_dht.clone() {
+            self.spawn_lookup(key, codex_providers(dht, key), ctx);
+        }
+    }
+
+    /// Runs one DHT's lookup of `key` and dials the providers it finds.
+    fn spawn_lookup(
+        &mut self,
+        key: Cid,
+        found: impl std::future::Future<Output = Result<Providers, String>> + 'static,
+        ctx: &mut Context<Self>,
+    ) {
+        self.discovery.running += 1;
+        let us = self.net.peer_id();
+        ctx.spawn(found.into_actor(self).map(move |found, act, ctx| {
+            act.discovery.running -= 1;
+            let providers = match found {
+                Ok(p) => p,
+                Err(e) => {
+                    tracing::debug!(key = %crate::cid_text(&key), error = %e, "lookup failed");
+                    return;
+                }
+            };
+            tracing::debug!(key = %crate::cid_text(&key), providers = providers.len(), "providers found");
+            let fresh: Vec<_> = providers
+                .into_iter()
+                .filter(|(peer, _)| {
+                    *peer != us
+                        && !act.peers.contains_key(peer)
+                        && !act.discovery.dialling.contains(peer)
+                })
+                .take(DIALS_PER_LOOKUP)
+                .collect();
+            for (peer, addrs) in fresh {
+                act.dial(peer, addrs, ctx);
+            }
+        }));
     }
 
     fn dial(&mut self, peer: PeerId, addrs: Vec<libp2p::Multiaddr>, ctx: &mut Context<Self>) {
@@ -163,4 +246,33 @@ impl BlockExchange {
                 }),
         );
     }
+}
+
+/// Announces `keys` in Codex's DHT, one after the other (each goes to the 16 nodes closest to
+/// it, found by a lookup).
+async fn codex_provide(dht: CodexDht, keys: Vec<Cid>) {
+    for key in keys {
+        match dht.provide(NodeId::from_cid(&key)).await {
+            Ok(n) => {
+                tracing::debug!(key = %crate::cid_text(&key), nodes = n, "announced in the Codex DHT")
+            }
+            Err(e) => {
+                tracing::debug!(key = %crate::cid_text(&key), error = %e, "could not announce in the Codex DHT")
+            }
+        }
+    }
+}
+
+/// Providers of `key` in Codex's DHT: the peer of each record with the TCP addresses it names
+/// (a Codex provider record carries its block-exchange addresses).
+async fn codex_providers(dht: CodexDht, key: Cid) -> Result<Providers, String> {
+    let records = dht
+        .get_providers(NodeId::from_cid(&key))
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(records
+        .into_iter()
+        .map(|r| (r.peer_id(), r.tcp_addrs()))
+        .filter(|(_, addrs)| !addrs.is_empty())
+        .collect())
 }

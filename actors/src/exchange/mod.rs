@@ -245,6 +245,8 @@ pub struct BlockExchange {
     outbox: HashMap<PeerId, Vec<BlockAddress>>,
     /// What this node announces in the DHT, and the lookups for what it wants.
     discovery: discovery::Discovery,
+    /// Codex's DHT, announced in and searched beside our Kademlia when it runs.
+    codex_dht: Option<crate::codex_dht::CodexDht>,
     stats: ExchangeStats,
     /// Warnings about misbehaving peers are logged at most this often, so a flood shows in
     /// the log without filling it.
@@ -299,10 +301,18 @@ impl BlockExchange {
             have_lookups: 0,
             outbox: HashMap::new(),
             discovery: discovery::Discovery::default(),
+            codex_dht: None,
             stats: ExchangeStats::default(),
             warn_limit: WarnLimit::default(),
             latency: None,
         }
+    }
+
+    /// Also announces in and searches Codex's DHT, when it runs.
+    #[must_use]
+    pub(crate) fn with_codex_dht(mut self, dht: Option<crate::codex_dht::CodexDht>) -> Self {
+        self.codex_dht = dht;
+        self
     }
 
     /// Sends `message` to `peer` in the background; a failure is only logged (the peer's
@@ -342,6 +352,12 @@ impl Actor for BlockExchange {
     fn started(&mut self, ctx: &mut Self::Context) {
         ctx.set_mailbox_capacity(1024);
         ctx.run_interval(Duration::from_millis(500), |act, ctx| act.tick(ctx));
+        ctx.run_interval(discovery::CODEX_REANNOUNCE_INTERVAL, |act, ctx| {
+            act.reannounce_codex(ctx)
+        });
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            act.check_codex_joined(ctx)
+        });
     }
 }
 

@@ -75,11 +75,16 @@ impl Node {
         self.listen_addrs().await
     }
 
-    /// This node's signed peer record (`spr:` text) over its announce addresses.
+    /// This node's signed peer record (`spr:` text): when Codex's DHT runs, its record (the
+    /// UDP address, what a Codex node takes as `--bootstrap-node`), else one over the TCP
+    /// announce addresses.
     ///
     /// # Errors
     /// As [`Node::listen_addrs`]; [`Error::Network`] when the record cannot be signed.
     pub async fn spr(&self) -> Result<String> {
+        if let Some(dht) = &self.network()?.codex_dht {
+            return Ok(dht.local_record().to_text());
+        }
         let addrs = self.announce_addrs().await?;
         let network = self.network()?;
         network
@@ -311,6 +316,21 @@ impl Node {
             .routing_table()
             .await
             .map_err(|_| Error::Unavailable)
+    }
+
+    /// Codex's DHT routing table in Codex's `/debug/info` shape; `None` when Codex's DHT does
+    /// not run.
+    ///
+    /// # Errors
+    /// [`Error::NoNetwork`], [`Error::Unavailable`].
+    pub async fn codex_routing_table(&self) -> Result<Option<crate::CodexTable>> {
+        match &self.network()?.codex_dht {
+            Some(dht) => crate::codex_join::table(dht)
+                .await
+                .map(Some)
+                .map_err(|_| Error::Unavailable),
+            None => Ok(None),
+        }
     }
 
     /// Counters of the DHT: lookups, providers found, dials.

@@ -2,9 +2,10 @@
 //! Codex `spr:` text that carries a TCP address.
 //!
 //! Codex's own bootstrap lists hold the SPR of its discv5 DHT, whose only address is the UDP
-//! discovery port (`/ip4/…/udp/8090`). This node does not speak that protocol, and dialling the
-//! port over TCP gets nothing, so such a record is refused with an error that says so instead
-//! of failing later as an unreachable peer.
+//! discovery port (`/ip4/…/udp/8090`). Kademlia cannot use it, and dialling the port over TCP
+//! gets nothing, so such a record is refused here with an error that says so instead of
+//! failing later as an unreachable peer. The node hands such records to Codex's DHT before
+//! they get here (`codex_join`), when it runs one.
 
 use libp2p::multiaddr::Protocol;
 use libp2p::{Multiaddr, PeerId};
