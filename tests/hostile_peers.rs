@@ -738,7 +738,7 @@ fn a_provider_record_flood_is_capped_and_counted() -> TestResult {
         if !id.dial(to, &addr, 1).await {
             return;
         }
-        let kad = libp2p::StreamProtocol::new("/codex-node/kad/1.0.0");
+        let kad = libp2p::StreamProtocol::new("/ipfs/kad/1.0.0");
         let mut stream = None;
         for n in 0..3000u64 {
             if stream.is_none() {

@@ -1,5 +1,5 @@
 //! Our DHT next to a real Codex node (loopback only; skips when the Codex binary is missing).
-//! Codex speaks no `/codex-node/kad/1.0.0`: it must stay out of our routing table, DHT work
+//! Codex v0.2.5 speaks no `/ipfs/kad/1.0.0`: it must stay out of our routing table, DHT work
 //! around it must not disturb it, and block exchange with it must go on.
 
 mod net_common;

@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use futures::StreamExt as _;
-use libp2p::kad::RecordKey;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{DialError, SwarmEvent};
 use libp2p::{identify, Multiaddr, PeerId, Swarm};
@@ -241,18 +240,18 @@ impl Net {
                 let _ = reply.send(());
             }
             Command::Provide { key, reply } => {
-                let key = RecordKey::new(&key.to_bytes());
+                let key = dht::record_key(&key);
                 self.dht
                     .provide(&mut self.swarm.behaviour_mut().kad, key, reply);
             }
             Command::StopProviding { key, reply } => {
-                let key = RecordKey::new(&key.to_bytes());
+                let key = dht::record_key(&key);
                 self.dht
                     .stop_providing(&mut self.swarm.behaviour_mut().kad, &key);
                 let _ = reply.send(());
             }
             Command::FindProviders { key, reply } => {
-                let key = RecordKey::new(&key.to_bytes());
+                let key = dht::record_key(&key);
                 self.dht
                     .find_providers(&mut self.swarm.behaviour_mut().kad, key, reply);
             }

@@ -2,17 +2,20 @@
 //!
 //! Built on rust-libp2p's Kademlia (`libp2p-kad`), run in server mode inside the same swarm
 //! and on the same connections as block exchange. A provider record says "peer P has the data
-//! of key K"; the key is the binary CID. [`NetHandle::provide`] stores one locally and announces
+//! of key K"; the key is the CID's multihash, as in IPFS and in Logos Storage. [`NetHandle::provide`] stores one locally and announces
 //! it to the peers closest to the key; [`NetHandle::find_providers`] walks the DHT towards the
 //! key and collects the providers it meets.
 //!
 //! # Protocol name
-//! The DHT speaks `/codex-node/kad/1.0.0` ([`KAD_PROTOCOL`]), not IPFS's `/ipfs/kad/1.0.0`:
-//! a node that also reached IPFS peers would otherwise merge both networks, pushing our provider
-//! records (CIDs of Codex data) into the public IPFS DHT and filling our routing table with
-//! peers that have never heard of block exchange. Codex itself runs a discv5 variant over UDP
-//! (codex-dht) that this node does not speak; a Codex peer simply never lists our protocol in
-//! identify, so it never enters the routing table and no DHT stream is ever opened to it.
+//! The DHT speaks IPFS's `/ipfs/kad/1.0.0` ([`KAD_PROTOCOL`]) with the CID's multihash as the
+//! key: that is how Logos Storage, Codex's successor, finds providers since it replaced discv5
+//! with libp2p Kademlia (its #1522), so the next generation of nodes is one step away. This part
+//! is not checked against a live Logos Storage node. A peer enters the routing table only when
+//! identify lists the protocol, and this node dials only peers it meets through its own
+//! bootstrap, peer book, lookups or `/connect`; an IPFS node that connected to it would share
+//! routing, which costs it nothing but a few table entries. Codex v0.2.5 itself runs a discv5
+//! variant over UDP ([`crate::codex_dht`]); a Codex peer never lists this protocol in identify,
+//! so it never enters this routing table and no Kademlia stream is ever opened to it.
 //!
 //! # Records, expiry and re-announcement
 //! Like Codex: a provider record lives [`DhtConfig::provider_record_ttl`] (24 h) on the peers
@@ -54,8 +57,8 @@ pub use bootstrap::{BootstrapError, BootstrapPeer};
 pub use routing::{RoutingNode, RoutingTable};
 pub(crate) use state::Dht;
 
-/// The Kademlia protocol id of this node's DHT; see the module doc for why not IPFS's.
-pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/codex-node/kad/1.0.0");
+/// The Kademlia protocol id of this node's DHT, IPFS's (see the module doc).
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
 
 /// Settings of the DHT. Every default is set in [`DhtConfig::default`].
 #[derive(Debug, Clone)]
@@ -152,6 +155,12 @@ pub struct DhtStats {
     /// Provider records from other peers refused: a key that is no CID, or a provider, host or
     /// key over its quota.
     pub refused_provider_records: u64,
+}
+
+/// The DHT key of a CID: its multihash (so a CID of any codec over the same bytes is one key,
+/// as in IPFS and Logos Storage).
+pub(crate) fn record_key(cid: &crate::Cid) -> kad::RecordKey {
+    kad::RecordKey::new(&cid.hash().to_bytes())
 }
 
 /// The Kademlia behaviour for `local`, configured from `config`.

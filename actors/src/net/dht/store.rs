@@ -11,7 +11,7 @@
 //! Value records (`PUT_VALUE`) are not used by Codex-style content routing and are refused.
 //!
 //! Other peers' records are checked and bounded, since anyone may send them: the key must be a
-//! binary CID (nothing else is ever looked up), a record keeps at most [`MAX_RECORD_ADDRS`]
+//! sha2-256 multihash (nothing else is ever looked up), a record keeps at most [`MAX_RECORD_ADDRS`]
 //! addresses, one provider holds at most `max_per_provider` records, and one key takes at most
 //! [`MAX_PER_HOST_PER_KEY`] providers that announce the same IP address, so identities made by
 //! the dozen on one host cannot fill a new CID's slots before its honest providers.
@@ -65,10 +65,11 @@ fn host_of(addrs: &[Multiaddr]) -> Option<std::net::IpAddr> {
     addrs.first().and_then(ip_of)
 }
 
-/// True for a key that is exactly one binary CID.
-fn is_cid_key(key: &RecordKey) -> bool {
+/// True for a key that is exactly one sha2-256 multihash, the only kind a Codex CID has.
+fn is_multihash_key(key: &RecordKey) -> bool {
     let bytes = key.as_ref();
-    cid::Cid::try_from(bytes).is_ok_and(|c| c.encoded_len() == bytes.len())
+    cid::multihash::Multihash::<64>::from_bytes(bytes)
+        .is_ok_and(|m| m.code() == 0x12 && m.size() == 32 && m.encoded_len() == bytes.len())
 }
 
 impl ProviderStore {
@@ -159,7 +160,7 @@ impl RecordStore for ProviderStore {
             self.own.insert(record.key.clone(), record);
             return Ok(());
         }
-        if !is_cid_key(&record.key) {
+        if !is_multihash_key(&record.key) {
             self.refused += 1;
             return Err(Error::MaxRecords);
         }
@@ -238,10 +239,14 @@ mod tests {
     use super::*;
     use std::time::Duration;
 
-    /// A CID key made from `name`.
+    /// A key (a CID's multihash) made from `name`.
     fn key(name: &[u8]) -> RecordKey {
         use crate::format::cid::{cid_from_digest, sha256, MANIFEST_CODEC};
-        RecordKey::new(&cid_from_digest(MANIFEST_CODEC, &sha256(name)).to_bytes())
+        RecordKey::new(
+            &cid_from_digest(MANIFEST_CODEC, &sha256(name))
+                .hash()
+                .to_bytes(),
+        )
     }
 
     fn record(name: &[u8], provider: PeerId, ttl: Option<Duration>) -> ProviderRecord {
@@ -335,7 +340,7 @@ mod hostile {
     fn record(n: u32, provider: PeerId, addresses: Vec<Multiaddr>) -> ProviderRecord {
         let cid = cid_from_digest(MANIFEST_CODEC, &sha256(&n.to_be_bytes()));
         ProviderRecord {
-            key: RecordKey::new(&cid.to_bytes()),
+            key: RecordKey::new(&cid.hash().to_bytes()),
             provider,
             expires: None,
             addresses,
@@ -359,7 +364,7 @@ mod hostile {
     }
 
     #[test]
-    fn keys_that_are_no_cid_are_refused_and_addresses_capped() {
+    fn keys_that_are_no_multihash_are_refused_and_addresses_capped() {
         let mut s = ProviderStore::new(PeerId::random(), limits());
         let junk = ProviderRecord {
             key: RecordKey::new(&vec![7u8; 1000]),
@@ -371,7 +376,7 @@ mod hostile {
         let many: Vec<Multiaddr> = (0..100).map(|p| addr("10.0.0.3", p)).collect();
         let r = record(1, PeerId::random(), many);
         let key = r.key.clone();
-        s.add_provider(r).expect("a CID key");
+        s.add_provider(r).expect("a multihash key");
         assert_eq!(s.providers(&key)[0].addresses.len(), MAX_RECORD_ADDRS);
     }
 
