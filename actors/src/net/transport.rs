@@ -8,7 +8,7 @@ use libp2p::{identify, kad, noise, tcp, yamux, Swarm, SwarmBuilder};
 
 use std::sync::{atomic::AtomicU64, Arc};
 
-use crate::net::dht::{self, store::ProviderStore};
+use crate::net::dht::{self, provider_records::ProviderStore};
 use crate::net::inbound::Inbound;
 use crate::net::ip_limits::IpLimits;
 use crate::net::{NetConfig, NetError};

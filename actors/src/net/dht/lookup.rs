@@ -14,7 +14,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::oneshot;
 
 use crate::net::dht::peer_book::PeerBook;
-use crate::net::dht::store::ProviderStore;
+use crate::net::dht::provider_records::ProviderStore;
 use crate::net::dht::{addrs, routing, DhtStats};
 use crate::net::{NetError, Providers};
 

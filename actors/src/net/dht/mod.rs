@@ -27,7 +27,7 @@
 //!
 //! # Bounds
 //! Lookups end after [`DhtConfig::lookup_timeout`] at the latest, returning what they found.
-//! The record store (`store.rs`) caps our keys and the records held for others separately; the
+//! The record store (`provider_records.rs`) caps our keys and the records held for others separately; the
 //! routing table is Kademlia's (256 buckets of 20); the peer book ([`peer_book`]) keeps at most
 //! 256 peers.
 //!
@@ -43,19 +43,19 @@
 
 pub(crate) mod addrs;
 mod bootstrap;
+mod coordinator;
 mod lookup;
 pub mod peer_book;
+pub(crate) mod provider_records;
 mod routing;
-mod state;
-pub(crate) mod store;
 
 use std::time::Duration;
 
 use libp2p::{kad, Multiaddr, PeerId, StreamProtocol};
 
 pub use bootstrap::{BootstrapError, BootstrapPeer};
+pub(crate) use coordinator::Dht;
 pub use routing::{RoutingNode, RoutingTable};
-pub(crate) use state::Dht;
 
 /// The Kademlia protocol id of this node's DHT, IPFS's (see the module doc).
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/ipfs/kad/1.0.0");
@@ -164,7 +164,10 @@ pub(crate) fn record_key(cid: &crate::Cid) -> kad::RecordKey {
 }
 
 /// The Kademlia behaviour for `local`, configured from `config`.
-pub(crate) fn behaviour(local: PeerId, config: &DhtConfig) -> kad::Behaviour<store::ProviderStore> {
+pub(crate) fn behaviour(
+    local: PeerId,
+    config: &DhtConfig,
+) -> kad::Behaviour<provider_records::ProviderStore> {
     let mut k = kad::Config::new(KAD_PROTOCOL);
     k.set_query_timeout(config.lookup_timeout)
         .set_substreams_timeout(config.request_timeout)
@@ -179,13 +182,17 @@ pub(crate) fn behaviour(local: PeerId, config: &DhtConfig) -> kad::Behaviour<sto
         // `Dht` refreshes on its own timer, and only when it knows a peer; libp2p's timer would
         // log a warning every period on the first node of a network.
         .set_periodic_bootstrap_interval(None);
-    let limits = store::StoreLimits {
+    let limits = provider_records::StoreLimits {
         max_own_keys: config.max_provided_keys.max(1),
         max_foreign_records: config.max_stored_provider_records.max(1),
         max_per_key: config.max_providers_per_key.max(1),
         max_per_provider: config.max_records_per_provider.max(1),
     };
-    let mut b = kad::Behaviour::with_config(local, store::ProviderStore::new(local, limits), k);
+    let mut b = kad::Behaviour::with_config(
+        local,
+        provider_records::ProviderStore::new(local, limits),
+        k,
+    );
     // Server mode from the start: every node of this network answers DHT requests. libp2p
     // would wait for a confirmed external address, which a node on a LAN never gets.
     b.set_mode(Some(kad::Mode::Server));

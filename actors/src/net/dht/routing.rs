@@ -15,7 +15,7 @@ use libp2p::kad::{self, KBucketKey};
 use libp2p::{Multiaddr, PeerId};
 
 use crate::net::dht::addrs;
-use crate::net::dht::store::ProviderStore;
+use crate::net::dht::provider_records::ProviderStore;
 
 /// One node of the routing table; see the module doc for each field.
 #[derive(Debug, Clone, PartialEq, Eq)]

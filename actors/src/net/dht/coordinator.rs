@@ -18,8 +18,8 @@ use tokio::task::JoinHandle;
 
 use crate::net::dht::lookup::{Lookups, MAX_LOOKUPS};
 use crate::net::dht::peer_book::{self, PeerBook};
+use crate::net::dht::provider_records::ProviderStore;
 use crate::net::dht::routing::{self, RoutingNode, RoutingTable};
-use crate::net::dht::store::ProviderStore;
 use crate::net::dht::{addrs, BootstrapPeer, DhtConfig, DhtStats, KAD_PROTOCOL};
 use crate::net::{spr, NetError, Providers};
 
