@@ -272,6 +272,44 @@ async fn churn<F, Fut>(
     }
 }
 
+/// Starts `n` identities at once, each dialling `to` with `connections` connections; those let
+/// in run `each`, which keeps them for as long as it runs. Ready once every identity was let in
+/// or refused.
+async fn crowd<F, Fut>(
+    n: usize,
+    connections: usize,
+    to: PeerId,
+    addr: Multiaddr,
+    tally: Arc<Tally>,
+    ready: Arc<AtomicBool>,
+    each: F,
+) where
+    F: Fn(Identity) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let each = Arc::new(each);
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..n {
+        let (addr, t, each) = (addr.clone(), tally.clone(), each.clone());
+        set.spawn(async move {
+            let id = match Identity::new() {
+                Ok(id) if id.dial(to, &addr, connections).await => id,
+                _ => {
+                    t.refused.fetch_add(1, Ordering::SeqCst);
+                    return;
+                }
+            };
+            t.admitted.fetch_add(1, Ordering::SeqCst);
+            each(id).await;
+        });
+    }
+    while tally.admitted.load(Ordering::SeqCst) + tally.refused.load(Ordering::SeqCst) < n {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ready.store(true, Ordering::SeqCst);
+    while set.join_next().await.is_some() {}
+}
+
 /// Attack 1: want lists of 140k entries (4,096 identity-hash wants, then want/cancel pairs),
 /// from identities that come back as fast as they are dropped.
 #[test]
@@ -341,37 +379,22 @@ fn slow_frames_hold_no_budget() -> TestResult {
     let p = pair(13)?;
     let tally = Arc::new(Tally::default());
     let t = tally.clone();
-    seeder_under_attack("slow frames", &p, move |to, addr, ready| async move {
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..16 {
-            let (addr, t) = (addr.clone(), t.clone());
-            set.spawn(async move {
-                let Ok(id) = Identity::new() else { return };
-                if !id.dial(to, &addr, 1).await {
-                    t.refused.fetch_add(1, Ordering::SeqCst);
-                    return;
-                }
-                t.admitted.fetch_add(1, Ordering::SeqCst);
-                let mut trickles = Vec::new();
-                for _ in 0..4 {
-                    let Ok(mut s) = id.open(to).await else { break };
-                    let mut prefix = Vec::new();
-                    prost::encoding::encode_varint((4 << 20) - 1, &mut prefix);
-                    let _ = write(&mut s, &prefix).await;
-                    trickles.push(tokio::spawn(async move {
-                        while write(&mut s, &[0]).await.is_ok() {
-                            tokio::time::sleep(Duration::from_secs(1)).await;
-                        }
-                    }));
-                }
-                std::future::pending::<()>().await;
-            });
-        }
-        while t.admitted.load(Ordering::SeqCst) + t.refused.load(Ordering::SeqCst) < 16 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        ready.store(true, Ordering::SeqCst);
-        while set.join_next().await.is_some() {}
+    seeder_under_attack("slow frames", &p, move |to, addr, ready| {
+        crowd(16, 1, to, addr, t, ready, move |id| async move {
+            let mut trickles = Vec::new();
+            for _ in 0..4 {
+                let Ok(mut s) = id.open(to).await else { break };
+                let mut prefix = Vec::new();
+                prost::encoding::encode_varint((4 << 20) - 1, &mut prefix);
+                let _ = write(&mut s, &prefix).await;
+                trickles.push(tokio::spawn(async move {
+                    while write(&mut s, &[0]).await.is_ok() {
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }));
+            }
+            std::future::pending::<()>().await;
+        })
     })?;
     // The per-address cap turned most of them away.
     assert!(counter(&p.v, "codex_network_refused_connections_total")? > 0);
@@ -386,25 +409,11 @@ fn idle_identities_cannot_take_every_connection_slot() -> TestResult {
     let p = pair(16)?;
     let tally = Arc::new(Tally::default());
     let t = tally.clone();
-    seeder_under_attack("idle connections", &p, move |to, addr, ready| async move {
-        let mut set = tokio::task::JoinSet::new();
-        for _ in 0..80 {
-            let (addr, t) = (addr.clone(), t.clone());
-            set.spawn(async move {
-                let Ok(id) = Identity::new() else { return };
-                if id.dial(to, &addr, 2).await {
-                    t.admitted.fetch_add(1, Ordering::SeqCst);
-                } else {
-                    t.refused.fetch_add(1, Ordering::SeqCst);
-                }
-                std::future::pending::<()>().await;
-            });
-        }
-        while t.admitted.load(Ordering::SeqCst) + t.refused.load(Ordering::SeqCst) < 80 {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        ready.store(true, Ordering::SeqCst);
-        while set.join_next().await.is_some() {}
+    seeder_under_attack("idle connections", &p, move |to, addr, ready| {
+        crowd(80, 2, to, addr, t, ready, |id| async move {
+            let _held = id;
+            std::future::pending::<()>().await;
+        })
     })?;
     assert!(counter(&p.v, "codex_network_refused_connections_total")? > 0);
     println!(
