@@ -8,8 +8,10 @@
 //! # Layout
 //! - [`format`](mod@format): pure Codex formats (CIDs, manifest protobuf, Merkle tree and
 //!   proofs, block-exchange messages).
-//! - [`net`]: the libp2p network component that speaks `/codex/blockexc/1.0.0` with Codex,
-//!   and its provider DHT ([`net::dht`]) for finding data by CID.
+//! - [`network`]: everything that talks to peers, behind one door: the libp2p component
+//!   ([`network::net`]) that speaks `/codex/blockexc/1.0.0` with Codex and runs our provider
+//!   DHT, Codex's own DHT ([`network::codex_dht`]), the block-exchange actor
+//!   ([`network::exchange`]) and the fetches ([`network::fetch`]).
 //! - [`node`]: the [`Node`] handle that starts the actors and talks to them.
 //! - One actor per concern, each file holding its messages: [`chunker`] (bytes → blocks),
 //!   [`hasher`] (sha2-256 and tree layers), [`upload`] (gathers CIDs, commits the manifest),
@@ -48,20 +50,15 @@
 pub mod block_store;
 pub mod chunker;
 mod clock;
-pub mod codex_dht;
-mod codex_join;
 pub mod config;
 mod download;
 pub mod error;
-pub mod exchange;
-pub mod fetch;
 pub mod format;
 pub mod hasher;
 pub mod maintenance;
 pub mod meta_reader;
 pub mod meta_store;
 mod migration;
-pub mod net;
 pub mod network;
 pub mod node;
 mod records;
@@ -71,10 +68,8 @@ mod segments;
 pub mod upload;
 
 pub use cid::Cid;
-pub use codex_join::{CodexTable, CodexTableNode};
 pub use config::Config;
 pub use error::{Error, Result};
-pub use fetch::FetchStatus;
 pub use format::{
     cid::{cid_text, parse_cid, CidError},
     manifest::Manifest,
@@ -82,6 +77,8 @@ pub use format::{
 pub use libp2p::{Multiaddr, PeerId};
 pub use meta_store::FetchProgress;
 pub use meta_store::{Expired, Removed, Space};
+pub use network::codex_join::{CodexTable, CodexTableNode};
+pub use network::fetch::FetchStatus;
 pub use network::NetworkConfig;
 pub use node::{ByteStream, Fetching, Node};
 pub use records::{Counters, Location};

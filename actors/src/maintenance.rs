@@ -16,8 +16,8 @@ use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture}
 use crate::{
     clock::unix_now,
     error::Result,
-    exchange::DatasetRemoved,
     meta_store::{ExpireBlocks, Expired},
+    network::exchange::DatasetRemoved,
     repo::Repo,
 };
 

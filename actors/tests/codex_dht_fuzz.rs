@@ -9,9 +9,9 @@ use std::net::SocketAddr;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use codex_actors::codex_dht::codec::{Codec, CodecLimits, Inbound, Peer};
-use codex_actors::codex_dht::message::MAX_RECORDS_PER_MESSAGE;
-use codex_actors::codex_dht::{packet, protobuf, Body, Message, NodeId, RequestId, Spr};
+use codex_actors::network::codex_dht::codec::{Codec, CodecLimits, Inbound, Peer};
+use codex_actors::network::codex_dht::message::MAX_RECORDS_PER_MESSAGE;
+use codex_actors::network::codex_dht::{packet, protobuf, Body, Message, NodeId, RequestId, Spr};
 use libp2p::identity::Keypair;
 use proptest::prelude::*;
 

@@ -8,7 +8,7 @@ mod codex_dht_support;
 
 use std::time::{Duration, Instant};
 
-use codex_actors::codex_dht::{CodexDht, DhtConfig, DhtStats, NodeId, Spr};
+use codex_actors::network::codex_dht::{CodexDht, DhtConfig, DhtStats, NodeId, Spr};
 use codex_actors::parse_cid;
 use codex_dht_support::{pseudo_random, Codex, TestResult};
 use libp2p::identity::Keypair;

@@ -4,9 +4,9 @@
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
-use codex_actors::codex_dht::codec::{Codec, CodecLimits, Inbound, Peer};
-use codex_actors::codex_dht::rate_limit::RateLimits;
-use codex_actors::codex_dht::{
+use codex_actors::network::codex_dht::codec::{Codec, CodecLimits, Inbound, Peer};
+use codex_actors::network::codex_dht::rate_limit::RateLimits;
+use codex_actors::network::codex_dht::{
     Body, CodexDht, DhtConfig, DhtError, Message, NodeId, RequestId, Spr,
 };
 use libp2p::identity::Keypair;

@@ -15,14 +15,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use codex_actors::{
-    exchange::ExchangeStats,
     format::{
         blockexc::{BlockAddress, BlockDelivery, BlockPresence, Message, WantType},
         cid::{cid_from_digest, sha256, Digest, BLOCK_CODEC, ROOT_CODEC},
         manifest::Manifest,
         merkle::{self, CodexProof},
     },
-    net::{framing, BLOCKEXC_PROTOCOL},
+    network::exchange::ExchangeStats,
+    network::net::{framing, BLOCKEXC_PROTOCOL},
     Cid, Error, FetchStatus, Multiaddr, Node, PeerId,
 };
 use engine_nodes::{collect, connect, upload};

@@ -15,7 +15,7 @@ use codex_actors::format::cid::{
     cid_from_digest, cid_text, digest_of, sha256, BLOCK_CODEC, ROOT_CODEC,
 };
 use codex_actors::format::merkle;
-use codex_actors::net::NetEvent;
+use codex_actors::network::net::NetEvent;
 use codex_actors::{parse_cid, Manifest};
 use net_common::codex::{codex_peer, get, pseudo_random, start_codex, upload};
 use net_common::{start, TestResult};
@@ -253,7 +253,7 @@ async fn codex_spr_and_key_file_read_as_ours() -> TestResult {
     let (codex_id, _) = codex_peer(&codex).await?;
     let v: serde_json::Value = serde_json::from_str(&get(&codex, "/spr").await?)?;
     let text = v["spr"].as_str().ok_or("no spr")?;
-    let (peer, addrs) = codex_actors::net::spr::decode(text)?;
+    let (peer, addrs) = codex_actors::network::net::spr::decode(text)?;
     assert_eq!(peer, codex_id);
     // Codex's /spr is its DHT record: the UDP discovery port, not the TCP listen port.
     assert!(
@@ -263,7 +263,7 @@ async fn codex_spr_and_key_file_read_as_ours() -> TestResult {
 
     // Codex's `key` file is libp2p's protobuf private key, as ours: loading it gives its id.
     let key_file = codex._dir.path().join("data").join("key");
-    let key = codex_actors::net::identity::load_or_create(&key_file)?;
+    let key = codex_actors::network::net::identity::load_or_create(&key_file)?;
     assert_eq!(key.public().to_peer_id(), codex_id);
     Ok(())
 }
@@ -277,7 +277,7 @@ struct RawBehaviour {
 
 #[actix_rt::test]
 async fn codex_frames_carry_nims_default_fields_and_decode() -> TestResult {
-    use codex_actors::net::{framing, BLOCKEXC_PROTOCOL};
+    use codex_actors::network::net::{framing, BLOCKEXC_PROTOCOL};
     use futures::StreamExt as _;
     use libp2p::{identify, identity::Keypair, noise, swarm::dial_opts::DialOpts, tcp};
 

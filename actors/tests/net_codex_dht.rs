@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use codex_actors::format::blockexc::{BlockAddress, Message, WantEntry, WantType, Wantlist};
 use codex_actors::format::cid::{cid_from_digest, sha256, MANIFEST_CODEC};
-use codex_actors::net::NetEvent;
+use codex_actors::network::net::NetEvent;
 use codex_actors::parse_cid;
 use net_common::codex::{codex_peer, pseudo_random, start_codex, upload};
 use net_common::{start, TestResult};

@@ -8,7 +8,7 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use codex_actors::format::cid::{cid_from_digest, sha256, MANIFEST_CODEC};
-use codex_actors::net::{spr, DhtConfig, Net, NetConfig, NetError, NetHandle};
+use codex_actors::network::net::{spr, DhtConfig, Net, NetConfig, NetError, NetHandle};
 use codex_actors::Cid;
 use libp2p::{Multiaddr, PeerId};
 use net_common::TestResult;

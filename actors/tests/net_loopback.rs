@@ -7,7 +7,9 @@ use std::time::Duration;
 use codex_actors::format::blockexc::{
     BlockAddress, BlockPresence, Message, WantEntry, WantType, Wantlist,
 };
-use codex_actors::net::{framing, NetConfig, NetError, NetEvent, Violation, BLOCKEXC_PROTOCOL};
+use codex_actors::network::net::{
+    framing, NetConfig, NetError, NetEvent, Violation, BLOCKEXC_PROTOCOL,
+};
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::swarm::dial_opts::DialOpts;
 use libp2p::PeerId;
@@ -110,7 +112,7 @@ async fn the_peer_id_survives_a_restart() -> TestResult {
     let key = first.dir.path().join("key");
     first.handle.shutdown().await?;
     let config = NetConfig::new(&key).listen_on("/ip4/127.0.0.1/tcp/0".parse()?);
-    let (again, _events) = codex_actors::net::Net::start(config).await?;
+    let (again, _events) = codex_actors::network::net::Net::start(config).await?;
     assert_eq!(again.peer_id(), id);
     assert!(id.to_base58().starts_with("16Uiu2"));
     assert_eq!(first.handle.listen_addrs().await, Err(NetError::Stopped));
@@ -124,7 +126,7 @@ async fn starts_inside_an_actix_arbiter() -> TestResult {
     let (tx, rx) = tokio::sync::oneshot::channel();
     let arbiter = actix_rt::Arbiter::new();
     arbiter.spawn(async move {
-        let _ = tx.send(codex_actors::net::Net::start(config).await);
+        let _ = tx.send(codex_actors::network::net::Net::start(config).await);
     });
     let (handle, _events) = rx.await??;
     // The driver runs on the arbiter's thread; this System's thread talks to it.
@@ -154,12 +156,15 @@ async fn the_connection_limit_turns_extra_peers_away() -> TestResult {
     // answers once the peer identified itself, and a never does), and c is not connected.
     let dialled = c.handle.dial(a.peer_id(), vec![a.addr.clone()]).await;
     assert!(
-        matches!(dialled, Err(codex_actors::net::NetError::Dial(_))),
+        matches!(dialled, Err(codex_actors::network::net::NetError::Dial(_))),
         "a dial to a full node must fail: {dialled:?}"
     );
     let sent = c.handle.send(a.peer_id(), Message::default()).await;
     assert!(
-        matches!(sent, Err(codex_actors::net::NetError::NotConnected(_))),
+        matches!(
+            sent,
+            Err(codex_actors::network::net::NetError::NotConnected(_))
+        ),
         "c must not stay connected: {sent:?}"
     );
     drop(c.events.try_recv());
@@ -318,7 +323,9 @@ async fn a_message_over_the_frame_limit_is_not_sent() -> TestResult {
             _ => None,
         })
         .await?;
-    assert!(matches!(reason, codex_actors::net::SendFailure::TooLarge(n) if n > 200 * 1024));
+    assert!(
+        matches!(reason, codex_actors::network::net::SendFailure::TooLarge(n) if n > 200 * 1024)
+    );
     Ok(())
 }
 
@@ -340,7 +347,7 @@ async fn a_peer_without_block_exchange_is_reported_unsupported() -> TestResult {
             _ => None,
         })
         .await?;
-    assert_eq!(reason, codex_actors::net::SendFailure::Unsupported);
+    assert_eq!(reason, codex_actors::network::net::SendFailure::Unsupported);
     Ok(())
 }
 

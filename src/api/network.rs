@@ -151,7 +151,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
         body["announceAddresses"] = json!(text(node.announce_addrs().await?));
         body["spr"] = json!(node.spr().await?);
         let table = node.routing_table().await?;
-        let entry = |n: &codex_actors::net::RoutingNode| {
+        let entry = |n: &codex_actors::network::net::RoutingNode| {
             json!({
                 "nodeId": n.node_id,
                 "peerId": n.peer_id.to_string(),

@@ -20,7 +20,7 @@ use codex_actors::format::{
     manifest::Manifest,
     merkle::{self, CodexProof},
 };
-use codex_actors::net::{framing, BLOCKEXC_PROTOCOL};
+use codex_actors::network::net::{framing, BLOCKEXC_PROTOCOL};
 use codex_actors::{Cid, Multiaddr, PeerId};
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::swarm::{

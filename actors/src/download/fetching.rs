@@ -15,9 +15,9 @@ use tokio::sync::{mpsc, watch};
 use super::ByteStream;
 use crate::{
     error::{Error, Result},
-    fetch::{Fetch, FetchStatus, Fetches, NeedLeaves, Recent},
     format::manifest::Manifest,
     meta_reader::StoredLeaves,
+    network::fetch::{Fetch, FetchStatus, Fetches, NeedLeaves, Recent},
     repo::Repo,
 };
 

@@ -13,15 +13,15 @@ use crate::clock::expiry_after;
 use crate::{
     download,
     error::{Error, Result},
-    exchange::{Connect, DatasetStored, ExchangeStats, GetStats},
-    fetch::{Fetch, FetchStatus, RunningFetches, StartFetch},
     format::{
         cid::MANIFEST_CODEC,
         manifest::{cid_of_encoded, Manifest},
     },
     meta_reader::{FindManifest, ListFetches},
     meta_store::{BeginFetch, FetchProgress, SyncMeta},
-    net::{DhtStats, RoutingTable},
+    network::exchange::{Connect, DatasetStored, ExchangeStats, GetStats},
+    network::fetch::{Fetch, FetchStatus, RunningFetches, StartFetch},
+    network::net::{DhtStats, RoutingTable},
     network::Network,
 };
 
@@ -325,7 +325,7 @@ impl Node {
     /// [`Error::NoNetwork`], [`Error::Unavailable`].
     pub async fn codex_routing_table(&self) -> Result<Option<crate::CodexTable>> {
         match &self.network()?.codex_dht {
-            Some(dht) => crate::codex_join::table(dht)
+            Some(dht) => crate::network::codex_join::table(dht)
                 .await
                 .map(Some)
                 .map_err(|_| Error::Unavailable),

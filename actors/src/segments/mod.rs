@@ -128,7 +128,13 @@ pub(crate) fn segment_lengths(dir: &Path) -> Result<HashMap<u32, u64>> {
     for entry in entries {
         let entry = entry?;
         if let Some(n) = segment_number(&entry.file_name()) {
-            lengths.insert(n, entry.metadata()?.len());
+            // Another block-store thread may delete an emptied segment between the listing and
+            // this look: it is simply gone (that race failed whole maintenance passes).
+            match entry.metadata() {
+                Ok(meta) => lengths.insert(n, meta.len()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                Err(e) => return Err(e.into()),
+            };
         }
     }
     Ok(lengths)

@@ -33,7 +33,6 @@ use tokio::sync::Semaphore;
 use crate::{
     block_store::{ReleaseBytes, SyncBlocks, WriteBlocks},
     error::{Error, Result},
-    exchange::DatasetStored,
     format::{
         cid::{cid_from_digest, cid_text, digest_of, Digest, ROOT_CODEC},
         manifest::Manifest,
@@ -41,6 +40,7 @@ use crate::{
     hasher::{HashBlocks, TreeLayers},
     meta_reader::FindBlocks,
     meta_store::{CommitDataset, NewBlock, Placed, PutBlocks, ReleaseBlocks, SyncMeta},
+    network::exchange::DatasetStored,
     records::Location,
     repo::Repo,
 };

@@ -10,7 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use codex_actors::format::blockexc::{BlockAddress, BlockDelivery, Message};
 use codex_actors::format::cid::{cid_from_digest, sha256, BLOCK_CODEC};
-use codex_actors::net::{Net, NetConfig, NetEvent, NetHandle};
+use codex_actors::network::net::{Net, NetConfig, NetEvent, NetHandle};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::mpsc;
 

@@ -1,0 +1,163 @@
+//! The registry of running fetches: at most one fetch per dataset, a bounded number at once.
+//! `POST /network`, `network/stream` and a resumed fetch all join the same one; a delete
+//! cancels it.
+
+use std::collections::HashMap;
+
+use actix::{Actor, Addr, Context, Handler, Message, MessageResult};
+use cid::Cid;
+use tokio::sync::watch;
+
+use super::{CancelFetch, Fetch, FetchSetup, FetchStatus, Need};
+use crate::{
+    error::{Error, Result},
+    format::manifest::Manifest,
+    network::exchange::BlockExchange,
+    repo::Repo,
+};
+
+/// Start fetching a dataset whose partial record exists (or join the fetch running for it).
+/// Replies with its status channel.
+#[derive(Debug, Message)]
+#[rtype(result = "Result<(watch::Receiver<FetchStatus>, Addr<Fetch>)>")]
+pub struct StartFetch {
+    /// The manifest CID.
+    pub manifest_cid: Cid,
+    /// The manifest.
+    pub manifest: Manifest,
+    /// Blocks already stored.
+    pub stored: u64,
+    /// Expiry for the blocks it stores.
+    pub expiry: u64,
+    /// The leaf to start from (a reader's first), or `None` for a random one. Ignored when a
+    /// fetch of the dataset runs already.
+    pub from: Option<u64>,
+}
+
+/// Ask the running fetch of a dataset for these leaves first (if one runs).
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct NeedLeaves {
+    pub(crate) manifest_cid: Cid,
+    pub(crate) indexes: Vec<u64>,
+}
+
+/// Cancel the fetch of a dataset, if one runs. Replies once it is told.
+#[derive(Debug, Message)]
+#[rtype(result = "()")]
+pub(crate) struct StopFetch {
+    pub(crate) manifest_cid: Cid,
+}
+
+/// The status of every running fetch.
+#[derive(Debug, Message)]
+#[rtype(result = "Vec<(Cid, FetchStatus)>")]
+pub(crate) struct RunningFetches;
+
+/// The registry actor; see the module docs.
+pub struct Fetches {
+    repo: Repo,
+    exchange: Addr<BlockExchange>,
+    /// Blocks each fetch keeps wanted at once.
+    window: usize,
+    /// Most fetches at once.
+    max: usize,
+    running: HashMap<Cid, (Addr<Fetch>, watch::Receiver<FetchStatus>)>,
+}
+
+impl Fetches {
+    pub(crate) fn new(
+        repo: Repo,
+        exchange: Addr<BlockExchange>,
+        window: usize,
+        max: usize,
+    ) -> Self {
+        Self {
+            repo,
+            exchange,
+            window,
+            max,
+            running: HashMap::new(),
+        }
+    }
+
+    /// Forgets fetches that ended.
+    fn prune(&mut self) {
+        self.running.retain(|_, (addr, status)| {
+            addr.connected() && matches!(*status.borrow(), FetchStatus::Running { .. })
+        });
+    }
+}
+
+impl Actor for Fetches {
+    type Context = Context<Self>;
+}
+
+impl Handler<StartFetch> for Fetches {
+    type Result = Result<(watch::Receiver<FetchStatus>, Addr<Fetch>)>;
+    fn handle(&mut self, msg: StartFetch, _: &mut Self::Context) -> Self::Result {
+        self.prune();
+        if let Some((addr, status)) = self.running.get(&msg.manifest_cid) {
+            return Ok((status.clone(), addr.clone()));
+        }
+        if self.running.len() >= self.max {
+            return Err(Error::Busy(format!(
+                "{} datasets are being fetched already",
+                self.max
+            )));
+        }
+        let total = msg.manifest.blocks_count();
+        let (tx, rx) = watch::channel(FetchStatus::Running {
+            stored: msg.stored,
+            total,
+        });
+        let fetch = Fetch::new(FetchSetup {
+            repo: self.repo.clone(),
+            exchange: self.exchange.clone(),
+            manifest_cid: msg.manifest_cid,
+            manifest: msg.manifest,
+            stored: msg.stored,
+            window: self.window,
+            expiry: msg.expiry,
+            status: tx,
+            from: msg.from,
+        })
+        .start();
+        self.running
+            .insert(msg.manifest_cid, (fetch.clone(), rx.clone()));
+        Ok((rx, fetch))
+    }
+}
+
+impl Handler<NeedLeaves> for Fetches {
+    type Result = ();
+    fn handle(&mut self, msg: NeedLeaves, _: &mut Self::Context) {
+        if let Some((addr, _)) = self.running.get(&msg.manifest_cid) {
+            addr.do_send(Need {
+                indexes: msg.indexes,
+            });
+        }
+    }
+}
+
+impl Handler<StopFetch> for Fetches {
+    type Result = ();
+    fn handle(&mut self, msg: StopFetch, _: &mut Self::Context) {
+        if let Some((addr, _)) = self.running.remove(&msg.manifest_cid) {
+            addr.do_send(CancelFetch);
+        }
+    }
+}
+
+impl Handler<RunningFetches> for Fetches {
+    type Result = MessageResult<RunningFetches>;
+    fn handle(&mut self, _: RunningFetches, _: &mut Self::Context) -> Self::Result {
+        self.prune();
+        MessageResult(
+            self.running
+                .iter()
+                .map(|(cid, (_, status))| (*cid, status.borrow().clone()))
+                .collect(),
+        )
+    }
+}

@@ -1,0 +1,425 @@
+//! The driver task: owns the swarm, answers the handle's commands, turns swarm events into
+//! [`NetEvent`]s, starts a writer task per connected peer, and drives the DHT ([`Dht`]).
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures::StreamExt as _;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{DialError, SwarmEvent};
+use libp2p::{identify, Multiaddr, PeerId, Swarm};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::network::net::dht::{self, addrs, Dht};
+use crate::network::net::inbound::Inbound;
+use crate::network::net::peer::Outgoing;
+use crate::network::net::peer::{self, ReadCtx};
+use crate::network::net::transport::{self, Behaviour, BehaviourEvent};
+use crate::network::net::{
+    identity, Command, NetConfig, NetError, NetEvent, NetHandle, BLOCKEXC_PROTOCOL,
+};
+
+/// Commands queued from handles before senders wait.
+const COMMAND_QUEUE: usize = 64;
+/// Time allowed for the listen addresses to be bound at start.
+const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a dial waits for the new connection's identify before calling it a success.
+const IDENTIFY_WAIT: Duration = Duration::from_secs(5);
+/// Period of the DHT's timers; also the precision of lookup deadlines.
+const DHT_TICK: Duration = Duration::from_secs(1);
+
+/// Where a dial's outcome goes.
+type DialReply = oneshot::Sender<Result<(), NetError>>;
+
+/// The network component. Start it with [`Net::start`]; then talk to it through the
+/// [`NetHandle`] and read its [`NetEvent`]s.
+pub struct Net {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    /// Lifecycle events waiting for room in the event channel. While it is full the swarm is not
+    /// polled, so this stays short and nothing is dropped.
+    pending: VecDeque<NetEvent>,
+    /// Each connected peer's send queue (its writer task holds the other end).
+    writers: HashMap<PeerId, mpsc::Sender<Outgoing>>,
+    /// Handles waiting for a dial to a peer to finish.
+    dials: HashMap<PeerId, Vec<DialReply>>,
+    /// Dials whose connection is up, waiting for the peer's identify: a peer that drops the
+    /// connection at once (its slots are full) or does not speak block exchange is no success.
+    identifying: HashMap<PeerId, (Instant, Vec<DialReply>)>,
+    control: libp2p_stream::Control,
+    ctx: Arc<ReadCtx>,
+    peer_queue_len: usize,
+    /// Lookups, announcements, routing-table refresh and the peer store.
+    dht: Dht,
+    /// Announce every new listen address (no `announce_addrs` configured).
+    auto_announce: bool,
+}
+
+impl Net {
+    /// Loads (or creates) the identity, builds the swarm, binds every listen address and spawns
+    /// the driver on the current tokio runtime (an actix System or Arbiter is one).
+    ///
+    /// # Errors
+    /// [`NetError::Identity`] for an unusable key file, [`NetError::Listen`] when an address
+    /// cannot be bound.
+    pub async fn start(
+        config: NetConfig,
+    ) -> Result<(NetHandle, mpsc::Receiver<NetEvent>), NetError> {
+        let key = identity::load_or_create(&config.key_path)?;
+        // Bootstrap texts are checked before anything binds, so a typo fails the start cleanly.
+        let mut dht = Dht::new(
+            config.dht.clone(),
+            key.clone(),
+            &config.bootstrap,
+            config.peer_store.clone(),
+        )?;
+        let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        let (inbound, incoming) = Inbound::new();
+        let mut swarm = transport::build(key.clone(), &config, refused.clone(), inbound)?;
+        let control = swarm.behaviour().stream.new_control();
+        let mut pending = VecDeque::new();
+        for addr in &config.listen_addrs {
+            swarm
+                .listen_on(addr.clone())
+                .map_err(|e| NetError::Listen(format!("{addr}: {e}")))?;
+        }
+        // Wait until each listener has its address, so callers can hand it out at once.
+        let wait = async {
+            let mut bound = 0;
+            while bound < config.listen_addrs.len() {
+                match swarm.select_next_some().await {
+                    SwarmEvent::NewListenAddr { address, .. } => {
+                        bound += 1;
+                        pending.push_back(NetEvent::Listening(address));
+                    }
+                    SwarmEvent::ListenerClosed { reason: Err(e), .. }
+                    | SwarmEvent::ListenerError { error: e, .. } => {
+                        return Err(NetError::Listen(e.to_string()))
+                    }
+                    _ => {}
+                }
+            }
+            Ok(())
+        };
+        tokio::time::timeout(LISTEN_TIMEOUT, wait)
+            .await
+            .map_err(|_| NetError::Listen("timed out binding listen addresses".into()))??;
+
+        // Provider records and identify carry the external addresses.
+        let auto_announce = config.announce_addrs.is_empty();
+        let announce = if auto_announce {
+            let bound: Vec<_> = swarm.listeners().cloned().collect();
+            dht::announce_from_listen(&bound)
+        } else {
+            config.announce_addrs.clone()
+        };
+        for addr in swarm.listeners().chain(&announce) {
+            dht.own_address(addr);
+        }
+        for addr in announce {
+            swarm.add_external_address(addr);
+        }
+        dht.join(&mut swarm.behaviour_mut().kad);
+
+        let (events_tx, events_rx) = mpsc::channel(config.event_queue_len.max(1));
+        // One frame must always fit the budget, or its reader would wait forever; semaphores
+        // count in u32 per acquire.
+        let budget = config
+            .max_inflight_frame_bytes
+            .max(config.max_frame_bytes)
+            .min(u32::MAX as usize);
+        let ctx = Arc::new(ReadCtx {
+            events: events_tx,
+            max_frame: config.max_frame_bytes.min(budget),
+            budget: Arc::new(Semaphore::new(budget)),
+            // At least one whole frame per peer, or its reader would wait forever.
+            peer_budgets: peer::PeerBudgets::new(
+                config
+                    .max_peer_frame_bytes
+                    .max(config.max_frame_bytes)
+                    .min(budget),
+            ),
+            frame_timeout: config.frame_timeout,
+            min_rate: config.min_frame_rate,
+            idle_timeout: config.stream_idle_timeout,
+        });
+        tokio::spawn(peer::accept_loop(
+            incoming,
+            ctx.clone(),
+            config.max_inbound_streams_per_peer.max(1),
+        ));
+        let (commands_tx, commands) = mpsc::channel(COMMAND_QUEUE);
+        let net = Net {
+            swarm,
+            commands,
+            pending,
+            writers: HashMap::new(),
+            dials: HashMap::new(),
+            identifying: HashMap::new(),
+            control,
+            ctx,
+            peer_queue_len: config.peer_queue_len.max(1),
+            dht,
+            auto_announce,
+        };
+        tokio::spawn(net.run());
+        let handle = NetHandle {
+            commands: commands_tx,
+            key,
+            refused,
+        };
+        Ok((handle, events_rx))
+    }
+
+    async fn run(mut self) {
+        /// Lifecycle events held back before the swarm stops being polled.
+        const MAX_PENDING: usize = 64;
+        let events = self.ctx.events.clone();
+        let mut tick = tokio::time::interval(DHT_TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut stopped_by = None;
+        loop {
+            tokio::select! {
+                permit = events.reserve(), if !self.pending.is_empty() => {
+                    let Ok(permit) = permit else { break }; // the consumer is gone
+                    if let Some(e) = self.pending.pop_front() {
+                        permit.send(e);
+                    }
+                }
+                command = self.commands.recv() => match command {
+                    None => break,
+                    Some(Command::Shutdown { reply }) => {
+                        stopped_by = Some(reply);
+                        break;
+                    }
+                    Some(c) => self.command(c),
+                },
+                _ = tick.tick() => {
+                    self.dht.tick(&mut self.swarm.behaviour_mut().kad, Instant::now());
+                    self.expire_identifying(Instant::now());
+                }
+                event = self.swarm.select_next_some(), if self.pending.len() < MAX_PENDING => {
+                    self.swarm_event(event);
+                }
+                _ = events.closed() => break,
+            }
+        }
+        // Dropping the swarm closes every connection; dropping the writers' queues ends them.
+        self.writers.clear();
+        self.dht.save_on_exit().await;
+        if let Some(reply) = stopped_by {
+            let _ = reply.send(());
+        }
+    }
+
+    fn command(&mut self, command: Command) {
+        match command {
+            Command::Dial { peer, addrs, reply } => self.dial(peer, addrs, reply),
+            Command::Send {
+                peer,
+                message,
+                reply,
+                written,
+            } => {
+                let sent = match self.writers.get(&peer) {
+                    None => Err(NetError::NotConnected(peer)),
+                    Some(q) => q.try_send((message, written)).map_err(|e| match e {
+                        mpsc::error::TrySendError::Full(_) => NetError::QueueFull(peer),
+                        mpsc::error::TrySendError::Closed(_) => NetError::NotConnected(peer),
+                    }),
+                };
+                let _ = reply.send(sent);
+            }
+            Command::Disconnect { peer, reply } => {
+                let _ = reply.send(self.swarm.disconnect_peer_id(peer).is_ok());
+            }
+            Command::ListenAddrs { reply } => {
+                let _ = reply.send(self.swarm.listeners().cloned().collect());
+            }
+            // Handled by the loop, which must stop.
+            Command::Shutdown { reply } => {
+                let _ = reply.send(());
+            }
+            Command::Provide { key, reply } => {
+                let key = dht::record_key(&key);
+                self.dht
+                    .provide(&mut self.swarm.behaviour_mut().kad, key, reply);
+            }
+            Command::StopProviding { key, reply } => {
+                let key = dht::record_key(&key);
+                self.dht
+                    .stop_providing(&mut self.swarm.behaviour_mut().kad, &key);
+                let _ = reply.send(());
+            }
+            Command::FindProviders { key, reply } => {
+                let key = dht::record_key(&key);
+                self.dht
+                    .find_providers(&mut self.swarm.behaviour_mut().kad, key, reply);
+            }
+            Command::RoutingTable { reply } => {
+                let announced: Vec<_> = self.swarm.external_addresses().cloned().collect();
+                let table = self
+                    .dht
+                    .routing_table(&mut self.swarm.behaviour_mut().kad, announced);
+                let _ = reply.send(table);
+            }
+            Command::DhtStats { reply } => {
+                let _ = reply.send(self.dht.stats(&mut self.swarm.behaviour_mut().kad));
+            }
+            Command::ConnectedPeers { reply } => {
+                let _ = reply.send(self.swarm.connected_peers().count());
+            }
+        }
+    }
+
+    fn dial(
+        &mut self,
+        peer: PeerId,
+        addrs: Vec<Multiaddr>,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    ) {
+        if self.swarm.is_connected(&peer) {
+            let _ = reply.send(Ok(()));
+            return;
+        }
+        let opts = DialOpts::peer_id(peer)
+            .addresses(addrs)
+            .condition(PeerCondition::DisconnectedAndNotDialing)
+            .build();
+        match self.swarm.dial(opts) {
+            // A dial already under way answers this caller too.
+            Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {
+                self.dials.entry(peer).or_default().push(reply);
+            }
+            Err(e) => {
+                let _ = reply.send(Err(NetError::Dial(e.to_string())));
+            }
+        }
+    }
+
+    fn finish_dials(&mut self, peer: PeerId, result: &Result<(), NetError>) {
+        let waiting = self.identifying.remove(&peer).map(|(_, w)| w);
+        let dialled = self.dials.remove(&peer);
+        for waiter in waiting.into_iter().chain(dialled).flatten() {
+            let _ = waiter.send(result.clone());
+        }
+    }
+
+    /// A dial's connection is up: its callers hear of it once the peer identified itself.
+    fn connected(&mut self, peer: PeerId) {
+        if let Some(waiters) = self.dials.remove(&peer) {
+            let entry = self
+                .identifying
+                .entry(peer)
+                .or_insert_with(|| (Instant::now(), Vec::new()));
+            entry.1.extend(waiters);
+        }
+    }
+
+    /// Peers that kept the connection but never identified within [`IDENTIFY_WAIT`] count as
+    /// connected (a peer without identify can still exchange blocks).
+    fn expire_identifying(&mut self, now: Instant) {
+        let late: Vec<PeerId> = self
+            .identifying
+            .iter()
+            .filter(|(_, (at, _))| now.duration_since(*at) > IDENTIFY_WAIT)
+            .map(|(p, _)| *p)
+            .collect();
+        for peer in late {
+            let result = if self.swarm.is_connected(&peer) {
+                Ok(())
+            } else {
+                Err(NetError::Dial("the peer closed the connection".into()))
+            };
+            self.finish_dials(peer, &result);
+        }
+    }
+
+    fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match &event {
+            SwarmEvent::Dialing { .. } => self.dht.on_dial(),
+            SwarmEvent::OutgoingConnectionError { .. } => self.dht.on_dial_failed(),
+            _ => {}
+        }
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                self.dht.own_address(&address);
+                // A listener on 0.0.0.0 reports each new interface; loopback stays private.
+                if self.auto_announce
+                    && !addrs::is_loopback(&address)
+                    && addrs::tcp_dialable(&address, None).is_some()
+                {
+                    self.swarm.add_external_address(address.clone());
+                }
+                self.pending.push_back(NetEvent::Listening(address));
+            }
+            SwarmEvent::ExpiredListenAddr { address, .. } if self.auto_announce => {
+                self.swarm.remove_external_address(&address);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => {
+                self.dht.on_event(&mut self.swarm.behaviour_mut().kad, e);
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                self.connected(peer_id);
+                if num_established.get() == 1 {
+                    let (tx, rx) = mpsc::channel(self.peer_queue_len);
+                    self.writers.insert(peer_id, tx);
+                    let control = self.control.clone();
+                    tokio::spawn(peer::write_loop(peer_id, rx, control, self.ctx.clone()));
+                    self.pending.push_back(NetEvent::PeerConnected {
+                        peer: peer_id,
+                        addr: endpoint.get_remote_address().clone(),
+                    });
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                self.writers.remove(&peer_id);
+                let closed = "the peer closed the connection at once (it may be full)";
+                self.finish_dials(peer_id, &Err(NetError::Dial(closed.into())));
+                self.pending
+                    .push_back(NetEvent::PeerDisconnected { peer: peer_id });
+            }
+            // Unless another connection is up already (both sides dialled at once).
+            SwarmEvent::OutgoingConnectionError {
+                peer_id: Some(peer),
+                error,
+                ..
+            } if !self.swarm.is_connected(&peer) => {
+                self.finish_dials(peer, &Err(NetError::Dial(error.to_string())));
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
+                peer_id,
+                info,
+                ..
+            })) => {
+                let result = if info.protocols.contains(&BLOCKEXC_PROTOCOL) {
+                    Ok(())
+                } else {
+                    Err(NetError::Dial(format!(
+                        "the peer does not speak {BLOCKEXC_PROTOCOL}"
+                    )))
+                };
+                if self.identifying.contains_key(&peer_id) {
+                    self.finish_dials(peer_id, &result);
+                }
+                self.dht
+                    .on_identify(&mut self.swarm.behaviour_mut().kad, peer_id, &info);
+                self.pending.push_back(NetEvent::Identified {
+                    peer: peer_id,
+                    agent_version: info.agent_version,
+                });
+            }
+            _ => {}
+        }
+    }
+}

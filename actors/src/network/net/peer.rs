@@ -1,0 +1,406 @@
+//! The tasks that move block-exchange frames: one writer per peer that owns our outbound stream,
+//! a reader on every stream, and the acceptor that hands inbound streams to readers.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::{AsyncRead, AsyncReadExt as _, AsyncWriteExt as _};
+use libp2p::PeerId;
+use tokio::sync::{mpsc, Semaphore};
+
+use crate::format::blockexc::Message;
+use crate::network::net::framing::{self, FrameError};
+use crate::network::net::{FrameBudget, NetEvent, SendFailure, Violation, BLOCKEXC_PROTOCOL};
+
+/// A message queued for a peer, and who wants to know when it has been written.
+pub(crate) type Outgoing = (Message, Option<tokio::sync::oneshot::Sender<bool>>);
+
+/// Time allowed to negotiate a new outbound stream.
+const OPEN_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time allowed to write one frame, on top of its length at [`WRITE_MIN_RATE`]; a peer that
+/// reads slower than that loses the stream (and the exchange disconnects it), so a peer that
+/// never reads holds a serving slot for seconds, not minutes.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Slowest rate (bytes per second) a peer must read our frames at: 10 s for a 1.3 MiB delivery.
+const WRITE_MIN_RATE: f64 = 256.0 * 1024.0;
+/// Above this many tracked peers the acceptor forgets the idle ones.
+const PRUNE_SLOTS_ABOVE: usize = 1024;
+
+/// What every reader needs.
+pub(crate) struct ReadCtx {
+    /// Where messages and violations go (bounded: a slow consumer slows the peers down).
+    pub events: mpsc::Sender<NetEvent>,
+    /// Largest frame accepted.
+    pub max_frame: usize,
+    /// Bytes of frames being read or queued as events, over all streams; one permit per byte.
+    pub budget: Arc<Semaphore>,
+    /// Each peer's share of `budget` (over all its streams), so that a few peers cannot take
+    /// all of it; created on a peer's first frame.
+    pub peer_budgets: PeerBudgets,
+    /// A frame's body must arrive within this plus its length at [`ReadCtx::min_rate`].
+    pub frame_timeout: Duration,
+    /// Slowest rate, in bytes per second, at which a frame's body may arrive.
+    pub min_rate: u64,
+    /// An inbound stream on which no frame starts for this long is closed.
+    pub idle_timeout: Duration,
+}
+
+/// Per-peer read budgets: one semaphore of `per_peer` bytes for each peer with frames in
+/// flight. Entries whose semaphore nobody holds any more are pruned as the map grows.
+pub(crate) struct PeerBudgets {
+    per_peer: usize,
+    map: std::sync::Mutex<HashMap<PeerId, std::sync::Weak<Semaphore>>>,
+}
+
+impl PeerBudgets {
+    pub(crate) fn new(per_peer: usize) -> Self {
+        Self {
+            per_peer,
+            map: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// `peer`'s budget (shared by all its streams while any of them holds it).
+    fn of(&self, peer: PeerId) -> Arc<Semaphore> {
+        let mut map = match self.map.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(s) = map.get(&peer).and_then(std::sync::Weak::upgrade) {
+            return s;
+        }
+        if map.len() > PRUNE_SLOTS_ABOVE {
+            map.retain(|_, w| w.strong_count() > 0);
+        }
+        let s = Arc::new(Semaphore::new(self.per_peer));
+        map.insert(peer, Arc::downgrade(&s));
+        s
+    }
+}
+
+/// How a read loop ended.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum ReadEnd {
+    /// The peer closed its side cleanly (or left it idle past the idle timeout).
+    Eof,
+    /// The peer broke the protocol (already reported); the stream must go.
+    Violation,
+    /// The stream failed, or the consumer of events is gone.
+    Gone,
+}
+
+/// Bytes of budget taken per step while a frame's body arrives: a frame holds budget for what
+/// has arrived, not for what it announced.
+const BUDGET_STEP: usize = 64 * 1024;
+
+/// Budget held for one frame, from the global and the peer's pool alike.
+#[derive(Debug)]
+pub(crate) struct Held {
+    global: tokio::sync::OwnedSemaphorePermit,
+    peer: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl Held {
+    /// Takes `n` more bytes from both pools (waits while either is exhausted).
+    async fn grow(
+        held: &mut Option<Held>,
+        n: usize,
+        global: &Arc<Semaphore>,
+        peer: &Arc<Semaphore>,
+    ) -> Option<()> {
+        let n = u32::try_from(n).ok()?;
+        if n == 0 {
+            return Some(());
+        }
+        // The peer's own pool first: a peer over its share waits without holding global bytes.
+        let p = peer.clone().acquire_many_owned(n).await.ok()?;
+        let g = global.clone().acquire_many_owned(n).await.ok()?;
+        match held {
+            Some(h) => {
+                h.global.merge(g);
+                h.peer.merge(p);
+            }
+            None => *held = Some(Held { global: g, peer: p }),
+        }
+        Some(())
+    }
+}
+
+/// Reads a frame body of `len` bytes, taking budget as the bytes arrive.
+async fn read_body_budgeted<R: AsyncRead + Unpin>(
+    r: &mut R,
+    len: usize,
+    held: &mut Option<Held>,
+    ctx: &ReadCtx,
+    peer_budget: &Arc<Semaphore>,
+) -> Result<bytes::Bytes, FrameError> {
+    let mut buf: Vec<u8> = Vec::new();
+    while buf.len() < len {
+        let step = (len - buf.len()).min(BUDGET_STEP);
+        if Held::grow(held, step, &ctx.budget, peer_budget)
+            .await
+            .is_none()
+        {
+            return Err(FrameError::Io(std::io::ErrorKind::BrokenPipe.into()));
+        }
+        let start = buf.len();
+        buf.resize(start + step, 0);
+        let mut filled = start;
+        while filled < start + step {
+            match r.read(&mut buf[filled..start + step]).await? {
+                0 => return Err(FrameError::Truncated),
+                n => filled += n,
+            }
+        }
+    }
+    Ok(bytes::Bytes::from(buf))
+}
+
+/// `message` with its blocks copied out of the frame when the frame is much larger than they
+/// are: blocks are slices of their frame and keep all of it alive until stored, so a peer that
+/// pads each 64 KiB block's frame to 4 MiB (an unknown field is legal protobuf) would multiply
+/// what a fetch window holds by 64. Honest frames stay zero-copy.
+fn unpadded(mut message: Message, frame_len: usize) -> Message {
+    let data: usize = message.deliveries.iter().map(|d| d.data.len()).sum();
+    if data > 0 && frame_len > data + data / 4 + BUDGET_STEP {
+        for d in &mut message.deliveries {
+            d.data = bytes::Bytes::copy_from_slice(&d.data);
+        }
+    }
+    message
+}
+
+/// Roughly what a decoded message holds in memory beyond its frame: its list entries are
+/// several times their wire size.
+fn decoded_extra(message: &Message, wire_len: usize) -> usize {
+    use crate::format::blockexc::{BlockPresence, WantEntry};
+    let entries = message.wantlist.entries.len() * std::mem::size_of::<WantEntry>();
+    let presences = message.presences.len() * (std::mem::size_of::<BlockPresence>() + 32);
+    (entries + presences).saturating_sub(wire_len)
+}
+
+/// Reads frames from `r` until it ends, forwarding each valid message as an event.
+pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
+    peer: PeerId,
+    mut r: R,
+    ctx: &ReadCtx,
+) -> ReadEnd {
+    let violation = |v: Violation| NetEvent::Violation { peer, violation: v };
+    let peer_budget = ctx.peer_budgets.of(peer);
+    loop {
+        let len =
+            match tokio::time::timeout(ctx.idle_timeout, framing::read_len(&mut r, ctx.max_frame))
+                .await
+            {
+                // Quiet for the idle timeout: closed like a clean end (a Codex peer opens a new
+                // stream when it next has something to say).
+                Err(_) => return ReadEnd::Eof,
+                Ok(Ok(len)) => len,
+                Ok(Err(FrameError::Eof)) => return ReadEnd::Eof,
+                Ok(Err(FrameError::Io(_))) => return ReadEnd::Gone,
+                Ok(Err(FrameError::TooLarge { len, max })) => {
+                    let _ = ctx
+                        .events
+                        .send(violation(Violation::FrameTooLarge { len, max }))
+                        .await;
+                    return ReadEnd::Violation;
+                }
+                Ok(Err(FrameError::BadLength | FrameError::Truncated)) => {
+                    let _ = ctx.events.send(violation(Violation::Framing)).await;
+                    return ReadEnd::Violation;
+                }
+            };
+        // The body must come at the minimum rate or better, from the moment its length is
+        // known: a peer that trickles a frame holds a stream and budget for a bounded time.
+        let allowed =
+            ctx.frame_timeout + Duration::from_secs_f64(len as f64 / ctx.min_rate.max(1) as f64);
+        let mut held = None;
+        let body = match tokio::time::timeout(
+            allowed,
+            read_body_budgeted(&mut r, len, &mut held, ctx, &peer_budget),
+        )
+        .await
+        {
+            Ok(Ok(body)) => body,
+            Ok(Err(FrameError::Truncated)) => {
+                let _ = ctx.events.send(violation(Violation::Framing)).await;
+                return ReadEnd::Violation;
+            }
+            Ok(Err(_)) => return ReadEnd::Gone,
+            Err(_) => {
+                let _ = ctx.events.send(violation(Violation::SlowFrame)).await;
+                return ReadEnd::Violation;
+            }
+        };
+        // Decoding hashes the delivered blocks (≤ 20 × 64 KiB): about a millisecond.
+        let message = match Message::decode(body) {
+            Ok(message) => unpadded(message, len),
+            Err(e) => {
+                let _ = ctx.events.send(violation(Violation::Message(e))).await;
+                return ReadEnd::Violation;
+            }
+        };
+        let extra = decoded_extra(&message, len);
+        if Held::grow(&mut held, extra, &ctx.budget, &peer_budget)
+            .await
+            .is_none()
+        {
+            return ReadEnd::Gone;
+        }
+        let event = NetEvent::Message {
+            peer,
+            message,
+            budget: FrameBudget { _held: held },
+        };
+        if ctx.events.send(event).await.is_err() {
+            return ReadEnd::Gone;
+        }
+    }
+}
+
+/// Hands every inbound block-exchange stream to a reader, at most `per_peer` at once per peer.
+pub(crate) async fn accept_loop(
+    mut incoming: mpsc::Receiver<crate::network::net::inbound::NewStream>,
+    ctx: Arc<ReadCtx>,
+    per_peer: usize,
+) {
+    let mut slots: HashMap<PeerId, Arc<Semaphore>> = HashMap::new();
+    while let Some((peer, stream)) = incoming.recv().await {
+        if slots.len() > PRUNE_SLOTS_ABOVE {
+            slots.retain(|_, s| s.available_permits() < per_peer);
+        }
+        let slot = slots
+            .entry(peer)
+            .or_insert_with(|| Arc::new(Semaphore::new(per_peer)))
+            .clone();
+        let Ok(permit) = slot.try_acquire_owned() else {
+            // Refused by dropping it (a reset). The event is best effort: the accept loop must not
+            // wait on the consumer, or inbound streams of every peer would pile up behind it.
+            drop(stream);
+            let violation = Violation::TooManyStreams;
+            let _ = ctx.events.try_send(NetEvent::Violation { peer, violation });
+            continue;
+        };
+        let ctx = ctx.clone();
+        tokio::spawn(async move {
+            let _permit = permit;
+            let mut stream = stream;
+            if read_loop(peer, &mut stream, &ctx).await == ReadEnd::Eof {
+                let _ = stream.close().await;
+            }
+            // Otherwise the stream is dropped unclosed, which resets it.
+        });
+    }
+}
+
+/// Owns our one outbound stream to `peer`: opens it on the first message, writes every queued
+/// message on it, runs a reader on it (Codex may answer there), and opens a new one on the next
+/// message after a failure, as Codex does. Ends when the queue closes (peer gone or shutdown).
+pub(crate) async fn write_loop(
+    peer: PeerId,
+    mut queue: mpsc::Receiver<Outgoing>,
+    mut control: libp2p_stream::Control,
+    ctx: Arc<ReadCtx>,
+) {
+    let failed = |reason| NetEvent::SendFailed { peer, reason };
+    // The write half, and the reader of the read half while it runs.
+    let mut out = None;
+    let mut reader: Option<tokio::task::JoinHandle<ReadEnd>> = None;
+    loop {
+        let (message, written) = tokio::select! {
+            m = queue.recv() => match m {
+                Some(m) => m,
+                None => break,
+            },
+            end = async { reader.as_mut()?.await.ok() }, if reader.is_some() => {
+                reader = None;
+                // A clean end of the peer's side leaves ours writable; anything else kills it.
+                if end != Some(ReadEnd::Eof) {
+                    out = None;
+                }
+                continue;
+            }
+        };
+        let wire = message.to_wire();
+        let len = prost::Message::encoded_len(&wire);
+        // Whatever happens to this frame below, its sender hears of it (the sender's drop
+        // reads as "not written").
+        let mut written = written;
+        let mut tell = |ok: bool| {
+            if let Some(w) = written.take() {
+                let _ = w.send(ok);
+            }
+        };
+        if len > ctx.max_frame {
+            let _ = ctx.events.send(failed(SendFailure::TooLarge(len))).await;
+            continue;
+        }
+        // prost's length delimiter is the same unsigned varint as the frame prefix.
+        let frame = prost::Message::encode_length_delimited_to_vec(&wire);
+        drop(wire);
+        if out.is_none() {
+            if let Some(r) = reader.take() {
+                r.abort();
+            }
+            let opened =
+                tokio::time::timeout(OPEN_TIMEOUT, control.open_stream(peer, BLOCKEXC_PROTOCOL))
+                    .await;
+            let stream = match opened {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    let _ = ctx.events.send(failed(open_failure(&e))).await;
+                    continue;
+                }
+                Err(_) => {
+                    let timed_out = SendFailure::OpenStream(std::io::ErrorKind::TimedOut);
+                    let _ = ctx.events.send(failed(timed_out)).await;
+                    continue;
+                }
+            };
+            let (r, w) = stream.split();
+            let ctx = ctx.clone();
+            reader = Some(tokio::spawn(async move { read_loop(peer, r, &ctx).await }));
+            out = Some(w);
+        }
+        let Some(w) = out.as_mut() else { continue };
+        let allowed = WRITE_TIMEOUT + Duration::from_secs_f64(frame.len() as f64 / WRITE_MIN_RATE);
+        let result = tokio::time::timeout(allowed, write_all_flush(w, &frame)).await;
+        let kind = match result {
+            Ok(Ok(())) => {
+                tell(true);
+                continue;
+            }
+            Ok(Err(e)) => e.kind(),
+            Err(_) => std::io::ErrorKind::TimedOut,
+        };
+        out = None;
+        if let Some(r) = reader.take() {
+            r.abort();
+        }
+        let _ = ctx.events.send(failed(SendFailure::Write(kind))).await;
+    }
+    if let Some(mut w) = out {
+        let _ = w.close().await;
+    }
+    if let Some(r) = reader {
+        r.abort();
+    }
+}
+
+async fn write_all_flush<W: futures::AsyncWrite + Unpin>(
+    w: &mut W,
+    bytes: &[u8],
+) -> std::io::Result<()> {
+    w.write_all(bytes).await?;
+    w.flush().await
+}
+
+fn open_failure(e: &libp2p_stream::OpenStreamError) -> SendFailure {
+    match e {
+        libp2p_stream::OpenStreamError::UnsupportedProtocol(_) => SendFailure::Unsupported,
+        libp2p_stream::OpenStreamError::Io(e) => SendFailure::OpenStream(e.kind()),
+        // The enum is non-exhaustive; a future variant is still a failure to open.
+        _ => SendFailure::OpenStream(std::io::ErrorKind::Other),
+    }
+}
