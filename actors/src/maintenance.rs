@@ -7,25 +7,23 @@
 //! block store copies the live blocks of a mostly-dead segment file, the metadata actor points
 //! the records at the copies, and once that is durable the old file goes.
 //!
-//! It owns only its cursor. Stops with the actix system.
+//! The datasets it expires are announced by the repository's expiry step (`repo.rs`), like every
+//! other dataset event. It owns only its cursor. Stops with the actix system.
 
 use std::time::Duration;
 
-use actix::{Actor, ActorFutureExt, AsyncContext, Context, Recipient, WrapFuture};
+use actix::{Actor, ActorFutureExt, AsyncContext, Context, WrapFuture};
 
 use crate::{
     clock::unix_now,
     error::Result,
     meta_store::{ExpireBlocks, Expired},
-    network::exchange::DatasetRemoved,
     repo::Repo,
 };
 
 /// The maintenance actor; see the module docs.
 pub struct Maintenance {
     repo: Repo,
-    /// Told of every dataset expired (the network stops announcing it), if there is a network.
-    removed: Option<Recipient<DatasetRemoved>>,
     interval: Duration,
     batch: usize,
     /// Key after which the next pass resumes.
@@ -37,15 +35,9 @@ pub struct Maintenance {
 impl Maintenance {
     /// A maintainer running an expiry pass over `batch` records, then a compaction step,
     /// every `interval`.
-    pub(crate) fn new(
-        repo: Repo,
-        removed: Option<Recipient<DatasetRemoved>>,
-        interval: Duration,
-        batch: usize,
-    ) -> Self {
+    pub(crate) fn new(repo: Repo, interval: Duration, batch: usize) -> Self {
         Self {
             repo,
-            removed,
             interval,
             batch,
             cursor: None,
@@ -78,13 +70,6 @@ impl Maintenance {
                     }
                     if moved > 0 {
                         tracing::info!(moved, "compacted a segment");
-                    }
-                    if let Some(removed) = &act.removed {
-                        for manifest in &expired.manifests {
-                            removed.do_send(DatasetRemoved {
-                                manifest: *manifest,
-                            });
-                        }
                     }
                     act.cursor = expired.next;
                 }

@@ -2,20 +2,22 @@
 //! sequence that frees block bytes goes through [`Repo::settle`]: sync the metadata journal,
 //! then hand the dead bytes to the block store. That one function is why no segment file is
 //! deleted before the records that stopped pointing into it are durable, and why every
-//! acknowledgement of a removal follows its sync.
+//! acknowledgement of a removal follows its sync. The same sequences are the only senders of
+//! dataset events ([`DatasetEvent`]): a commit, a fetch begun, a delete, an expiry step.
 
 use actix::Addr;
 use cid::Cid;
 
 use crate::{
     block_store::{BlockStore, CopyBlocks, PickSparse, ReadBlock, ReadBlocks, ReleaseBytes},
+    dataset_events::{DatasetEvent, RemovedBy, Subscriber},
     error::{Error, Result},
     format::cid::MANIFEST_CODEC,
     hasher::Hasher,
     meta_reader::{BlockRef, BlocksIn, GetLeaves, MetaReader},
     meta_store::{
-        DeleteBlock, DeleteDataset, Deletion, DropTree, ExpireBlocks, Expired, Journal, MetaStore,
-        Relocate, Removed, SyncMeta,
+        BeginFetch, CommitDataset, DeleteBlock, DeleteDataset, Deletion, DropTree, ExpireBlocks,
+        Expired, FetchProgress, Journal, MetaStore, Relocate, Removed, SyncMeta,
     },
     records::Location,
 };
@@ -31,6 +33,8 @@ pub(crate) struct Repo {
     pub(crate) block_reads: Addr<BlockStore>,
     pub(crate) journal: Addr<Journal>,
     pub(crate) hasher: Addr<Hasher>,
+    /// Who hears of datasets stored and removed (the network room, when one runs).
+    pub(crate) events: Subscriber,
 }
 
 impl Repo {
@@ -57,9 +61,52 @@ impl Repo {
         }
     }
 
+    /// Commits an uploaded dataset whose blocks are written, synced and pinned, makes the
+    /// commit durable, and tells the subscriber. Returns the manifest CID.
+    pub(crate) async fn commit_dataset(&self, msg: CommitDataset) -> Result<Cid> {
+        let tree = msg.manifest.tree_cid;
+        let manifest = self.meta.send(msg).await??;
+        // The upload's reply promises durability.
+        self.journal.send(SyncMeta).await??;
+        self.events
+            .tell(DatasetEvent::Stored { manifest, tree })
+            .await;
+        Ok(manifest)
+    }
+
+    /// Records the manifest `encoded` (CID `manifest`) as a dataset being fetched (see
+    /// [`BeginFetch`]) and tells the subscriber: holding the manifest, this node can serve
+    /// what it fetches.
+    pub(crate) async fn begin_fetch(
+        &self,
+        manifest: Cid,
+        tree: Cid,
+        encoded: Vec<u8>,
+        expiry: u64,
+    ) -> Result<FetchProgress> {
+        let progress = self
+            .meta
+            .send(BeginFetch {
+                manifest: encoded,
+                expiry,
+            })
+            .await??;
+        self.events
+            .tell(DatasetEvent::Stored { manifest, tree })
+            .await;
+        Ok(progress)
+    }
+
     /// Deletes a dataset (manifest CID) or an unused block (block CID); durable when it returns.
+    /// A dataset's fetch is stopped first (the subscriber hears of the removal before it
+    /// starts), so that it stores nothing more.
     pub(crate) async fn delete(&self, cid: Cid) -> Result<Removed> {
         let first = if cid.codec() == MANIFEST_CODEC {
+            let removed = DatasetEvent::Removed {
+                manifest: cid,
+                by: RemovedBy::Delete,
+            };
+            self.events.tell(removed).await;
             self.meta.send(DeleteDataset { cid }).await??
         } else {
             self.meta.send(DeleteBlock { cid }).await??
@@ -67,12 +114,21 @@ impl Repo {
         self.finish_deletion(first).await
     }
 
-    /// One expiry step (see [`ExpireBlocks`]), with the datasets it expired removed whole and
-    /// everything settled.
+    /// One expiry step (see [`ExpireBlocks`]), with the datasets it expired removed whole,
+    /// everything settled, and the subscriber told.
     pub(crate) async fn expire_step(&self, msg: ExpireBlocks) -> Result<Expired> {
         let mut step = self.meta.send(msg).await??;
         let freed = std::mem::take(&mut step.freed);
         let mut removed = self.finish_deletion(Deletion { freed, tree: None }).await?;
+        // The manifests' removal is durable now: whatever serves or fetches them stops before
+        // their trees go (a tree drop that fails is finished by the start-up check).
+        for manifest in &step.manifests {
+            let removed = DatasetEvent::Removed {
+                manifest: *manifest,
+                by: RemovedBy::Expiry,
+            };
+            self.events.tell(removed).await;
+        }
         for tree in std::mem::take(&mut step.trees) {
             removed += self
                 .finish_deletion(Deletion::default().with_tree(tree))

@@ -38,11 +38,11 @@ fn a_dataset_goes_from_node_to_node_and_on() -> TestResult {
         let original = data(1_000_000, 7);
         let cid = upload(&a, &original).await?;
         connect(&b, &a).await?;
-        let (manifest, stream) = b.stream_network(cid, None).await?;
+        let (manifest, stream) = b.network()?.stream(cid, None).await?;
         assert_eq!(manifest.dataset_size, original.len() as u64);
         assert!(collect(stream).await? == original, "B got the bytes");
         // B now holds it as an ordinary dataset, with the same figures as A.
-        let mut status = b.fetch(cid).await?.status;
+        let mut status = b.network()?.fetch(cid).await?.status;
         while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
             status.changed().await.map_err(|_| Error::Unavailable)?;
         }
@@ -55,9 +55,9 @@ fn a_dataset_goes_from_node_to_node_and_on() -> TestResult {
         // C gets it from B alone.
         let c = start(dirs[2].path()).await?;
         connect(&c, &b).await?;
-        let (_, stream) = c.stream_network(cid, None).await?;
+        let (_, stream) = c.network()?.stream(cid, None).await?;
         assert!(collect(stream).await? == original, "C got the bytes from B");
-        let stats = b.exchange_stats().await?;
+        let stats = b.network()?.exchange_stats().await?;
         assert!(stats.blocks_sent >= 16, "{stats:?}");
         assert_eq!(stats.bad_blocks, 0);
         b.shutdown().await?;
@@ -79,7 +79,7 @@ fn a_manifest_nobody_has_is_not_found_in_bounded_time() -> TestResult {
         connect(&a, &b).await?;
         let missing = codex_actors::format::manifest::cid_of_encoded(b"nobody has this");
         let started = std::time::Instant::now();
-        let got = a.network_manifest(missing).await;
+        let got = a.network()?.manifest(missing).await;
         assert!(matches!(got, Err(Error::NotOnNetwork(_))), "{got:?}");
         assert!(started.elapsed() < Duration::from_secs(10));
         a.shutdown().await?;
@@ -118,13 +118,16 @@ fn a_streamed_fetch_asks_for_each_block_once() -> TestResult {
         let original = data(3 * 1024 * 1024 + 12_345, 3);
         let cid = upload(&a, &original).await?;
         connect(&b, &a).await?;
-        let (_, stream) = b.stream_network(cid, None).await?;
+        let (_, stream) = b.network()?.stream(cid, None).await?;
         assert!(collect(stream).await? == original);
-        let mut status = b.fetch(cid).await?.status;
+        let mut status = b.network()?.fetch(cid).await?.status;
         while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
             status.changed().await.map_err(|_| Error::Unavailable)?;
         }
-        let (sent, received) = (a.exchange_stats().await?, b.exchange_stats().await?);
+        let (sent, received) = (
+            a.network()?.exchange_stats().await?,
+            b.network()?.exchange_stats().await?,
+        );
         assert_eq!(
             sent.blocks_sent, 50,
             "49 leaves and the manifest, once each"
@@ -154,12 +157,12 @@ fn two_seeders_share_a_download() -> TestResult {
         assert_eq!(upload(&b, &original).await?, cid);
         connect(&c, &a).await?;
         connect(&c, &b).await?;
-        let mut status = c.fetch(cid).await?.status;
+        let mut status = c.network()?.fetch(cid).await?.status;
         while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
             status.changed().await.map_err(|_| Error::Unavailable)?;
         }
         assert_eq!(*status.borrow(), FetchStatus::Complete { total: 384 });
-        let stats = c.exchange_stats().await?;
+        let stats = c.network()?.exchange_stats().await?;
         let shares: Vec<u64> = stats.per_peer.iter().map(|p| p.blocks_received).collect();
         assert_eq!(shares.iter().sum::<u64>(), 385, "{shares:?}");
         // Whoever answers first cannot take every request: the other gets a fair part (about
@@ -171,6 +174,66 @@ fn two_seeders_share_a_download() -> TestResult {
         for n in [a, b, c] {
             n.shutdown().await?;
         }
+        Ok(())
+    })
+}
+
+/// Expiry removes a dataset whose fetch is running: the fetch stops, saying why, and nothing it
+/// stored stays behind (issue 17: before, expiry removed the dataset under the fetch, which ran
+/// on until its next batch was refused with "not found in local store").
+#[test]
+fn expiry_stops_the_fetch_of_the_dataset_it_removes() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    actix::System::new().block_on(async move {
+        let a = start(dirs[0].path()).await?;
+        let b = start(dirs[1].path()).await?;
+        // 1,024 blocks: the expiry below lands while the fetch is under way.
+        let original = data(64 * 1024 * 1024, 9);
+        let cid = upload(&a, &original).await?;
+        connect(&b, &a).await?;
+        let mut status = b.network()?.fetch(cid).await?.status;
+        let expired = b.expire(u64::MAX).await?;
+        assert_eq!(expired.datasets, 1, "the partial dataset expired");
+        let ended = tokio::time::timeout(Duration::from_secs(10), async {
+            while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
+                if status.changed().await.is_err() {
+                    break;
+                }
+            }
+            status.borrow().clone()
+        })
+        .await
+        .map_err(|_| "the fetch still runs 10 s after its dataset expired")?;
+        match &ended {
+            FetchStatus::Failed { reason } => assert!(
+                reason.contains("expired") || reason.contains("removed"),
+                "the fetch says why it stopped: {reason}"
+            ),
+            other => panic!("the fetch of an expired dataset ended as {other:?}"),
+        }
+        // Whatever the fetch stored after the expiry was refused and released.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        b.expire(u64::MAX).await?;
+        let space = b.space().await?;
+        assert_eq!(
+            (
+                space.total_blocks,
+                space.quota_used_bytes,
+                space.quota_reserved_bytes
+            ),
+            (0, 0, 0),
+            "{space:?}"
+        );
+        assert!(b.partial_datasets().await?.is_empty());
+        assert!(b.fetch_progress(cid).await?.is_none());
+        // A new fetch starts from nothing and completes.
+        let (_, stream) = b.network()?.stream(cid, None).await?;
+        assert!(
+            collect(stream).await? == original,
+            "fetched again, byte-exact"
+        );
+        a.shutdown().await?;
+        b.shutdown().await?;
         Ok(())
     })
 }

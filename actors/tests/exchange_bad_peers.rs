@@ -430,7 +430,7 @@ async fn wait_stats(
 ) -> TestResult<ExchangeStats> {
     let started = std::time::Instant::now();
     loop {
-        let stats = node.exchange_stats().await?;
+        let stats = node.network()?.exchange_stats().await?;
         if done(&stats) || started.elapsed() > Duration::from_secs(10) {
             return Ok(stats);
         }
@@ -457,8 +457,9 @@ fn run_case(how: Misbehaviour) -> TestResult {
         connect(&s, &o).await?;
         let before = o.space().await?;
 
-        let to = o.peer_id().ok_or("no peer id")?;
+        let to = o.network()?.peer_id();
         let addr = o
+            .network()?
             .listen_addrs()
             .await?
             .into_iter()
@@ -467,7 +468,7 @@ fn run_case(how: Misbehaviour) -> TestResult {
         let (x_cid, x_data, x_manifest_len) = (x.manifest_cid, x.data.clone(), x.manifest.len());
         let mut bad = BadPeer::start(to, addr, x, other, how).await?;
         let fetcher = o.clone();
-        let fetch = actix_rt::spawn(async move { fetcher.fetch(x_cid).await });
+        let fetch = actix_rt::spawn(async move { fetcher.network()?.fetch(x_cid).await });
         bad.expect(Report::Misbehaved).await?;
         let stats = wait_stats(&o, |s| s.bad_blocks > 0).await?;
         assert_eq!(stats.bad_blocks, 1, "{how:?}: {stats:?}");
@@ -490,7 +491,7 @@ fn run_case(how: Misbehaviour) -> TestResult {
         );
 
         // The good peer is served meanwhile.
-        let (_, stream) = s.stream_network(y.manifest_cid, None).await?;
+        let (_, stream) = s.network()?.stream(y.manifest_cid, None).await?;
         assert!(collect(stream).await? == y.data, "{how:?}: S got Y");
 
         // Once S holds X as well, the fetch completes without waiting out the bad peer.
@@ -517,7 +518,7 @@ fn run_case(how: Misbehaviour) -> TestResult {
             "{how:?}: O has X, byte for byte"
         );
         assert_eq!(o.space().await?, s.space().await?, "{how:?}");
-        let stats = o.exchange_stats().await?;
+        let stats = o.network()?.exchange_stats().await?;
         assert_eq!(stats.bad_blocks, 1, "{how:?}: {stats:?}");
         o.shutdown().await?;
         s.shutdown().await?;

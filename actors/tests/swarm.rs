@@ -38,7 +38,7 @@ fn downloaders_find_a_dataset_by_cid_and_share_it() -> TestResult {
         let cid = upload(&uploader, &original).await?;
         // The dataset's two keys (manifest and tree) are announced before anyone looks.
         let announced = std::time::Instant::now();
-        while uploader.dht_stats().await?.announcements < 2 {
+        while uploader.network()?.dht_stats().await?.announcements < 2 {
             assert!(
                 announced.elapsed() < Duration::from_secs(20),
                 "never announced"
@@ -48,7 +48,7 @@ fn downloaders_find_a_dataset_by_cid_and_share_it() -> TestResult {
         let fetches = downloaders.iter().map(|d| {
             let d = d.clone();
             async move {
-                let (_, stream) = d.stream_network(cid, None).await?;
+                let (_, stream) = d.network()?.stream(cid, None).await?;
                 collect(stream).await
             }
         });
@@ -57,7 +57,7 @@ fn downloaders_find_a_dataset_by_cid_and_share_it() -> TestResult {
             let bytes = r?;
             assert!(bytes == original, "downloader {i} got other bytes");
         }
-        let sent = uploader.exchange_stats().await?.blocks_sent;
+        let sent = uploader.network()?.exchange_stats().await?.blocks_sent;
         let blocks = (original.len() as u64).div_ceil(65536);
         eprintln!(
             "uploader served {sent} of {} blocks",

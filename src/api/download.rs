@@ -52,9 +52,10 @@ pub(crate) async fn network_stream(
                 .ok()
         })
         .unwrap_or(0);
-    let fetching = node.fetch_from(cid, Some(first / 65536)).await?;
+    let network = node.network()?;
+    let fetching = network.fetch_from(cid, Some(first / 65536)).await?;
     let range = requested_range(&req, fetching.manifest.dataset_size)?;
-    let body = node.read_fetching(cid, &fetching, range.clone())?;
+    let body = network.read_fetching(cid, &fetching, range.clone())?;
     respond(cid, &fetching.manifest, range, body).await
 }
 

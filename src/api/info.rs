@@ -121,7 +121,10 @@ pub(crate) async fn space(node: web::Data<Node>) -> Result<HttpResponse, ApiErro
 pub(crate) async fn metrics(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let space = node.space().await?;
     // No exchange counters without a network (or once it stopped): the rest is still served.
-    let exchange = node.exchange_stats().await.ok();
+    let exchange = match node.network() {
+        Ok(network) => network.exchange_stats().await.ok(),
+        Err(_) => None,
+    };
     Ok(HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4; charset=utf-8")
         .body(crate::metrics::render(&space, exchange.as_ref())))

@@ -16,14 +16,14 @@ const MAX_CONNECT_ADDRS: usize = 8;
 
 /// `GET /peerid`: `{"id": …}`.
 pub(crate) async fn peer_id(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
-    let id = node.peer_id().ok_or(codex_actors::Error::NoNetwork)?;
+    let id = node.network()?.peer_id();
     Ok(HttpResponse::Ok().json(json!({ "id": id.to_string() })))
 }
 
 /// `GET /spr`: `{"spr": "spr:…"}`, this node's record in Codex's DHT (its UDP address), or,
 /// without Codex's DHT, its signed record over its TCP announce addresses.
 pub(crate) async fn spr(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
-    let spr = node.spr().await?;
+    let spr = node.network()?.spr().await?;
     Ok(HttpResponse::Ok().json(json!({ "spr": spr })))
 }
 
@@ -58,7 +58,7 @@ pub(crate) async fn connect(
         addrs.push(addr);
     }
     let known = !addrs.is_empty();
-    match node.connect(peer, addrs).await {
+    match node.network()?.connect(peer, addrs).await {
         Ok(()) => Ok(HttpResponse::Ok()
             .content_type("text/plain")
             .body("Successfully connected to peer")),
@@ -82,7 +82,7 @@ pub(crate) async fn fetch(
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
     let cid = PathCid::parse(&path)?.held()?;
-    let fetching = node.fetch(cid).await?;
+    let fetching = node.network()?.fetch(cid).await?;
     Ok(HttpResponse::Ok().json(ManifestEntry::new(&cid, &fetching.manifest)))
 }
 
@@ -92,7 +92,11 @@ pub(crate) async fn manifest(
     node: web::Data<Node>,
 ) -> Result<HttpResponse, ApiError> {
     let cid = PathCid::parse(&path)?.held()?;
-    let (manifest, _) = node.network_manifest(cid).await?;
+    // Without a network, the local answer.
+    let manifest = match node.network() {
+        Ok(network) => network.manifest(cid).await?.0,
+        Err(_) => node.manifest(cid).await?,
+    };
     Ok(HttpResponse::Ok().json(ManifestEntry::new(&cid, &manifest)))
 }
 
@@ -131,7 +135,7 @@ pub(crate) async fn progress(
 pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let s = node.space().await?;
     let mut body = json!({
-        "id": node.peer_id().map(|p| p.to_string()),
+        "id": node.network().ok().map(|n| n.peer_id().to_string()),
         "addrs": [],
         "repo": node.config().data_dir().display().to_string(),
         "spr": "",
@@ -145,12 +149,12 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
         },
         "storage": { "totalBlocks": s.total_blocks, "quotaMaxBytes": s.quota_max_bytes, "quotaUsedBytes": s.quota_used_bytes },
     });
-    if node.peer_id().is_some() {
+    if let Ok(network) = node.network() {
         let text = |a: Vec<Multiaddr>| a.iter().map(ToString::to_string).collect::<Vec<_>>();
-        body["addrs"] = json!(text(node.listen_addrs().await?));
-        body["announceAddresses"] = json!(text(node.announce_addrs().await?));
-        body["spr"] = json!(node.spr().await?);
-        let table = node.routing_table().await?;
+        body["addrs"] = json!(text(network.listen_addrs().await?));
+        body["announceAddresses"] = json!(text(network.announce_addrs().await?));
+        body["spr"] = json!(network.spr().await?);
+        let table = network.routing_table().await?;
         let entry = |n: &codex_actors::network::net::RoutingNode| {
             json!({
                 "nodeId": n.node_id,
@@ -166,7 +170,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
         });
         // `table` is Codex's DHT when it runs, as on a Codex node; our Kademlia's then moves to
         // `kademliaTable`.
-        match node.codex_routing_table().await? {
+        match network.codex_routing_table().await? {
             Some(codex) => {
                 let entry = |n: &codex_actors::CodexTableNode| {
                     json!({
@@ -185,7 +189,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             }
             None => body["table"] = kademlia,
         }
-        let stats = node.exchange_stats().await?;
+        let stats = network.exchange_stats().await?;
         let per_peer: Vec<_> = stats
             .per_peer
             .iter()
@@ -216,7 +220,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             "pendingBlocks": stats.pending,
             "peerList": per_peer,
         });
-        let dht = node.dht_stats().await?;
+        let dht = network.dht_stats().await?;
         body["dht"] = json!({
             "lookups": dht.lookups,
             "providersFound": dht.providers_found,

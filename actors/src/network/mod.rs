@@ -1,31 +1,35 @@
-//! The node's network room: the libp2p component, the block-exchange actor on an arbiter of its
-//! own, and the registry of fetches, started behind [`crate::Node`] when the configuration asks
-//! for a network ([`crate::Config::network`]). The store's actors know nothing of it; it reaches
-//! them through the same messages as everything else.
+//! The node's network room, behind one door: [`Network`], which [`crate::Node::network`] hands
+//! out the way iroh-blobs hands out its remote handle. Inside: the libp2p component ([`net`])
+//! that speaks Codex's block exchange and runs our Kademlia, Codex's own DHT ([`codex_dht`],
+//! joined to the rest in `codex_join.rs`), the block-exchange actor ([`exchange`]) on an arbiter
+//! of its own, and the fetches ([`fetch`]). Started by `room.rs` when the configuration asks for
+//! a network ([`crate::Config::network`]). The store's actors know nothing of it; it reaches
+//! them through the same messages as everything else, and hears of datasets stored and removed
+//! from the repository's events (`repo.rs`).
+//!
+//! [`Network`]'s operations: identity and peers here, datasets from peers in `datasets.rs`.
 
 pub mod codex_dht;
 pub(crate) mod codex_join;
+mod datasets;
 pub mod exchange;
 pub mod fetch;
 pub mod net;
+mod room;
 
-use std::{net::SocketAddr, time::Duration};
+use std::{net::SocketAddr, sync::Arc, time::Duration};
 
-use actix::{Actor, Addr, Arbiter, ArbiterHandle};
-use bytes::Bytes;
-use cid::Cid;
-use tokio::sync::{mpsc, oneshot};
+use libp2p::{Multiaddr, PeerId};
+
+pub use datasets::Fetching;
 
 use crate::{
     error::{Error, Result},
-    format::blockexc::BlockAddress,
-    meta_reader::{FindManifest, ListFetches, ListManifests},
-    network::codex_dht::CodexDht,
-    network::exchange::{BlockExchange, DatasetStored, Delivery, ExchangeConfig, Unwant, Want},
-    network::fetch::Fetches,
-    network::net::{identity, Net, NetConfig, NetError, NetHandle},
     repo::Repo,
 };
+use exchange::{Connect, ExchangeConfig, ExchangeStats, GetStats};
+use net::{DhtStats, NetConfig, RoutingTable};
+use room::Room;
 
 /// How the node takes part in the network. Every default is set in [`NetworkConfig::new`].
 #[derive(Debug, Clone)]
@@ -64,199 +68,142 @@ impl NetworkConfig {
     }
 }
 
-/// The running network room.
-pub(crate) struct Network {
-    pub(crate) net: NetHandle,
-    pub(crate) exchange: Addr<BlockExchange>,
-    pub(crate) fetches: Addr<Fetches>,
-    pub(crate) config: NetworkConfig,
-    /// Codex's DHT, when [`NetworkConfig::codex_dht`] asks for it.
-    pub(crate) codex_dht: Option<CodexDht>,
-    /// The exchange's thread.
-    arbiter: ArbiterHandle,
-    /// The libp2p component's runtime: its own threads, so decrypting, framing and checking
-    /// received blocks against their CIDs use every core instead of one event loop. Taken on
-    /// shutdown (a tokio runtime must not be dropped inside an async context).
-    runtime: std::sync::Mutex<Option<tokio::runtime::Runtime>>,
+/// What the store lends the network: how long fetched blocks live, how far a stream reads ahead.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct StoreSettings {
+    pub(crate) block_ttl: Duration,
+    pub(crate) read_ahead_blocks: usize,
 }
 
-/// Threads of the network runtime.
-const NET_THREADS: usize = 2;
+/// The network room's handle: cheap to clone, every clone talks to the same actors. Get it from
+/// [`crate::Node::network`].
+#[derive(Clone)]
+pub struct Network {
+    room: Arc<Room>,
+}
 
 impl Network {
-    /// Starts the libp2p component and the exchange on a new arbiter, and the fetch registry on
-    /// the caller's.
-    pub(crate) async fn start(config: NetworkConfig, repo: Repo) -> Result<Self> {
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(NET_THREADS)
-            .thread_name("network")
-            .enable_all()
-            .build()?;
-        let bootstraps =
-            codex_join::split_bootstraps(&config.net.bootstrap, config.codex_dht.is_some());
-        let mut net_config = config.net.clone();
-        net_config.bootstrap = bootstraps.kademlia;
-        let codex_bind = config.codex_dht;
-        let net_started = runtime.spawn(async move {
-            let key_path = net_config.key_path.clone();
-            let announce = net_config.announce_addrs.clone();
-            let (handle, events) = Net::start(net_config).await?;
-            let Some(bind) = codex_bind else {
-                return Ok((handle, events, None));
-            };
-            let start = codex_join::Start {
-                // Net::start created the key file if it was missing.
-                keypair: identity::load_or_create(&key_path)?,
-                bind,
-                announce,
-                listening: handle.listen_addrs().await?,
-                bootstrap: bootstraps.codex,
-            };
-            let dht = codex_join::start(start)
-                .await
-                .map_err(|e| NetError::Listen(format!("Codex DHT on UDP {bind}: {e}")))?;
-            Ok((handle, events, Some(dht)))
-        });
-        let arbiter = Arbiter::new().handle();
-        let (tx, rx) = oneshot::channel();
-        let exchange_config = config.exchange.clone();
-        let exchange_repo = repo.clone();
-        let spawned = arbiter.spawn(async move {
-            let net = net_started
-                .await
-                .unwrap_or_else(|e| Err(NetError::Listen(e.to_string())));
-            let started = match net {
-                Ok((handle, events, codex_dht)) => {
-                    let net = handle.clone();
-                    let dht = codex_dht.clone();
-                    let exchange = BlockExchange::create(move |ctx| {
-                        let events = futures_util::stream::unfold(events, |mut rx| async move {
-                            rx.recv().await.map(|e| (e, rx))
-                        });
-                        actix::AsyncContext::add_stream(ctx, events);
-                        BlockExchange::new(handle, exchange_repo, exchange_config)
-                            .with_codex_dht(dht)
-                    });
-                    Ok((net, exchange, codex_dht))
-                }
-                Err(e) => Err(Error::Network(e.to_string())),
-            };
-            let _ = tx.send(started);
-        });
-        if !spawned {
-            return Err(Error::Unavailable);
-        }
-        let (net, exchange, codex_dht) = rx.await.map_err(|_| Error::Unavailable)??;
-        let fetches = Fetches::new(
-            repo,
-            exchange.clone(),
-            config.fetch_window,
-            config.max_fetches,
-        )
-        .start();
-        tracing::info!(peer_id = %net.peer_id(), "network started");
+    /// Starts the room (see `room.rs`) and announces every dataset the store holds.
+    pub(crate) async fn start(
+        config: NetworkConfig,
+        repo: Repo,
+        store: StoreSettings,
+    ) -> Result<Self> {
+        let room = Room::start(config, repo, store).await?;
+        room.announce_stored().await?;
         Ok(Self {
-            net,
-            exchange,
-            fetches,
-            config,
-            codex_dht,
-            arbiter,
-            runtime: std::sync::Mutex::new(Some(runtime)),
+            room: Arc::new(room),
         })
     }
 
-    /// The bytes of a block (a manifest) no local store has, from whichever peer has it; "not
-    /// found" after [`NetworkConfig::manifest_timeout`].
-    pub(crate) async fn block_from_peers(&self, cid: Cid) -> Result<Bytes> {
-        // A node that knows no peer at all (none connected, none in its DHT table) cannot find
-        // anything: it says so at once instead of waiting out the timeout. Connections are
-        // counted where they are made: the exchange hears of a peer a moment after `/connect`
-        // has answered, and a request right after it must still wait for that peer.
-        let connected = self.net.connected_peers().await.unwrap_or(0);
-        let known = self
+    /// Stops the swarm (saving the peer store), Codex's DHT and the exchange's thread.
+    pub(crate) async fn shutdown(&self) {
+        self.room.shutdown().await;
+    }
+
+    /// This node's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.room.net.peer_id()
+    }
+
+    /// The addresses the network listens on.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the network stopped.
+    pub async fn listen_addrs(&self) -> Result<Vec<Multiaddr>> {
+        self.room
+            .net
+            .listen_addrs()
+            .await
+            .map_err(|_| Error::Unavailable)
+    }
+
+    /// The addresses peers should dial: the configured announce addresses, else the listen
+    /// addresses.
+    ///
+    /// # Errors
+    /// As [`Network::listen_addrs`].
+    pub async fn announce_addrs(&self) -> Result<Vec<Multiaddr>> {
+        let configured = &self.room.config.net.announce_addrs;
+        if !configured.is_empty() {
+            return Ok(configured.clone());
+        }
+        self.listen_addrs().await
+    }
+
+    /// This node's signed peer record (`spr:` text): when Codex's DHT runs, its record (the
+    /// UDP address, what a Codex node takes as `--bootstrap-node`), else one over the TCP
+    /// announce addresses.
+    ///
+    /// # Errors
+    /// As [`Network::listen_addrs`]; [`Error::Network`] when the record cannot be signed.
+    pub async fn spr(&self) -> Result<String> {
+        if let Some(dht) = &self.room.codex_dht {
+            return Ok(dht.local_record().to_text());
+        }
+        let addrs = self.announce_addrs().await?;
+        self.room
+            .net
+            .spr(addrs)
+            .map_err(|e| Error::Network(e.to_string()))
+    }
+
+    /// Connects to `peer` at `addrs` (Codex's `/connect`).
+    ///
+    /// # Errors
+    /// [`Error::Network`] when the peer cannot be reached there.
+    pub async fn connect(&self, peer: PeerId, addrs: Vec<Multiaddr>) -> Result<()> {
+        self.room
+            .exchange
+            .send(Connect { peer, addrs })
+            .await?
+            .map_err(|e| Error::Network(e.to_string()))
+    }
+
+    /// Counters of the block exchange.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub async fn exchange_stats(&self) -> Result<ExchangeStats> {
+        Ok(self.room.exchange.send(GetStats).await?)
+    }
+
+    /// The DHT routing table, in Codex's `/debug/info` `table` shape.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub async fn routing_table(&self) -> Result<RoutingTable> {
+        self.room
+            .net
+            .routing_table()
+            .await
+            .map_err(|_| Error::Unavailable)
+    }
+
+    /// Codex's DHT routing table in Codex's `/debug/info` shape; `None` when Codex's DHT does
+    /// not run.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub async fn codex_routing_table(&self) -> Result<Option<crate::CodexTable>> {
+        match &self.room.codex_dht {
+            Some(dht) => codex_join::table(dht)
+                .await
+                .map(Some)
+                .map_err(|_| Error::Unavailable),
+            None => Ok(None),
+        }
+    }
+
+    /// Counters of the DHT: lookups, providers found, dials.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`].
+    pub async fn dht_stats(&self) -> Result<DhtStats> {
+        self.room
             .net
             .dht_stats()
             .await
-            .map_or(0, |s| s.routing_table_peers);
-        let codex_known = match &self.codex_dht {
-            Some(dht) => dht.routing_table().await.map_or(0, |t| t.len()),
-            None => 0,
-        };
-        if connected == 0 && known == 0 && codex_known == 0 {
-            return Err(Error::NotOnNetwork("this node knows no peer".into()));
-        }
-        let (tx, mut rx) = mpsc::channel(1);
-        let address = BlockAddress::Cid(cid);
-        self.exchange
-            .send(Want {
-                addresses: vec![address.clone()],
-                sink: tx.clone(),
-            })
-            .await?;
-        let timeout = self.config.manifest_timeout;
-        let got = tokio::time::timeout(timeout, rx.recv()).await;
-        match got {
-            Ok(Some(Delivery::Block { data, .. })) => Ok(data),
-            Ok(Some(Delivery::Failed { .. }) | None) => {
-                Err(Error::NotOnNetwork("no connected peer delivered it".into()))
-            }
-            Err(_) => {
-                self.exchange.do_send(Unwant {
-                    addresses: vec![address],
-                    sink: tx,
-                });
-                Err(Error::NotOnNetwork(format!(
-                    "no peer delivered it within {} s",
-                    timeout.as_secs()
-                )))
-            }
-        }
-    }
-
-    /// Announces every dataset the store holds, complete or being fetched (at start-up).
-    pub(crate) async fn announce_stored(&self, repo: &Repo) -> Result<()> {
-        let mut datasets: Vec<(Cid, Cid)> = Vec::new();
-        for (cid, manifest) in repo.reader.send(ListManifests).await?? {
-            if let Ok(m) = manifest {
-                datasets.push((cid, m.tree_cid));
-            }
-        }
-        for (cid, _) in repo.reader.send(ListFetches).await?? {
-            if let Some(local) = repo.reader.send(FindManifest { cid }).await?? {
-                datasets.push((cid, local.manifest.tree_cid));
-            }
-        }
-        for (manifest, tree) in datasets {
-            self.exchange.do_send(DatasetStored { manifest, tree });
-        }
-        Ok(())
-    }
-
-    /// Stops the swarm (saving the peer store) and the exchange's thread.
-    pub(crate) async fn shutdown(&self) {
-        if let Some(dht) = &self.codex_dht {
-            let _ = dht.shutdown().await;
-        }
-        let _ = self.net.shutdown().await;
-        self.arbiter.stop();
-        self.stop_runtime();
-    }
-
-    fn stop_runtime(&self) {
-        let runtime = self
-            .runtime
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take();
-        if let Some(runtime) = runtime {
-            runtime.shutdown_background();
-        }
-    }
-}
-
-impl Drop for Network {
-    fn drop(&mut self) {
-        self.stop_runtime();
+            .map_err(|_| Error::Unavailable)
     }
 }

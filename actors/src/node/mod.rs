@@ -13,10 +13,6 @@ use bytes::Bytes;
 use cid::Cid;
 use futures_util::{Stream, StreamExt};
 
-mod network;
-
-pub use network::Fetching;
-
 use crate::{
     block_store::BlockStore,
     clock::expiry_after,
@@ -26,12 +22,15 @@ use crate::{
     format::manifest::Manifest,
     hasher::Hasher,
     maintenance::Maintenance,
-    meta_reader::{GetManifest, GetSpace, HasBlock, ListManifests, MetaReader},
-    meta_store::{ExpireBlocks, Expired, Journal, Keyspaces, MetaStore, Removed, Space, SyncMeta},
+    meta_reader::{
+        FindManifest, GetManifest, GetSpace, HasBlock, ListFetches, ListManifests, MetaReader,
+    },
+    meta_store::{
+        ExpireBlocks, Expired, FetchProgress, Journal, Keyspaces, MetaStore, Removed, Space,
+        SyncMeta,
+    },
     migration,
-    network::exchange::DatasetRemoved,
-    network::fetch::StopFetch,
-    network::Network,
+    network::{fetch::FetchStatus, Network, StoreSettings},
     repair,
     repo::Repo,
     segments::{self, BlockBytes},
@@ -44,7 +43,7 @@ pub struct Node {
     repo: Repo,
     config: Arc<Config>,
     /// The network room, when the configuration asks for one.
-    network: Option<Arc<Network>>,
+    network: Option<Network>,
 }
 
 pub use crate::download::ByteStream;
@@ -132,27 +131,36 @@ impl Node {
             block_reads,
             journal,
             hasher,
+            events: Default::default(),
         };
         tracing::info!(data_dir = %config.data_dir.display(), quota = config.quota_max_bytes, "repository open");
+        let store = StoreSettings {
+            block_ttl: config.block_ttl,
+            read_ahead_blocks: config.read_ahead_blocks,
+        };
         let network = match config.network.clone() {
-            Some(nc) => Some(Arc::new(Network::start(nc, repo.clone()).await?)),
+            Some(nc) => Some(Network::start(nc, repo.clone(), store).await?),
             None => None,
         };
         Maintenance::new(
             repo.clone(),
-            network.as_ref().map(|n| n.exchange.clone().recipient()),
             config.maintenance_interval,
             config.maintenance_batch,
         )
         .start();
-        if let Some(network) = &network {
-            network.announce_stored(&repo).await?;
-        }
         Ok(Self {
             repo,
             config: Arc::new(config),
             network,
         })
+    }
+
+    /// The network room: peers, and datasets from peers.
+    ///
+    /// # Errors
+    /// [`Error::NoNetwork`] on a node started without one.
+    pub fn network(&self) -> Result<&Network> {
+        self.network.as_ref().ok_or(Error::NoNetwork)
     }
 
     /// The configuration the node runs with.
@@ -169,10 +177,6 @@ impl Node {
         UploadSession::start(
             Pipeline {
                 repo: self.repo.clone(),
-                announce: self
-                    .network
-                    .as_ref()
-                    .map(|n| n.exchange.clone().recipient()),
                 block_size: BLOCK_SIZE,
                 batch_blocks: self.config.upload_batch_blocks,
                 window_batches: self.config.upload_window_batches,
@@ -255,18 +259,7 @@ impl Node {
     /// # Errors
     /// [`Error::BlockInUse`] for a block a dataset still needs; a storage failure.
     pub async fn delete(&self, cid: Cid) -> Result<Removed> {
-        if let Some(network) = &self.network {
-            // A fetch of this dataset stops first, so it stores nothing more.
-            network
-                .fetches
-                .send(StopFetch { manifest_cid: cid })
-                .await?;
-        }
-        let removed = self.repo.delete(cid).await?;
-        if let Some(network) = &self.network {
-            network.exchange.do_send(DatasetRemoved { manifest: cid });
-        }
-        Ok(removed)
+        self.repo.delete(cid).await
     }
 
     /// Runs one whole expiry pass over every block record as if the time were `now` (unix
@@ -288,13 +281,6 @@ impl Node {
                 .await?;
             total.datasets += step.datasets;
             total.freed.removed += step.freed.removed;
-            if let Some(network) = &self.network {
-                for manifest in &step.manifests {
-                    network.exchange.do_send(DatasetRemoved {
-                        manifest: *manifest,
-                    });
-                }
-            }
             match step.next {
                 Some(next) => after = Some(next),
                 None => return Ok(total),
@@ -335,6 +321,42 @@ impl Node {
     /// [`Error::Unavailable`] when the node is shutting down.
     pub async fn space(&self) -> Result<Space> {
         self.repo.reader.send(GetSpace).await?
+    }
+
+    /// Progress of dataset `cid` here: blocks stored of blocks total, and whether a fetch runs.
+    /// `None` when nothing of it is stored. While a fetch runs, its status is the figure (it
+    /// publishes what the store answered each batch); otherwise the store's record.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn fetch_progress(&self, cid: Cid) -> Result<Option<(FetchProgress, bool)>> {
+        let Some(local) = self.repo.reader.send(FindManifest { cid }).await?? else {
+            return Ok(None);
+        };
+        let running = match &self.network {
+            Some(network) => network.running_fetch(cid).await?,
+            None => None,
+        };
+        Ok(Some(match running {
+            Some(FetchStatus::Running { stored, total }) => (
+                FetchProgress {
+                    stored,
+                    total,
+                    complete: false,
+                },
+                true,
+            ),
+            Some(_) => (local.progress, true),
+            None => (local.progress, false),
+        }))
+    }
+
+    /// Every dataset stored partially (being fetched, or cut short), with its progress.
+    ///
+    /// # Errors
+    /// A storage failure.
+    pub async fn partial_datasets(&self) -> Result<Vec<(Cid, FetchProgress)>> {
+        self.repo.reader.send(ListFetches).await?
     }
 
     /// Syncs everything to disk; call before stopping the actix system.

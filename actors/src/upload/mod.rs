@@ -39,8 +39,7 @@ use crate::{
     },
     hasher::{HashBlocks, TreeLayers},
     meta_reader::FindBlocks,
-    meta_store::{CommitDataset, NewBlock, Placed, PutBlocks, ReleaseBlocks, SyncMeta},
-    network::exchange::DatasetStored,
+    meta_store::{CommitDataset, NewBlock, Placed, PutBlocks, ReleaseBlocks},
     records::Location,
     repo::Repo,
 };
@@ -77,8 +76,6 @@ pub struct Abort;
 #[derive(Clone)]
 pub(crate) struct Pipeline {
     pub(crate) repo: Repo,
-    /// Told of every dataset committed (the network serves and announces it), if any.
-    pub(crate) announce: Option<actix::Recipient<DatasetStored>>,
     pub(crate) block_size: u32,
     pub(crate) batch_blocks: usize,
     pub(crate) window_batches: u32,
@@ -435,23 +432,14 @@ async fn commit(
     let synced_ms = started.elapsed().as_millis() as u64;
     let cid = p
         .repo
-        .meta
-        .send(CommitDataset {
+        .commit_dataset(CommitDataset {
             manifest,
             leaves,
             nodes,
             expiry: p.expiry,
         })
-        .await??;
+        .await?;
     let committed_ms = started.elapsed().as_millis() as u64;
-    // The reply promises durability.
-    p.repo.journal.send(SyncMeta).await??;
-    if let Some(announce) = &p.announce {
-        announce.do_send(DatasetStored {
-            manifest: cid,
-            tree: manifest_tree,
-        });
-    }
     tracing::debug!(hashed_ms, synced_ms, committed_ms, "upload phases");
     tracing::info!(
         cid = %cid_text(&cid),

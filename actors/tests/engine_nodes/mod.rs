@@ -28,14 +28,17 @@ pub async fn upload(node: &Node, bytes: &[u8]) -> Result<Cid, Error> {
 
 /// Dials `to` from `from` at its listen addresses.
 pub async fn connect(from: &Node, to: &Node) -> Result<(), Error> {
-    let peer = to.peer_id().ok_or(Error::NoNetwork)?;
-    from.connect(peer, to.listen_addrs().await?).await
+    let to = to.network()?;
+    from.network()?
+        .connect(to.peer_id(), to.listen_addrs().await?)
+        .await
 }
 
 /// `node`'s first listen address with its peer id, as `--bootstrap-node` takes it.
 pub async fn address_of(node: &Node) -> Result<String, Error> {
-    let addr = node.listen_addrs().await?.remove(0);
-    let peer = node.peer_id().ok_or(Error::NoNetwork)?;
+    let network = node.network()?;
+    let addr = network.listen_addrs().await?.remove(0);
+    let peer = network.peer_id();
     Ok(format!("{addr}/p2p/{peer}"))
 }
 

@@ -11,7 +11,7 @@
 //! `block_store.rs` / `segments/` (bytes) and `meta_store/fetching.rs` (records).
 //!
 //! It stops when the dataset is complete, when a block cannot be had (the status says why),
-//! or on [`CancelFetch`] (a delete); the registry (`registry.rs`) forgets it then.
+//! or on [`CancelFetch`] (its dataset deleted or expired); the registry (`registry.rs`) forgets it then.
 
 mod registry;
 mod store;
@@ -27,9 +27,10 @@ use cid::Cid;
 use tokio::sync::{mpsc, watch};
 
 pub use registry::{Fetches, StartFetch};
-pub(crate) use registry::{NeedLeaves, RunningFetches, StopFetch};
+pub(crate) use registry::{NeedLeaves, RunningFetches};
 
 use crate::{
+    error::Error,
     format::{blockexc::BlockAddress, manifest::Manifest, merkle::CodexProof},
     meta_reader::MissingLeaves,
     network::exchange::{BlockExchange, Delivery, Unwant, Want},
@@ -81,10 +82,13 @@ pub struct Recent {
     pub max: usize,
 }
 
-/// Stop fetching (the dataset is being deleted).
+/// Stop fetching: the dataset is being deleted, or expired.
 #[derive(Debug, Message)]
 #[rtype(result = "()")]
-pub struct CancelFetch;
+pub struct CancelFetch {
+    /// Why, as the fetch's status will say.
+    pub reason: String,
+}
 
 /// What one fetch needs to run.
 pub(crate) struct FetchSetup {
@@ -298,6 +302,11 @@ impl Fetch {
                     act.refill(ctx);
                     act.flush(ctx);
                 }
+                // The dataset's record went (deleted or expired) while the batch was on its
+                // way: its removal, not a failure of the fetch.
+                Err(Error::NotFound(cid)) if cid == act.setup.manifest_cid => {
+                    act.fail("the dataset was removed (deleted or expired)".into(), ctx);
+                }
                 Err(e) => act.fail(e.to_string(), ctx),
             }
         }));
@@ -414,10 +423,12 @@ impl Handler<Recent> for Fetch {
 
 impl Handler<CancelFetch> for Fetch {
     type Result = ();
-    fn handle(&mut self, _: CancelFetch, ctx: &mut Self::Context) {
-        let _ = self.setup.status.send(FetchStatus::Failed {
-            reason: "cancelled".into(),
-        });
+    fn handle(&mut self, msg: CancelFetch, ctx: &mut Self::Context) {
+        tracing::info!(cid = %crate::cid_text(&self.setup.manifest_cid), reason = %msg.reason, "fetch stopped");
+        let _ = self
+            .setup
+            .status
+            .send(FetchStatus::Failed { reason: msg.reason });
         ctx.stop();
     }
 }

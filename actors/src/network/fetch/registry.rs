@@ -1,6 +1,8 @@
 //! The registry of running fetches: at most one fetch per dataset, a bounded number at once.
-//! `POST /network`, `network/stream` and a resumed fetch all join the same one; a delete
-//! cancels it.
+//! `POST /network`, `network/stream` and a resumed fetch all join the same one. It is also the
+//! network room's subscriber to the repository's dataset events: it passes "stored" and
+//! "removed" on to the exchange (which serves and announces), and a removal, by delete or by
+//! expiry, cancels the dataset's fetch.
 
 use std::collections::HashMap;
 
@@ -10,9 +12,10 @@ use tokio::sync::watch;
 
 use super::{CancelFetch, Fetch, FetchSetup, FetchStatus, Need};
 use crate::{
+    dataset_events::{DatasetEvent, RemovedBy},
     error::{Error, Result},
     format::manifest::Manifest,
-    network::exchange::BlockExchange,
+    network::exchange::{BlockExchange, DatasetRemoved, DatasetStored},
     repo::Repo,
 };
 
@@ -40,13 +43,6 @@ pub struct StartFetch {
 pub(crate) struct NeedLeaves {
     pub(crate) manifest_cid: Cid,
     pub(crate) indexes: Vec<u64>,
-}
-
-/// Cancel the fetch of a dataset, if one runs. Replies once it is told.
-#[derive(Debug, Message)]
-#[rtype(result = "()")]
-pub(crate) struct StopFetch {
-    pub(crate) manifest_cid: Cid,
 }
 
 /// The status of every running fetch.
@@ -140,11 +136,25 @@ impl Handler<NeedLeaves> for Fetches {
     }
 }
 
-impl Handler<StopFetch> for Fetches {
+impl Handler<DatasetEvent> for Fetches {
     type Result = ();
-    fn handle(&mut self, msg: StopFetch, _: &mut Self::Context) {
-        if let Some((addr, _)) = self.running.remove(&msg.manifest_cid) {
-            addr.do_send(CancelFetch);
+    fn handle(&mut self, event: DatasetEvent, _: &mut Self::Context) {
+        match event {
+            DatasetEvent::Stored { manifest, tree } => {
+                self.exchange.do_send(DatasetStored { manifest, tree });
+            }
+            DatasetEvent::Removed { manifest, by } => {
+                if let Some((addr, _)) = self.running.remove(&manifest) {
+                    let reason = match by {
+                        RemovedBy::Delete => "the dataset was deleted",
+                        RemovedBy::Expiry => "the dataset expired",
+                    };
+                    addr.do_send(CancelFetch {
+                        reason: reason.into(),
+                    });
+                }
+                self.exchange.do_send(DatasetRemoved { manifest });
+            }
         }
     }
 }
