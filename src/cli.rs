@@ -3,10 +3,7 @@
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
-use codex_actors::{
-    config::{DEFAULT_QUOTA_BYTES, DEFAULT_SEGMENT_BYTES},
-    Config, Multiaddr, NetworkConfig,
-};
+use codex_actors::{Config, Multiaddr, NetworkConfig, DEFAULT_QUOTA_BYTES, DEFAULT_SEGMENT_BYTES};
 
 use crate::HttpConfig;
 

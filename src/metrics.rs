@@ -8,7 +8,7 @@
 
 use std::{fmt::Write as _, sync::OnceLock, time::Duration};
 
-use codex_actors::network::exchange::ExchangeStats;
+use codex_actors::ExchangeStats;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();

@@ -6,22 +6,28 @@
 //! No HTTP here: embedders drive it through [`Node`].
 //!
 //! # Layout
+//! Public on purpose, three modules; everything else is private and what embedders need is
+//! re-exported here.
 //! - [`format`](mod@format): pure Codex formats (CIDs, manifest protobuf, Merkle tree and
-//!   proofs, block-exchange messages).
-//! - [`network`]: everything that talks to peers, behind one door: the libp2p component
-//!   ([`network::net`]) that speaks `/codex/blockexc/1.0.0` with Codex and runs our provider
-//!   DHT, Codex's own DHT ([`network::codex_dht`]), the block-exchange actor
-//!   ([`network::exchange`]) and the fetches ([`network::fetch`]).
-//! - [`node`]: the [`Node`] handle that starts the actors and talks to them.
-//! - One actor per concern, each file holding its messages: [`chunker`] (bytes → blocks),
-//!   [`hasher`] (sha2-256 and tree layers), [`upload`] (gathers CIDs, commits the manifest),
-//!   [`block_store`] (block bytes: the only owner of the segment files), [`meta_store`] (all
-//!   metadata: the single writer, with its journal syncer), [`meta_reader`] (metadata queries
-//!   from snapshots, on their own threads), [`maintenance`] (expiry and compaction on a timer).
-//! - Private: `segments` (block bytes in append-only files, used only by the block store),
-//!   `records` (keys and bincode records in fjall, written only by the metadata actor),
-//!   `repo` (sequences over several actors: a removal is synced before its bytes are
-//!   released), `migration` (upgrades of older repositories); [`repair`]: the start-up check.
+//!   proofs, block-exchange messages). Public because tools and tests build and check Codex
+//!   data with it, without a node.
+//! - [`network`]: everything that talks to peers, behind one door ([`Network`], from
+//!   [`Node::network`]). Public because its libp2p component ([`network::net`]) and Codex's
+//!   DHT ([`network::codex_dht`]) run on their own too (tests, tools), and its configuration
+//!   types live there.
+//! - [`repair`]: the start-up check, public because it also inspects a repository offline
+//!   (the power-cut tests use it on a stopped node's directory).
+//!
+//! Private, one actor per concern, each file holding its messages: `chunker` (bytes → blocks),
+//! `hasher` (sha2-256 and tree layers), `upload` (gathers CIDs, commits the manifest),
+//! `block_store` (block bytes: the only owner of the segment files), `meta_store` (all
+//! metadata: the single writer, with its journal syncer), `meta_reader` (metadata queries from
+//! snapshots, on their own threads), `maintenance` (expiry and compaction on a timer); `node`
+//! (the [`Node`] handle); `download` (streams of stored datasets); `segments` (block bytes in
+//! append-only files, used only by the block store), `records` (keys and bincode records in
+//! fjall, written only by the metadata actor), `repo` (sequences over several actors: a removal
+//! is synced before its bytes are released; the only sender of [`DatasetEvent`]s),
+//! `migration` (upgrades of older repositories).
 //!
 //! # Example
 //! ```
@@ -47,29 +53,30 @@
 #![warn(clippy::expect_used)]
 #![cfg_attr(test, allow(clippy::expect_used, clippy::unwrap_used))]
 
-pub mod block_store;
-pub mod chunker;
+mod block_store;
+mod chunker;
 mod clock;
-pub mod config;
-pub mod dataset_events;
+mod config;
+mod dataset_events;
 mod download;
-pub mod error;
+mod error;
 pub mod format;
-pub mod hasher;
-pub mod maintenance;
-pub mod meta_reader;
-pub mod meta_store;
+mod hasher;
+mod maintenance;
+mod meta_reader;
+mod meta_store;
 mod migration;
 pub mod network;
-pub mod node;
+mod node;
 mod records;
 pub mod repair;
 mod repo;
 mod segments;
-pub mod upload;
+mod upload;
 
 pub use cid::Cid;
-pub use config::Config;
+pub use config::{Config, BLOCK_SIZE, DEFAULT_QUOTA_BYTES, DEFAULT_SEGMENT_BYTES};
+pub use dataset_events::{DatasetEvent, RemovedBy};
 pub use error::{Error, Result};
 pub use format::{
     cid::{cid_text, parse_cid, CidError},
@@ -79,8 +86,7 @@ pub use libp2p::{Multiaddr, PeerId};
 pub use meta_store::FetchProgress;
 pub use meta_store::{Expired, Removed, Space};
 pub use network::codex_join::{CodexTable, CodexTableNode};
-pub use network::fetch::FetchStatus;
-pub use network::NetworkConfig;
+pub use network::{ExchangeConfig, ExchangeStats, FetchStatus, NetworkConfig};
 pub use network::{Fetching, Network};
 pub use node::{ByteStream, Node};
 pub use records::{Counters, Location};

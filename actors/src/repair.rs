@@ -2,7 +2,7 @@
 //! run left behind can be recognised and removed:
 //!
 //! - leaf records of a tree no manifest uses (a commit cut short between its batches), and
-//!   removals of trees cut short: both are finished as [`DropTree`](crate::meta_store::DropTree)
+//!   removals of trees cut short: both are finished as `DropTree`
 //!   steps, with the block references they held;
 //! - pins of uploads that died with the process;
 //! - data blocks no dataset refers to (stored by an upload that never committed);

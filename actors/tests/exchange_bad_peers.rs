@@ -21,9 +21,8 @@ use codex_actors::{
         manifest::Manifest,
         merkle::{self, CodexProof},
     },
-    network::exchange::ExchangeStats,
     network::net::{framing, BLOCKEXC_PROTOCOL},
-    Cid, Error, FetchStatus, Multiaddr, Node, PeerId,
+    Cid, Error, ExchangeStats, FetchStatus, Multiaddr, Node, PeerId,
 };
 use engine_nodes::{collect, connect, upload};
 use futures::{AsyncReadExt as _, StreamExt as _};

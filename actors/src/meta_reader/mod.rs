@@ -12,8 +12,7 @@
 mod network;
 
 pub use network::{
-    BlockSource, FindBlocksAt, FindManifest, HasAddresses, ListFetches, LocalManifest,
-    MissingLeaves, SourceBytes,
+    FindBlocksAt, FindManifest, HasAddresses, ListFetches, MissingLeaves, SourceBytes,
 };
 
 use actix::{Actor, Handler, Message, SyncContext};

@@ -1,8 +1,8 @@
 //! The node's network room, behind one door: [`Network`], which [`crate::Node::network`] hands
 //! out the way iroh-blobs hands out its remote handle. Inside: the libp2p component ([`net`])
 //! that speaks Codex's block exchange and runs our Kademlia, Codex's own DHT ([`codex_dht`],
-//! joined to the rest in `codex_join.rs`), the block-exchange actor ([`exchange`]) on an arbiter
-//! of its own, and the fetches ([`fetch`]). Started by `room.rs` when the configuration asks for
+//! joined to the rest in `codex_join.rs`), the block-exchange actor (`exchange/`) on an arbiter
+//! of its own, and the fetches (`fetch/`). Started by `room.rs` when the configuration asks for
 //! a network ([`crate::Config::network`]). The store's actors know nothing of it; it reaches
 //! them through the same messages as everything else, and hears of datasets stored and removed
 //! from the repository's events (`repo.rs`).
@@ -12,8 +12,8 @@
 pub mod codex_dht;
 pub(crate) mod codex_join;
 mod datasets;
-pub mod exchange;
-pub mod fetch;
+pub(crate) mod exchange;
+pub(crate) mod fetch;
 pub mod net;
 mod room;
 
@@ -22,12 +22,14 @@ use std::{net::SocketAddr, sync::Arc, time::Duration};
 use libp2p::{Multiaddr, PeerId};
 
 pub use datasets::Fetching;
+pub use exchange::{ExchangeConfig, ExchangeStats, PeerStats};
+pub use fetch::FetchStatus;
 
 use crate::{
     error::{Error, Result},
     repo::Repo,
 };
-use exchange::{Connect, ExchangeConfig, ExchangeStats, GetStats};
+use exchange::{Connect, GetStats};
 use net::{DhtStats, NetConfig, RoutingTable};
 use room::Room;
 

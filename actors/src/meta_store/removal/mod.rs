@@ -112,7 +112,7 @@ pub struct Deletion {
     pub tree: Option<Cid>,
 }
 
-/// The result of an [`ExpireBlocks`] step.
+/// The result of an expiry step.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Expired {
     /// Where the next step resumes; `None` once the scan reached the end.
@@ -121,7 +121,7 @@ pub struct Expired {
     pub datasets: u64,
     /// What this step freed.
     pub freed: Freed,
-    /// Trees to drop with [`DropTree`].
+    /// Trees to drop with `DropTree`.
     pub trees: Vec<Cid>,
     /// The manifests removed (complete or partial datasets), so they are no longer announced.
     pub manifests: Vec<Cid>,

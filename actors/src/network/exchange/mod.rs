@@ -66,7 +66,7 @@ pub struct ExchangeConfig {
     /// Blocks a peer may ask of us at once (its wantBlock list); more are ignored and counted.
     /// Default 4096.
     pub max_peer_wants: usize,
-    /// Peers served at once (a serve task reads up to [`MAX_DELIVERY_BLOCKS`] blocks and
+    /// Peers served at once (a serve task reads up to `MAX_DELIVERY_BLOCKS` blocks and
     /// sends them). Default 10, as Codex's task runners.
     pub serve_tasks: usize,
     /// A block asked of a peer that has not arrived this long after the peer last delivered
