@@ -5,22 +5,56 @@
 //! acknowledgement of a removal follows its sync. The same sequences are the only senders of
 //! dataset events ([`DatasetEvent`]): a commit, a fetch begun, a delete, an expiry step.
 
+use std::future::Future;
+
 use actix::Addr;
+use bytes::Bytes;
 use cid::Cid;
 
 use crate::{
-    block_store::{BlockStore, CopyBlocks, PickSparse, ReadBlock, ReadBlocks, ReleaseBytes},
+    block_store::{
+        BlockStore, CopyBlocks, PickSparse, ReadBlock, ReadBlocks, ReleaseBytes, SyncBlocks,
+        WriteBlocks,
+    },
     dataset_events::{DatasetEvent, RemovedBy, Subscriber},
     error::{Error, Result},
     format::cid::MANIFEST_CODEC,
     hasher::Hasher,
-    meta_reader::{BlockRef, BlocksIn, GetLeaves, MetaReader},
+    meta_reader::{BlockRef, BlocksIn, FindBlocks, GetLeaves, MetaReader},
     meta_store::{
         BeginFetch, CommitDataset, DeleteBlock, DeleteDataset, Deletion, DropTree, ExpireBlocks,
         Expired, FetchProgress, Journal, MetaStore, Relocate, Removed, SyncMeta,
     },
     records::Location,
 };
+
+/// One block of a batch being stored, as the metadata actor is to record it.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct ToRecord {
+    /// Its position in the batch the caller gave [`Repo::store_blocks`].
+    pub(crate) at: usize,
+    /// Its CID.
+    pub(crate) cid: Cid,
+    /// Its length in bytes.
+    pub(crate) size: u64,
+    /// Where its bytes were just written; `None` when a record said it was stored already.
+    pub(crate) location: Option<Location>,
+}
+
+/// What recording one round of [`Repo::store_blocks`] achieved.
+pub(crate) struct Recorded<R> {
+    /// The caller's outcome of the round.
+    pub(crate) outcome: R,
+    /// Copies that no record points at (the block was recorded already, or refused).
+    pub(crate) garbage: Vec<Location>,
+    /// Positions whose bytes went between the lookup and the record (a concurrent delete):
+    /// written again in the next round.
+    pub(crate) again: Vec<usize>,
+}
+
+/// Rounds of [`Repo::store_blocks`]: a fourth would need a block deleted three times while it
+/// is being stored.
+const STORE_ROUNDS: usize = 3;
 
 /// Addresses of the repository's actors. Cheap to clone.
 #[derive(Clone)]
@@ -38,6 +72,94 @@ pub(crate) struct Repo {
 }
 
 impl Repo {
+    /// Stores `blocks` the one way both uploads and fetches do: look up which are stored
+    /// already, write the others (and sync them when `sync`: a fetch records its blocks at once,
+    /// an upload syncs once before its commit), then `record` the round with the metadata
+    /// actor. Copies no record points at are released at once, and blocks a concurrent delete
+    /// removed between the lookup and the record are written again, up to [`STORE_ROUNDS`]
+    /// rounds. Each round's outcome is pushed to `outcomes` as soon as it is recorded, so that
+    /// a caller whose later round fails still knows what the earlier ones recorded (an upload
+    /// releases its pins).
+    pub(crate) async fn store_blocks<R, F, Fut>(
+        &self,
+        blocks: &[(Cid, Bytes)],
+        sync: bool,
+        outcomes: &mut Vec<R>,
+        mut record: F,
+    ) -> Result<()>
+    where
+        F: FnMut(Vec<ToRecord>) -> Fut,
+        Fut: Future<Output = Result<Recorded<R>>>,
+    {
+        let mut todo: Vec<usize> = (0..blocks.len()).collect();
+        let mut write_all = false;
+        let mut last_missing = None;
+        for _ in 0..STORE_ROUNDS {
+            let cids = todo.iter().map(|&i| blocks[i].0).collect();
+            let stored = if write_all {
+                vec![None; todo.len()]
+            } else {
+                self.reader.send(FindBlocks { cids }).await??
+            };
+            let missing: Vec<(Cid, Bytes)> = todo
+                .iter()
+                .zip(&stored)
+                .filter(|(_, s)| s.is_none())
+                .map(|(&i, _)| blocks[i].clone())
+                .collect();
+            let mut written = Vec::new().into_iter();
+            if !missing.is_empty() {
+                written = self
+                    .blocks
+                    .send(WriteBlocks { blocks: missing })
+                    .await??
+                    .into_iter();
+                if sync {
+                    // Durable before any record points at them.
+                    self.blocks.send(SyncBlocks).await??;
+                }
+            }
+            let placed: Vec<ToRecord> = todo
+                .iter()
+                .zip(&stored)
+                .map(|(&at, s)| ToRecord {
+                    at,
+                    cid: blocks[at].0,
+                    size: blocks[at].1.len() as u64,
+                    location: if s.is_none() { written.next() } else { None },
+                })
+                .collect();
+            // Each copy once: a block repeated in the batch shares one copy.
+            let mut fresh: Vec<Location> = placed.iter().filter_map(|p| p.location).collect();
+            fresh.sort_by_key(|l| (l.segment, l.offset));
+            fresh.dedup();
+            let recorded = match record(placed).await {
+                Ok(recorded) => recorded,
+                Err(e) => {
+                    self.release_unrecorded(fresh).await;
+                    return Err(e);
+                }
+            };
+            self.release_unrecorded(recorded.garbage).await;
+            outcomes.push(recorded.outcome);
+            let Some(&first) = recorded.again.first() else {
+                return Ok(());
+            };
+            tracing::debug!(cid = %crate::cid_text(&blocks[first].0), "block deleted while being stored; writing it again");
+            last_missing = Some(blocks[first].0);
+            todo = recorded.again;
+            write_all = true;
+        }
+        Err(last_missing.map_or(Error::Unavailable, Error::NotFound))
+    }
+
+    /// Hands back block copies that no record points at (never did), so their segment can go.
+    async fn release_unrecorded(&self, dead: Vec<Location>) {
+        if !dead.is_empty() {
+            let _ = self.blocks.send(ReleaseBytes { locations: dead }).await;
+        }
+    }
+
     /// Makes every metadata commit so far durable, then releases `dead` block bytes.
     pub(crate) async fn settle(&self, dead: Vec<Location>) -> Result<()> {
         self.journal.send(SyncMeta).await??;

@@ -39,7 +39,7 @@ mod journal;
 mod removal;
 
 pub use commit::CommitDataset;
-pub use fetching::{BeginFetch, FetchProgress, FetchedBlock, StoreFetched};
+pub use fetching::{BeginFetch, FetchProgress, Fetched, FetchedBlock, StoreFetched};
 pub use journal::{Journal, SyncMeta};
 pub use removal::{
     DeleteBlock, DeleteDataset, Deletion, DropTree, ExpireBlocks, Expired, Freed, Relocate, Removed,

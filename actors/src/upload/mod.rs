@@ -31,17 +31,15 @@ use cid::Cid;
 use tokio::sync::Semaphore;
 
 use crate::{
-    block_store::{ReleaseBytes, SyncBlocks, WriteBlocks},
+    block_store::SyncBlocks,
     error::{Error, Result},
     format::{
         cid::{cid_from_digest, cid_text, digest_of, Digest, ROOT_CODEC},
         manifest::Manifest,
     },
     hasher::{HashBlocks, TreeLayers},
-    meta_reader::FindBlocks,
     meta_store::{CommitDataset, NewBlock, Placed, PutBlocks, ReleaseBlocks},
-    records::Location,
-    repo::Repo,
+    repo::{Recorded, Repo},
 };
 
 pub use session::UploadSession;
@@ -233,93 +231,53 @@ async fn hash(p: &Pipeline, blocks: &[Bytes]) -> Result<Vec<Cid>> {
     Ok(hashed.into_iter().flatten().collect())
 }
 
-/// Writes the blocks not stored yet, then records them all. A concurrent delete can remove a
-/// block between the lookup and the record; the metadata actor then answers `BytesMissing` and
-/// those blocks are written again (a third miss in a row would need three deletes of the same
-/// block). Copies that turn out useless (another upload stored the same block meanwhile, or the
-/// quota refused the batch) are released at once: no record ever pointed at them.
-async fn place(p: &Pipeline, mut todo: Vec<(Cid, Bytes)>, pinned: &mut Vec<Digest>) -> Result<()> {
-    let mut last_missing = None;
-    let mut write_all = false;
-    for _ in 0..3 {
-        let cids: Vec<Cid> = todo.iter().map(|(c, _)| *c).collect();
-        let stored = if write_all {
-            vec![None; todo.len()]
-        } else {
-            p.repo.reader.send(FindBlocks { cids }).await??
-        };
-        let missing: Vec<(Cid, Bytes)> = todo
-            .iter()
-            .zip(&stored)
-            .filter(|(_, s)| s.is_none())
-            .map(|(block, _)| block.clone())
-            .collect();
-        let mut written = if missing.is_empty() {
-            Vec::new()
-        } else {
-            p.repo
-                .blocks
-                .send(WriteBlocks { blocks: missing })
-                .await??
-        }
-        .into_iter();
-        let entries: Vec<NewBlock> = todo
-            .iter()
-            .zip(&stored)
-            .map(|((cid, data), s)| NewBlock {
-                cid: *cid,
-                size: data.len() as u64,
-                location: if s.is_none() { written.next() } else { None },
-            })
-            .collect();
-        // Each copy once: a block repeated in the batch shares one copy.
-        let mut fresh: Vec<Location> = entries.iter().filter_map(|e| e.location).collect();
-        fresh.sort_by_key(|l| (l.segment, l.offset));
-        fresh.dedup();
-        let placed = match p
-            .repo
-            .meta
-            .send(PutBlocks {
-                blocks: entries,
-                expiry: p.expiry,
-            })
-            .await?
-        {
-            Ok(placed) => placed,
-            Err(e) => {
-                release_unrecorded(p, fresh).await;
-                return Err(e);
-            }
-        };
-        let mut garbage = Vec::new();
-        let mut again = Vec::new();
-        for (block, outcome) in todo.into_iter().zip(placed) {
-            match outcome {
-                Placed::BytesMissing => again.push(block),
-                Placed::AlreadyStored { garbage: g } => {
-                    garbage.extend(g);
-                    pinned.extend(digest_of(&block.0));
+/// Stores one batch the repository's way ([`Repo::store_blocks`]: look up, write, record,
+/// release leftovers, write again what a concurrent delete removed meanwhile), recording with
+/// [`PutBlocks`]. Every block recorded is pinned for this upload, in `pinned`, even when a
+/// later round fails. The bytes are synced once, before the commit.
+async fn place(p: &Pipeline, blocks: Vec<(Cid, Bytes)>, pinned: &mut Vec<Digest>) -> Result<()> {
+    let (meta, expiry) = (p.repo.meta.clone(), p.expiry);
+    let mut rounds: Vec<Vec<Digest>> = Vec::new();
+    let result = p
+        .repo
+        .store_blocks(&blocks, false, &mut rounds, |batch| {
+            let meta = meta.clone();
+            async move {
+                let entries = batch
+                    .iter()
+                    .map(|b| NewBlock {
+                        cid: b.cid,
+                        size: b.size,
+                        location: b.location,
+                    })
+                    .collect();
+                let outcomes = meta
+                    .send(PutBlocks {
+                        blocks: entries,
+                        expiry,
+                    })
+                    .await??;
+                let mut recorded = Recorded {
+                    outcome: Vec::new(),
+                    garbage: Vec::new(),
+                    again: Vec::new(),
+                };
+                for (b, outcome) in batch.iter().zip(outcomes) {
+                    match outcome {
+                        Placed::BytesMissing => recorded.again.push(b.at),
+                        Placed::AlreadyStored { garbage } => {
+                            recorded.garbage.extend(garbage);
+                            recorded.outcome.extend(digest_of(&b.cid));
+                        }
+                        Placed::Stored => recorded.outcome.extend(digest_of(&b.cid)),
+                    }
                 }
-                Placed::Stored => pinned.extend(digest_of(&block.0)),
+                Ok(recorded)
             }
-        }
-        release_unrecorded(p, garbage).await;
-        let Some((first, _)) = again.first() else {
-            return Ok(());
-        };
-        tracing::debug!(cid = %cid_text(first), "block deleted while being stored; writing it again");
-        last_missing = Some(*first);
-        todo = again;
-        write_all = true;
-    }
-    Err(last_missing.map_or(Error::Unavailable, Error::NotFound))
-}
-
-/// Hands back block copies that no record points at (never did), so their segment can go.
-async fn release_unrecorded(p: &Pipeline, dead: Vec<Location>) {
-    if !dead.is_empty() {
-        let _ = p.repo.blocks.send(ReleaseBytes { locations: dead }).await;
-    }
+        })
+        .await;
+    pinned.extend(rounds.into_iter().flatten());
+    result
 }
 
 impl Actor for Upload {

@@ -1,17 +1,17 @@
-//! Storing one batch of fetched blocks: the same order as an upload (bytes written, bytes
-//! synced, then the records), so no record ever points at bytes that a power cut could lose.
+//! Storing one batch of fetched blocks with the repository's one storing sequence
+//! ([`Repo::store_blocks`], the same as an upload's: bytes written, bytes synced, then the
+//! records), so no record ever points at bytes that a power cut could lose.
+
+use std::collections::HashMap;
 
 use bytes::Bytes;
 use cid::Cid;
 
 use crate::{
-    block_store::{ReleaseBytes, SyncBlocks, WriteBlocks},
-    error::{Error, Result},
+    error::Result,
     format::merkle::CodexProof,
-    meta_reader::FindBlocks,
-    meta_store::{FetchedBlock, StoreFetched, SyncMeta},
-    records::Location,
-    repo::Repo,
+    meta_store::{Fetched, FetchedBlock, StoreFetched, SyncMeta},
+    repo::{Recorded, Repo},
 };
 
 /// One batch of verified blocks of a dataset being fetched.
@@ -35,94 +35,67 @@ pub(super) struct Outcome {
 }
 
 impl Job {
+    /// Stores the batch the repository's way ([`Repo::store_blocks`], synced before the
+    /// records), recording with [`StoreFetched`]; the completing batch is made durable.
     pub(super) async fn run(self) -> Result<Outcome> {
         let repo = self.repo;
-        let stored_blocks: Vec<(u64, Bytes)> =
-            self.blocks.iter().map(|b| (b.0, b.2.clone())).collect();
-        let mut todo = self.blocks;
-        let mut write_all = false;
-        for _ in 0..3 {
-            let cids: Vec<Cid> = todo.iter().map(|b| b.1).collect();
-            let stored = if write_all {
-                vec![None; todo.len()]
-            } else {
-                repo.reader.send(FindBlocks { cids }).await??
-            };
-            let missing: Vec<(Cid, Bytes)> = todo
+        let blocks: Vec<(Cid, Bytes)> = self.blocks.iter().map(|b| (b.1, b.2.clone())).collect();
+        let leaves: Vec<(u64, CodexProof)> =
+            self.blocks.iter().map(|b| (b.0, b.3.clone())).collect();
+        let (meta, manifest, expiry) = (repo.meta.clone(), self.manifest, self.expiry);
+        let mut rounds: Vec<Fetched> = Vec::new();
+        repo.store_blocks(&blocks, true, &mut rounds, |batch| {
+            let meta = meta.clone();
+            let position: HashMap<u64, usize> =
+                batch.iter().map(|b| (leaves[b.at].0, b.at)).collect();
+            let entries: Vec<FetchedBlock> = batch
                 .iter()
-                .zip(&stored)
-                .filter(|(_, s)| s.is_none())
-                .map(|(b, _)| (b.1, b.2.clone()))
-                .collect();
-            let mut written = Vec::new().into_iter();
-            if !missing.is_empty() {
-                written = repo
-                    .blocks
-                    .send(WriteBlocks { blocks: missing })
-                    .await??
-                    .into_iter();
-                // Durable before any record points at them.
-                repo.blocks.send(SyncBlocks).await??;
-            }
-            let blocks: Vec<FetchedBlock> = todo
-                .iter()
-                .zip(&stored)
-                .map(|((index, cid, data, proof), s)| FetchedBlock {
-                    index: *index,
-                    cid: *cid,
-                    size: data.len() as u64,
-                    location: if s.is_none() { written.next() } else { None },
-                    proof: proof.clone(),
+                .map(|b| FetchedBlock {
+                    index: leaves[b.at].0,
+                    cid: b.cid,
+                    size: b.size,
+                    location: b.location,
+                    proof: leaves[b.at].1.clone(),
                 })
                 .collect();
-            // Each copy once: a block repeated in the batch shares one copy.
-            let fresh: Vec<Location> = blocks
-                .iter()
-                .filter_map(|b| b.location)
-                .collect::<std::collections::HashSet<_>>()
-                .into_iter()
-                .collect();
-            let msg = StoreFetched {
-                manifest: self.manifest,
-                blocks,
-                expiry: self.expiry,
-            };
-            let fetched = match repo.meta.send(msg).await? {
-                Ok(f) => f,
-                Err(e) => {
-                    release(&repo, fresh).await;
-                    return Err(e);
-                }
-            };
-            release(&repo, fetched.garbage).await;
-            if fetched.completed {
-                // The dataset is now an ordinary one: make that survive a power cut.
-                repo.journal.send(SyncMeta).await??;
+            async move {
+                let mut fetched = meta
+                    .send(StoreFetched {
+                        manifest,
+                        blocks: entries,
+                        expiry,
+                    })
+                    .await??;
+                Ok(Recorded {
+                    garbage: std::mem::take(&mut fetched.garbage),
+                    again: fetched
+                        .missing
+                        .iter()
+                        .filter_map(|i| position.get(i).copied())
+                        .collect(),
+                    outcome: fetched,
+                })
             }
-            if fetched.missing.is_empty() {
-                let refused = fetched.refused;
-                let blocks = stored_blocks
-                    .into_iter()
-                    .filter(|(i, _)| !refused.contains(i))
-                    .collect();
-                return Ok(Outcome {
-                    stored: fetched.stored,
-                    completed: fetched.completed,
-                    blocks,
-                    refused,
-                });
-            }
-            // Blocks removed between the lookup and the record: write them this time.
-            todo.retain(|b| fetched.missing.contains(&b.0));
-            write_all = true;
+        })
+        .await?;
+        let completed = rounds.iter().any(|f| f.completed);
+        if completed {
+            // The dataset is now an ordinary one: make that survive a power cut.
+            repo.journal.send(SyncMeta).await??;
         }
-        Err(Error::Unavailable)
-    }
-}
-
-/// Hands back copies no record points at (and never did).
-async fn release(repo: &Repo, dead: Vec<Location>) {
-    if !dead.is_empty() {
-        let _ = repo.blocks.send(ReleaseBytes { locations: dead }).await;
+        let refused: Vec<u64> = rounds.iter().flat_map(|f| f.refused.clone()).collect();
+        let stored = rounds.last().map_or(0, |f| f.stored);
+        let blocks = self
+            .blocks
+            .into_iter()
+            .filter(|b| !refused.contains(&b.0))
+            .map(|b| (b.0, b.2))
+            .collect();
+        Ok(Outcome {
+            stored,
+            completed,
+            blocks,
+            refused,
+        })
     }
 }
