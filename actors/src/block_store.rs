@@ -20,10 +20,11 @@ use bytes::Bytes;
 use cid::Cid;
 
 pub use crate::segments::Move;
-use crate::{
-    error::Result,
-    segments::{BlockBytes, Location},
-};
+/// What other rooms need of the segment files, through their one owner: the start-up check
+/// and the node read the files' lengths and open them; the chunker cuts buffers at the
+/// alignment direct I/O needs.
+pub(crate) use crate::segments::{align_start, is_aligned, segment_lengths, BlockBytes, ALIGN};
+use crate::{error::Result, segments::Location};
 
 /// Append padded blocks (CIDs already computed by the hasher); replies with their locations in
 /// order. A block given twice in one message is written once.

@@ -18,8 +18,8 @@ use actix::{Actor, Context, Handler, Message, Recipient, ResponseFuture};
 use bytes::{Bytes, BytesMut};
 
 use crate::{
+    block_store::{align_start, is_aligned, ALIGN},
     error::Result,
-    segments::{align_start, is_aligned, ALIGN},
 };
 
 /// Blocks per arena: one allocation per 16 blocks rather than one per block.

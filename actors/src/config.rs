@@ -2,8 +2,9 @@
 
 use std::{path::PathBuf, time::Duration};
 
-/// Codex's `DefaultBlockSize`: every block (the last one zero-padded) is 64 KiB.
-pub const BLOCK_SIZE: u32 = 64 * 1024;
+/// Codex's `DefaultBlockSize`: every block (the last one zero-padded) is 64 KiB. A format fact,
+/// defined in `format/manifest.rs`; named here with the other defaults.
+pub const BLOCK_SIZE: u32 = crate::format::manifest::CODEX_BLOCK_SIZE;
 /// Codex's `DefaultQuotaBytes`.
 pub const DEFAULT_QUOTA_BYTES: u64 = 20 * 1024 * 1024 * 1024; /* 20 GiB */
 /// Codex's `DefaultBlockTtl`.

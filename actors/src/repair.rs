@@ -66,7 +66,7 @@ impl RepairReport {
 pub fn inspect(data_dir: &std::path::Path) -> Result<RepairReport> {
     let ks = Keyspaces::open(data_dir, 8 << 20)?;
     let mut meta = MetaStore::new(ks, u64::MAX, Default::default(), 4096)?;
-    let lengths = crate::segments::segment_lengths(&data_dir.join("blocks"))?;
+    let lengths = crate::block_store::segment_lengths(&data_dir.join("blocks"))?;
     Ok(check(&mut meta, &lengths, false)?.0)
 }
 

@@ -7,8 +7,6 @@
 //! channel. When the client goes away the channel closes and the task stops at its next send:
 //! an abandoned download costs at most the read-ahead.
 
-pub(crate) mod fetching;
-
 use std::ops::Range;
 
 use bytes::Bytes;

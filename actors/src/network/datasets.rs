@@ -35,7 +35,7 @@ pub struct Fetching {
 }
 
 /// Every dataset this node writes or fetches has 64 KiB blocks.
-const BLOCK_SIZE_U64: u64 = crate::config::BLOCK_SIZE as u64;
+const BLOCK_SIZE_U64: u64 = crate::format::manifest::CODEX_BLOCK_SIZE as u64;
 
 impl Network {
     /// The manifest stored under `cid`, here (complete or being fetched) or, failing that,
@@ -158,7 +158,7 @@ impl Network {
         if matches!(*fetching.status.borrow(), FetchStatus::Complete { .. }) {
             return Ok(download::stream(repo, manifest.clone(), range, read_ahead));
         }
-        let source = download::fetching::Source {
+        let source = super::fetch::stream::Source {
             repo,
             fetches: self.room.fetches.clone(),
             manifest_cid: cid,
@@ -166,7 +166,7 @@ impl Network {
             status: fetching.status.clone(),
             fetch: fetching.fetch.clone(),
         };
-        Ok(download::fetching::stream(source, range, read_ahead))
+        Ok(super::fetch::stream::stream(source, range, read_ahead))
     }
 
     /// The status of the fetch of dataset `cid`, while one runs.

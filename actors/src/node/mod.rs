@@ -14,7 +14,7 @@ use cid::Cid;
 use futures_util::{Stream, StreamExt};
 
 use crate::{
-    block_store::BlockStore,
+    block_store::{segment_lengths, BlockBytes, BlockStore},
     clock::expiry_after,
     config::{Config, BLOCK_SIZE},
     download,
@@ -33,7 +33,6 @@ use crate::{
     network::{fetch::FetchStatus, Network, StoreSettings},
     repair,
     repo::Repo,
-    segments::{self, BlockBytes},
     upload::{Pipeline, UploadOptions, UploadSession},
 };
 
@@ -69,7 +68,7 @@ fn open_repository(config: &Config) -> Result<Opened> {
         config.batch_records,
     )?;
     let blocks_dir = config.data_dir.join("blocks");
-    let lengths = segments::segment_lengths(&blocks_dir)?;
+    let lengths = segment_lengths(&blocks_dir)?;
     let (report, live) = repair::run(&mut meta, &lengths)?;
     if !report.is_clean() {
         tracing::warn!(?report, "start-up check repaired the repository");

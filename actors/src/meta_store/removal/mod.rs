@@ -19,13 +19,13 @@ use cid::Cid;
 
 use super::MetaStore;
 use crate::{
+    block_store::Move,
     error::{Error, Result},
     format::{
         cid::{Digest, BLOCK_CODEC, MANIFEST_CODEC},
         manifest::Manifest,
     },
     records::{self, BlockMeta, Deleting, LeafRecord, Location},
-    segments::Move,
 };
 
 /// Delete a dataset: its manifest at once, and — when no other manifest shares its tree — mark

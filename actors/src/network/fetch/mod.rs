@@ -15,6 +15,7 @@
 
 mod registry;
 mod store;
+pub(crate) mod stream;
 
 use std::collections::{HashSet, VecDeque};
 

@@ -12,12 +12,12 @@ use bytes::Bytes;
 use cid::Cid;
 use tokio::sync::{mpsc, watch};
 
-use super::ByteStream;
+use super::{Fetch, FetchStatus, Fetches, NeedLeaves, Recent};
 use crate::{
+    download::{pumped, trim, ByteStream},
     error::{Error, Result},
     format::manifest::Manifest,
     meta_reader::StoredLeaves,
-    network::fetch::{Fetch, FetchStatus, Fetches, NeedLeaves, Recent},
     repo::Repo,
 };
 
@@ -33,7 +33,7 @@ pub(crate) struct Source {
 }
 
 pub(crate) fn stream(source: Source, range: Range<u64>, read_ahead: usize) -> ByteStream {
-    super::pumped(read_ahead, move |tx| async move {
+    pumped(read_ahead, move |tx| async move {
         pump(&source, range, read_ahead, &tx).await
     })
 }
@@ -55,7 +55,7 @@ async fn pump(
         let blocks = next_run(source, index, run).await?;
         if !blocks.is_empty() {
             for block in blocks {
-                let piece = super::trim(block, index, bs, &range);
+                let piece = trim(block, index, bs, &range);
                 index += 1;
                 if tx.send(Ok(piece)).await.is_err() {
                     return Ok(()); // client gone
