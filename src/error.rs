@@ -28,13 +28,40 @@ pub enum ApiError {
 }
 
 impl ApiError {
-    /// The reply body: the error's text, except where Codex's wording differs from the
-    /// engine's message.
+    /// The reply body: Codex v0.2.5's wording where its API has one (measured on a live
+    /// node), else the error's own text.
     fn body(&self) -> String {
-        match self {
-            // Codex v0.2.5's answer for a CID that is not a manifest (measured on a live node).
-            ApiError::Engine(Error::NotAManifest(_)) => "Unable to decode as manifest".to_owned(),
-            other => other.to_string(),
+        let ApiError::Engine(e) = self else {
+            return self.to_string();
+        };
+        match e {
+            Error::InvalidCid(_) => "Incorrect Cid".to_owned(),
+            Error::UnsupportedCid(_) => "Unsupported Cid".to_owned(),
+            Error::NotFound(_) => {
+                "The requested CID could not be retrieved (Block not found in local store)."
+                    .to_owned()
+            }
+            Error::NotAManifest(_) => "Unable to decode as manifest".to_owned(),
+            Error::BlockInUse(_) => {
+                "Directly deleting a block that is part of a dataset is not allowed.".to_owned()
+            }
+            Error::QuotaExceeded {
+                used,
+                reserved,
+                max,
+                needed,
+            } => format!("Quota usage would exceed the limit. Used: {used}, reserved: {reserved}, limit: {max}, needed: {needed}"),
+            Error::NotOnNetwork(why) => {
+                format!("The requested CID could not be retrieved from the network ({why})")
+            }
+            other => {
+                let text = other.to_string();
+                // The engine's messages start lower-case; a reply body reads as a sentence.
+                let mut chars = text.chars();
+                chars.next().map_or(text.clone(), |first| {
+                    first.to_uppercase().chain(chars).collect()
+                })
+            }
         }
     }
 }
@@ -54,7 +81,7 @@ impl ResponseError for ApiError {
                     StatusCode::NOT_FOUND
                 }
                 Error::Network(_) => StatusCode::BAD_GATEWAY,
-                Error::NoNetwork | Error::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
+                Error::NoNetwork | Error::TooManyFetches { .. } => StatusCode::SERVICE_UNAVAILABLE,
                 Error::BlockInUse(_) => StatusCode::CONFLICT,
                 Error::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
                 Error::QuotaExceeded { .. } | Error::DiskFull(_) => {

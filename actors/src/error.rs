@@ -1,11 +1,16 @@
-//! The engine's one error type. The HTTP layer maps each variant to a status code in a single
-//! exhaustive `match`, so a new variant here fails the build there instead of becoming a silent 500.
+//! The engine's one error type, typed down to why a fetch stopped. Its messages are the
+//! engine's own; the HTTP layer (`src/error.rs`) maps each variant to a status code in a single
+//! exhaustive `match`, and gives Codex's wording where Codex's API has one, so a new variant here
+//! fails the build there instead of becoming a silent 500.
 
 use std::{fmt, sync::Arc};
 
 use cid::Cid;
 
-use crate::format::cid::{cid_text, CidError};
+use crate::format::{
+    blockexc::BlockAddress,
+    cid::{cid_text, CidError},
+};
 
 /// Everything that can go wrong in the engine.
 ///
@@ -13,19 +18,19 @@ use crate::format::cid::{cid_text, CidError};
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Error {
     /// The text is not a CID at all (bad multibase, bad varint, truncated).
-    #[error("Incorrect Cid")]
+    #[error("not a CID: {0}")]
     InvalidCid(String),
     /// A well-formed CID this node cannot hold (CIDv0, a foreign codec or hash).
-    #[error("Unsupported Cid")]
+    #[error("a CID this node cannot hold: {0}")]
     UnsupportedCid(String),
     /// Nothing is stored under this CID.
-    #[error("The requested CID could not be retrieved (Block not found in local store).")]
+    #[error("{} is not stored here", cid_text(.0))]
     NotFound(Cid),
     /// The CID names a block, but the operation needs a manifest.
-    #[error("CID has invalid content type for manifest {}", cid_text(.0))]
+    #[error("{} is not a manifest", cid_text(.0))]
     NotAManifest(Cid),
     /// A block that a dataset (or an upload in progress) still uses cannot be deleted alone.
-    #[error("Directly deleting a block that is part of a dataset is not allowed.")]
+    #[error("block {} is part of a dataset", cid_text(.0))]
     BlockInUse(Cid),
     /// The upload had no bytes; Codex answers 500 "Empty leaves", we refuse it as bad input.
     #[error("The upload is empty: a dataset needs at least one byte")]
@@ -39,7 +44,7 @@ pub enum Error {
         reason: String,
     },
     /// Storing would take the repository past its quota; nothing of the write was kept.
-    #[error("Quota usage would exceed the limit. Used: {used}, reserved: {reserved}, limit: {max}, needed: {needed}")]
+    #[error("the quota would be exceeded: used {used}, reserved {reserved}, limit {max}, needed {needed}")]
     QuotaExceeded {
         /// Bytes in use before the write.
         used: u64,
@@ -79,17 +84,94 @@ pub enum Error {
     #[error("This node runs without a network")]
     NoNetwork,
     /// A peer could not be reached or did not answer.
-    #[error("Network failure: {0}")]
-    Network(String),
+    #[error("network failure: {0}")]
+    Network(NetworkError),
     /// No peer delivered what was asked within the bounded time or retries.
-    #[error("The requested CID could not be retrieved from the network ({0})")]
-    NotOnNetwork(String),
-    /// A bounded resource is in use to its limit; try again later.
-    #[error("Busy: {0}")]
-    Busy(String),
+    #[error("not found on the network: {0}")]
+    NotOnNetwork(NotOnNetwork),
+    /// As many datasets are being fetched as the configuration allows; try again later.
+    #[error("busy: {running} datasets are being fetched already")]
+    TooManyFetches {
+        /// Fetches running (the configured maximum).
+        running: usize,
+    },
     /// An actor is gone (the node is shutting down) or dropped a reply.
     #[error("The storage engine is unavailable (shutting down?)")]
     Unavailable,
+}
+
+/// A failure of the network component, kept whole: `get_ref().downcast_ref::<NetError>()`
+/// (`crate::network::net::NetError`) tells a failed dial from a stopped network. Opaque here
+/// so that this file does not depend on the network room (which depends on it).
+#[derive(Clone)]
+pub struct NetworkError(Arc<dyn std::error::Error + Send + Sync>);
+
+impl NetworkError {
+    /// Wraps the network component's error.
+    pub fn new(e: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(e))
+    }
+
+    /// The error itself, to downcast.
+    pub fn get_ref(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for NetworkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for NetworkError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+/// Why nothing usable came from the network.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotOnNetwork {
+    /// This node knows no peer at all (none connected, none in either DHT's table).
+    #[error("this node knows no peer")]
+    NoPeers,
+    /// The peers asked could not deliver it.
+    #[error("no connected peer delivered it")]
+    NoDelivery,
+    /// Nobody delivered it within the manifest timeout (seconds).
+    #[error("no peer delivered it within {0} s")]
+    Timeout(u64),
+    /// A peer's bytes do not hash to the CID asked for.
+    #[error("a peer sent other bytes")]
+    WrongBytes,
+    /// The fetch of the dataset stopped before the block was stored.
+    #[error("the fetch stopped: {0}")]
+    FetchStopped(FetchFailure),
+}
+
+/// Why a fetch stopped before the end. The blocks it stored stay (a later fetch resumes)
+/// unless its dataset went.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum FetchFailure {
+    /// The dataset was deleted.
+    #[error("the dataset was deleted")]
+    Deleted,
+    /// The dataset expired.
+    #[error("the dataset expired")]
+    Expired,
+    /// The dataset's record went while a batch was being stored (deleted or expired).
+    #[error("the dataset was removed (deleted or expired)")]
+    Removed,
+    /// No peer could deliver this block (every holder failed or none is left).
+    #[error("no peer delivered {0:?}")]
+    NoPeer(BlockAddress),
+    /// The node is stopping (the exchange or the store went away).
+    #[error("the node is stopping")]
+    Stopped,
+    /// Storing what arrived failed: the quota, the disk, the store.
+    #[error("storing what arrived failed: {0}")]
+    Store(Box<Error>),
 }
 
 /// `Result` with the engine's [`Error`].

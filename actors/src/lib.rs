@@ -77,7 +77,7 @@ mod upload;
 pub use cid::Cid;
 pub use config::{Config, BLOCK_SIZE, DEFAULT_QUOTA_BYTES, DEFAULT_SEGMENT_BYTES};
 pub use dataset_events::{DatasetEvent, RemovedBy};
-pub use error::{Error, Result};
+pub use error::{Error, FetchFailure, NetworkError, NotOnNetwork, Result, StorageError};
 pub use format::{
     cid::{cid_text, parse_cid, CidError},
     manifest::Manifest,

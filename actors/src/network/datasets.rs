@@ -14,7 +14,7 @@ use super::{
 use crate::{
     clock::expiry_after,
     download::{self, ByteStream},
-    error::{Error, Result},
+    error::{Error, NotOnNetwork, Result},
     format::{
         cid::MANIFEST_CODEC,
         manifest::{cid_of_encoded, Manifest},
@@ -56,7 +56,7 @@ impl Network {
         }
         let bytes = self.room.block_from_peers(cid).await?;
         if cid_of_encoded(&bytes) != cid {
-            return Err(Error::NotOnNetwork("a peer sent other bytes".into()));
+            return Err(Error::NotOnNetwork(NotOnNetwork::WrongBytes));
         }
         let manifest = Manifest::decode(&bytes).map_err(|e| Error::BadManifest {
             cid,
@@ -71,7 +71,7 @@ impl Network {
     ///
     /// # Errors
     /// As [`Network::manifest`]; [`Error::QuotaExceeded`] when the dataset cannot fit;
-    /// [`Error::Busy`] when too many fetches run.
+    /// [`Error::TooManyFetches`] when too many fetches run.
     pub async fn fetch(&self, cid: Cid) -> Result<Fetching> {
         self.fetch_from(cid, None).await
     }

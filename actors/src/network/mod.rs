@@ -26,7 +26,7 @@ pub use exchange::{ExchangeConfig, ExchangeStats, PeerStats};
 pub use fetch::FetchStatus;
 
 use crate::{
-    error::{Error, Result},
+    error::{Error, NetworkError, Result},
     repo::Repo,
 };
 use exchange::{Connect, GetStats};
@@ -147,7 +147,7 @@ impl Network {
         self.room
             .net
             .spr(addrs)
-            .map_err(|e| Error::Network(e.to_string()))
+            .map_err(|e| Error::Network(NetworkError::new(e)))
     }
 
     /// Connects to `peer` at `addrs` (Codex's `/connect`).
@@ -159,7 +159,7 @@ impl Network {
             .exchange
             .send(Connect { peer, addrs })
             .await?
-            .map_err(|e| Error::Network(e.to_string()))
+            .map_err(|e| Error::Network(NetworkError::new(e)))
     }
 
     /// Counters of the block exchange.

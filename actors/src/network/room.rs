@@ -17,7 +17,7 @@ use super::{
     NetworkConfig, StoreSettings,
 };
 use crate::{
-    error::{Error, Result},
+    error::{Error, NetworkError, NotOnNetwork, Result},
     format::blockexc::BlockAddress,
     meta_reader::{FindManifest, ListFetches, ListManifests},
     repo::Repo,
@@ -106,7 +106,7 @@ impl Room {
                     });
                     Ok((net, exchange, codex_dht))
                 }
-                Err(e) => Err(Error::Network(e.to_string())),
+                Err(e) => Err(Error::Network(NetworkError::new(e))),
             };
             let _ = tx.send(started);
         });
@@ -159,7 +159,7 @@ impl Room {
             None => 0,
         };
         if connected == 0 && known == 0 && codex_known == 0 {
-            return Err(Error::NotOnNetwork("this node knows no peer".into()));
+            return Err(Error::NotOnNetwork(NotOnNetwork::NoPeers));
         }
         let (tx, mut rx) = mpsc::channel(1);
         let address = BlockAddress::Cid(cid);
@@ -174,16 +174,15 @@ impl Room {
         match got {
             Ok(Some(Delivery::Block { data, .. })) => Ok(data),
             Ok(Some(Delivery::Failed { .. }) | None) => {
-                Err(Error::NotOnNetwork("no connected peer delivered it".into()))
+                Err(Error::NotOnNetwork(NotOnNetwork::NoDelivery))
             }
             Err(_) => {
                 self.exchange.do_send(Unwant {
                     addresses: vec![address],
                     sink: tx,
                 });
-                Err(Error::NotOnNetwork(format!(
-                    "no peer delivered it within {} s",
-                    timeout.as_secs()
+                Err(Error::NotOnNetwork(NotOnNetwork::Timeout(
+                    timeout.as_secs(),
                 )))
             }
         }

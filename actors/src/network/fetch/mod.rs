@@ -31,7 +31,7 @@ pub use registry::{Fetches, StartFetch};
 pub(crate) use registry::{NeedLeaves, RunningFetches};
 
 use crate::{
-    error::Error,
+    error::{Error, FetchFailure},
     format::{blockexc::BlockAddress, manifest::Manifest, merkle::CodexProof},
     meta_reader::MissingLeaves,
     network::exchange::{BlockExchange, Delivery, Unwant, Want},
@@ -42,7 +42,7 @@ use crate::{
 const SCAN: u64 = 1024;
 
 /// Where a fetch stands; published on its watch channel.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum FetchStatus {
     /// Running: `stored` of `total` blocks are here.
     Running {
@@ -56,10 +56,11 @@ pub enum FetchStatus {
         /// Blocks in the dataset.
         total: u64,
     },
-    /// The fetch stopped before the end; the blocks it stored stay (a later fetch resumes).
+    /// The fetch stopped before the end; the blocks it stored stay (a later fetch resumes)
+    /// unless its dataset went.
     Failed {
         /// Why.
-        reason: String,
+        reason: FetchFailure,
     },
 }
 
@@ -88,7 +89,7 @@ pub struct Recent {
 #[rtype(result = "()")]
 pub struct CancelFetch {
     /// Why, as the fetch's status will say.
-    pub reason: String,
+    pub reason: FetchFailure,
 }
 
 /// What one fetch needs to run.
@@ -219,7 +220,7 @@ impl Fetch {
                     .into_actor(self)
                     .map(|sent, act, ctx| {
                         if sent.is_err() {
-                            act.fail("the block exchange stopped".into(), ctx);
+                            act.fail(FetchFailure::Stopped, ctx);
                         }
                     }),
             );
@@ -252,8 +253,8 @@ impl Fetch {
                                 .extend(missing.into_iter().filter(|i| !skip(i)));
                             act.refill(ctx);
                         }
-                        Ok(Err(e)) => act.fail(e.to_string(), ctx),
-                        Err(_) => act.fail("the store stopped".into(), ctx),
+                        Ok(Err(e)) => act.fail(FetchFailure::Store(Box::new(e)), ctx),
+                        Err(_) => act.fail(FetchFailure::Stopped, ctx),
                     }
                 }),
         );
@@ -306,9 +307,9 @@ impl Fetch {
                 // The dataset's record went (deleted or expired) while the batch was on its
                 // way: its removal, not a failure of the fetch.
                 Err(Error::NotFound(cid)) if cid == act.setup.manifest_cid => {
-                    act.fail("the dataset was removed (deleted or expired)".into(), ctx);
+                    act.fail(FetchFailure::Removed, ctx);
                 }
-                Err(e) => act.fail(e.to_string(), ctx),
+                Err(e) => act.fail(FetchFailure::Store(Box::new(e)), ctx),
             }
         }));
     }
@@ -332,7 +333,7 @@ impl Fetch {
         ctx.stop();
     }
 
-    fn fail(&mut self, reason: String, ctx: &mut Context<Self>) {
+    fn fail(&mut self, reason: FetchFailure, ctx: &mut Context<Self>) {
         tracing::warn!(cid = %crate::cid_text(&self.setup.manifest_cid), %reason, "fetch stopped");
         let _ = self.setup.status.send(FetchStatus::Failed { reason });
         ctx.stop();
@@ -377,7 +378,7 @@ impl StreamHandler<Delivery> for Fetch {
                 self.received.push((index, cid, data, proof));
             }
             Delivery::Failed { address } => {
-                self.fail(format!("no peer delivered {address:?}"), ctx);
+                self.fail(FetchFailure::NoPeer(address), ctx);
             }
             // Not ours or already had: nothing to do.
             Delivery::Block { .. } => {}

@@ -13,7 +13,7 @@ use tokio::sync::watch;
 use super::{CancelFetch, Fetch, FetchSetup, FetchStatus, Need};
 use crate::{
     dataset_events::{DatasetEvent, RemovedBy},
-    error::{Error, Result},
+    error::{Error, FetchFailure, Result},
     format::manifest::Manifest,
     network::exchange::{BlockExchange, DatasetRemoved, DatasetStored},
     repo::Repo,
@@ -97,10 +97,7 @@ impl Handler<StartFetch> for Fetches {
             return Ok((status.clone(), addr.clone()));
         }
         if self.running.len() >= self.max {
-            return Err(Error::Busy(format!(
-                "{} datasets are being fetched already",
-                self.max
-            )));
+            return Err(Error::TooManyFetches { running: self.max });
         }
         let total = msg.manifest.blocks_count();
         let (tx, rx) = watch::channel(FetchStatus::Running {
@@ -146,12 +143,10 @@ impl Handler<DatasetEvent> for Fetches {
             DatasetEvent::Removed { manifest, by } => {
                 if let Some((addr, _)) = self.running.remove(&manifest) {
                     let reason = match by {
-                        RemovedBy::Delete => "the dataset was deleted",
-                        RemovedBy::Expiry => "the dataset expired",
+                        RemovedBy::Delete => FetchFailure::Deleted,
+                        RemovedBy::Expiry => FetchFailure::Expired,
                     };
-                    addr.do_send(CancelFetch {
-                        reason: reason.into(),
-                    });
+                    addr.do_send(CancelFetch { reason });
                 }
                 self.exchange.do_send(DatasetRemoved { manifest });
             }

@@ -15,7 +15,7 @@ use tokio::sync::{mpsc, watch};
 use super::{Fetch, FetchStatus, Fetches, NeedLeaves, Recent};
 use crate::{
     download::{pumped, trim, ByteStream},
-    error::{Error, Result},
+    error::{Error, FetchFailure, NotOnNetwork, Result},
     format::manifest::Manifest,
     meta_reader::StoredLeaves,
     repo::Repo,
@@ -66,7 +66,9 @@ async fn pump(
         let asked = asked_to.is_some_and(|to| to >= index);
         let current = status.borrow_and_update().clone();
         match current {
-            FetchStatus::Failed { reason } => return Err(Error::NotOnNetwork(reason)),
+            FetchStatus::Failed { reason } => {
+                return Err(Error::NotOnNetwork(NotOnNetwork::FetchStopped(reason)))
+            }
             FetchStatus::Complete { .. } if asked => return Err(Error::NotFound(tree)),
             _ => {}
         }
@@ -84,7 +86,9 @@ async fn pump(
             // The fetch is gone and said its last word: look once more, then give up.
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
             if matches!(*status.borrow(), FetchStatus::Running { .. }) {
-                return Err(Error::NotOnNetwork("the fetch stopped".into()));
+                return Err(Error::NotOnNetwork(NotOnNetwork::FetchStopped(
+                    FetchFailure::Stopped,
+                )));
             }
             asked_to = Some(last); // a finished fetch is not asked again
         }
