@@ -196,14 +196,20 @@ pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/8070";
 impl Args {
     /// The engine configuration these flags describe.
     pub fn engine_config(&self) -> Config {
-        let config = Config::new(&self.data_dir)
-            .quota_max_bytes(self.storage_quota)
-            .block_ttl(Duration::from_secs(self.block_ttl))
-            .maintenance_interval(Duration::from_secs(self.block_maintenance_interval.max(1)))
-            .maintenance_batch(self.block_maintenance_number)
-            .segment_bytes(self.segment_bytes);
+        Config {
+            quota_max_bytes: self.storage_quota,
+            block_ttl: Duration::from_secs(self.block_ttl),
+            maintenance_interval: Duration::from_secs(self.block_maintenance_interval.max(1)),
+            maintenance_batch: self.block_maintenance_number,
+            segment_bytes: self.segment_bytes,
+            ..Config::new(&self.data_dir)
+        }
+    }
+
+    /// The network configuration these flags describe; `None` with `--no-network`.
+    pub fn network_config(&self) -> Option<NetworkConfig> {
         if self.no_network {
-            return config;
+            return None;
         }
         let mut network = NetworkConfig::new(&self.data_dir);
         if let Some(key) = &self.net_privkey {
@@ -229,7 +235,7 @@ impl Args {
             .listen_ip
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));
         network.codex_dht = Some(std::net::SocketAddr::new(disc_ip, self.disc_port));
-        config.network(network)
+        Some(network)
     }
 
     /// The HTTP configuration these flags describe.

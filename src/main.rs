@@ -51,7 +51,10 @@ fn serve(args: Args) -> std::io::Result<()> {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
     actix_web::rt::System::new().block_on(async move {
-        let node = Node::start(args.engine_config()).await?;
+        let node = match args.network_config() {
+            Some(network) => Node::start_with_network(args.engine_config(), network).await?,
+            None => Node::start(args.engine_config()).await?,
+        };
         let listener = codex_node::bind((args.api_bindaddr, args.api_port).into())?;
         let addr = listener.local_addr()?;
         tracing::info!(%addr, "codex-node listening on http://{addr}/api/codex/v1");

@@ -2,6 +2,7 @@
 
 mod common;
 
+use codex_actors::Config;
 use common::*;
 
 fn space(node: &TestNode) -> TestResult<serde_json::Value> {
@@ -176,7 +177,10 @@ fn cors_preflight_on_data_routes_is_204() -> TestResult {
 #[test]
 fn quota_overflow_is_507_and_rolls_back() -> TestResult {
     // Room for three padded blocks and a manifest, not for five blocks.
-    let node = TestNode::start_with(|c| c.quota_max_bytes(3 * 65536 + 100))?;
+    let node = TestNode::start_with(|c| Config {
+        quota_max_bytes: 3 * 65536 + 100,
+        ..c
+    })?;
     let (status, body) = upload(&node, &pattern(5 * 65536), None, None)?;
     assert_eq!(status, 507, "{body}");
     assert!(

@@ -3,6 +3,7 @@
 
 mod common;
 
+use codex_actors::Config;
 use std::{
     io::{Read, Write},
     net::TcpStream,
@@ -68,9 +69,10 @@ fn a_block_in_use_cannot_be_deleted_directly() -> TestResult {
 
 #[test]
 fn the_maintenance_timer_expires_datasets() -> TestResult {
-    let node = TestNode::start_with(|c| {
-        c.block_ttl(Duration::from_secs(1))
-            .maintenance_interval(Duration::from_millis(100))
+    let node = TestNode::start_with(|c| Config {
+        block_ttl: Duration::from_secs(1),
+        maintenance_interval: Duration::from_millis(100),
+        ..c
     })?;
     upload_ok(&node, &pattern(200_000))?;
     let gone = eventually(Duration::from_secs(20), || {

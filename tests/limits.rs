@@ -4,6 +4,7 @@
 
 mod common;
 
+use codex_actors::Config;
 use std::{
     io::{Read, Write},
     net::TcpStream,
@@ -98,7 +99,10 @@ fn a_quota_below_what_is_stored_still_starts_and_serves_reads() -> TestResult {
     let cid = upload_ok(&node, &data)?;
     node.stop();
     // Codex refuses to start here; we serve reads and refuse writes.
-    let node = TestNode::start_in(tmp.path(), |c| c.quota_max_bytes(65536))?;
+    let node = TestNode::start_in(tmp.path(), |c| Config {
+        quota_max_bytes: 65536,
+        ..c
+    })?;
     let (status, _, body) = download(&node, &cid, None)?;
     assert!(status == 200 && body == data);
     let (status, body) = upload(&node, b"one more", None, None)?;

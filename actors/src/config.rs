@@ -16,26 +16,58 @@ pub const DEFAULT_SEGMENT_BYTES: u64 = 1024 * 1024 * 1024; /* 1 GiB */
 /// Codex's `DefaultNumBlocksPerInterval`.
 pub const DEFAULT_MAINTENANCE_BATCH: usize = 1000;
 
-/// How a node is set up. Build it with [`Config::new`] and the setters; every default is set in
-/// `new` and named above.
+/// How a node is set up: plain data, like the network's configuration ([`crate::NetworkConfig`]).
+/// Start from [`Config::new`], which sets every default (named above), and change fields with
+/// struct update syntax: `Config { quota_max_bytes: 1 << 30, ..Config::new(dir) }`. Counts of
+/// threads, blocks and records below 1 are taken as 1, and segments are at least 1 MiB.
 #[derive(Debug, Clone)]
 pub struct Config {
-    pub(crate) data_dir: PathBuf,
-    pub(crate) quota_max_bytes: u64,
-    pub(crate) block_ttl: Duration,
-    pub(crate) upload_batch_blocks: usize,
-    pub(crate) upload_window_batches: u32,
-    pub(crate) hasher_threads: usize,
-    pub(crate) block_store_threads: usize,
-    pub(crate) block_reader_threads: usize,
-    pub(crate) reader_threads: usize,
-    pub(crate) batch_records: usize,
-    pub(crate) read_ahead_blocks: usize,
-    pub(crate) maintenance_interval: Duration,
-    pub(crate) maintenance_batch: usize,
-    pub(crate) segment_bytes: u64,
-    pub(crate) cache_bytes: u64,
-    pub(crate) network: Option<crate::network::NetworkConfig>,
+    /// The repository directory (created if missing).
+    pub data_dir: PathBuf,
+    /// Most bytes the repository may hold, padded blocks and manifests included.
+    /// Default = 20 GiB.
+    pub quota_max_bytes: u64,
+    /// How long a stored block lives unless a dataset refers to it. Zero means "never expire"
+    /// (Codex's help text promises this; its code expires at once, its #508). Default = 30 days.
+    pub block_ttl: Duration,
+    /// Blocks an upload sends per message to the block store and metadata actor (the hasher
+    /// gets them in parts of 16, all at once). Every message wakes a thread: larger batches
+    /// cost less CPU (1.2 against 1.05 CPU-seconds per GiB for 16 and 64 blocks, see
+    /// benches/README.md). Default = 64 (4 MiB).
+    pub upload_batch_blocks: usize,
+    /// Batches of one upload that may be hashed and stored at once. This bounds an upload's
+    /// memory to about `(window + 1) × batch × 64 KiB` (20 MiB by default). Direct writes
+    /// are faster from memory the CPU touched recently, so a larger window does not make
+    /// uploads faster (8 was no faster than 4, benches/README.md). Default = 4.
+    pub upload_window_batches: u32,
+    /// Threads hashing blocks. Default = the number of cores.
+    pub hasher_threads: usize,
+    /// Threads writing and syncing block bytes and compacting. Default = 2.
+    pub block_store_threads: usize,
+    /// Threads reading and verifying blocks for downloads, apart from the block store's
+    /// writers, so a read never queues behind a write or a sync. Reads wait on the disk (they
+    /// bypass the page cache), so more threads than cores keep every core verifying.
+    /// Default = 4.
+    pub block_reader_threads: usize,
+    /// Threads answering metadata queries (downloads, listings, space) from snapshots, apart
+    /// from the single metadata writer. Default = 2.
+    pub reader_threads: usize,
+    /// Most records one metadata batch of a long operation writes: committing a dataset's
+    /// leaves, removing a dataset step by step, the start-up check. Smaller batches let other
+    /// work in sooner; larger ones sync less often. Default = 4096.
+    pub batch_records: usize,
+    /// Blocks a download reads ahead of the client, in reads of 16 that run side by side on
+    /// the block readers' threads. Default = 64 (4 MiB).
+    pub read_ahead_blocks: usize,
+    /// Time between two block-maintenance passes. Default = 10 minutes.
+    pub maintenance_interval: Duration,
+    /// Most block records one maintenance pass looks at. Default = 1000.
+    pub maintenance_batch: usize,
+    /// Size at which block bytes go to a new segment file. Smaller segments free the space of
+    /// deleted data sooner. Default = 1 GiB.
+    pub segment_bytes: u64,
+    /// Size of the metadata block cache. Default = 16 MiB.
+    pub cache_bytes: u64,
 }
 
 impl Config {
@@ -53,7 +85,6 @@ impl Config {
             block_reader_threads: 4,
             reader_threads: 2,
             batch_records: 4096,
-            network: None,
             read_ahead_blocks: 64, /* 4 MiB read ahead per download */
             maintenance_interval: DEFAULT_MAINTENANCE_INTERVAL,
             maintenance_batch: DEFAULT_MAINTENANCE_BATCH,
@@ -62,129 +93,23 @@ impl Config {
         }
     }
 
-    /// Most bytes the repository may hold, padded blocks and manifests included.
-    /// Default = 20 GiB.
-    #[must_use]
-    pub fn quota_max_bytes(mut self, bytes: u64) -> Self {
-        self.quota_max_bytes = bytes;
+    /// The same configuration with every count at least 1 and segments at least 1 MiB: what
+    /// the node runs with.
+    pub(crate) fn normalized(mut self) -> Self {
+        for n in [
+            &mut self.upload_batch_blocks,
+            &mut self.hasher_threads,
+            &mut self.block_store_threads,
+            &mut self.block_reader_threads,
+            &mut self.reader_threads,
+            &mut self.batch_records,
+            &mut self.read_ahead_blocks,
+            &mut self.maintenance_batch,
+        ] {
+            *n = (*n).max(1);
+        }
+        self.upload_window_batches = self.upload_window_batches.max(1);
+        self.segment_bytes = self.segment_bytes.max(1024 * 1024);
         self
-    }
-
-    /// How long a stored block lives unless a dataset refers to it. Zero means "never expire"
-    /// (Codex's help text promises this; its code expires at once, its #508). Default = 30 days.
-    #[must_use]
-    pub fn block_ttl(mut self, ttl: Duration) -> Self {
-        self.block_ttl = ttl;
-        self
-    }
-
-    /// Blocks an upload sends per message to the block store and metadata actor (the hasher
-    /// gets them in parts of 16, all at once). Every message wakes a thread: larger batches
-    /// cost less CPU (1.2 against 1.05 CPU-seconds per GiB for 16 and 64 blocks, see
-    /// benches/README.md). Default = 64 (4 MiB).
-    #[must_use]
-    pub fn upload_batch_blocks(mut self, blocks: usize) -> Self {
-        self.upload_batch_blocks = blocks.max(1);
-        self
-    }
-
-    /// Batches of one upload that may be hashed and stored at once. This bounds an upload's
-    /// memory to about `(window + 1) × batch × 64 KiB` (20 MiB by default). Direct writes
-    /// are faster from memory the CPU touched recently, so a larger window does not make
-    /// uploads faster (8 was no faster than 4, benches/README.md). Default = 4.
-    #[must_use]
-    pub fn upload_window_batches(mut self, batches: u32) -> Self {
-        self.upload_window_batches = batches.max(1);
-        self
-    }
-
-    /// Threads hashing blocks. Default = the number of cores.
-    #[must_use]
-    pub fn hasher_threads(mut self, threads: usize) -> Self {
-        self.hasher_threads = threads.max(1);
-        self
-    }
-
-    /// Threads reading and verifying blocks for downloads, apart from the block store's
-    /// writers, so a read never queues behind a write or a sync. Reads wait on the disk (they
-    /// bypass the page cache), so more threads than cores keep every core verifying.
-    /// Default = 4.
-    #[must_use]
-    pub fn block_reader_threads(mut self, threads: usize) -> Self {
-        self.block_reader_threads = threads.max(1);
-        self
-    }
-
-    /// Threads answering metadata queries (downloads, listings, space) from snapshots, apart
-    /// from the single metadata writer. Default = 2.
-    #[must_use]
-    pub fn reader_threads(mut self, threads: usize) -> Self {
-        self.reader_threads = threads.max(1);
-        self
-    }
-
-    /// Most records one metadata batch of a long operation writes: committing a dataset's
-    /// leaves, removing a dataset step by step, the start-up check. Smaller batches let other
-    /// work in sooner; larger ones sync less often. Default = 4096.
-    #[must_use]
-    pub fn batch_records(mut self, records: usize) -> Self {
-        self.batch_records = records.max(1);
-        self
-    }
-
-    /// Blocks a download reads ahead of the client, in reads of 16 that run side by side on
-    /// the block readers' threads. Default = 64 (4 MiB).
-    #[must_use]
-    pub fn read_ahead_blocks(mut self, blocks: usize) -> Self {
-        self.read_ahead_blocks = blocks.max(1);
-        self
-    }
-
-    /// Time between two block-maintenance passes. Default = 10 minutes.
-    #[must_use]
-    pub fn maintenance_interval(mut self, interval: Duration) -> Self {
-        self.maintenance_interval = interval;
-        self
-    }
-
-    /// Most block records one maintenance pass looks at. Default = 1000.
-    #[must_use]
-    pub fn maintenance_batch(mut self, entries: usize) -> Self {
-        self.maintenance_batch = entries.max(1);
-        self
-    }
-
-    /// Size at which block bytes go to a new segment file. Smaller segments free the space of
-    /// deleted data sooner. Default = 1 GiB.
-    #[must_use]
-    pub fn segment_bytes(mut self, bytes: u64) -> Self {
-        self.segment_bytes = bytes.max(1024 * 1024);
-        self
-    }
-
-    /// Size of the metadata block cache. Default = 16 MiB.
-    #[must_use]
-    pub fn cache_bytes(mut self, bytes: u64) -> Self {
-        self.cache_bytes = bytes;
-        self
-    }
-
-    /// Take part in the peer-to-peer network (block exchange, discovery) with these settings.
-    /// Default = no network: the node is an island, and network operations answer
-    /// [`crate::Error::NoNetwork`].
-    #[must_use]
-    pub fn network(mut self, network: crate::network::NetworkConfig) -> Self {
-        self.network = Some(network);
-        self
-    }
-
-    /// The network settings, if the node takes part in the network.
-    pub fn network_config(&self) -> Option<&crate::network::NetworkConfig> {
-        self.network.as_ref()
-    }
-
-    /// The repository directory.
-    pub fn data_dir(&self) -> &std::path::Path {
-        &self.data_dir
     }
 }

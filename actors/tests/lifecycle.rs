@@ -139,7 +139,10 @@ fn expiry_removes_whole_datasets_and_never_live_blocks() -> TestResult {
             assert_eq!(node.space().await?.total_blocks, 0);
             Ok(())
         },
-        |c| c.block_ttl(Duration::from_secs(2 * DAY)),
+        |c| Config {
+            block_ttl: Duration::from_secs(2 * DAY),
+            ..c
+        },
     )
 }
 
@@ -150,14 +153,22 @@ fn reupload_extends_expiry() -> TestResult {
     let (path, data2) = (dir.path().to_path_buf(), data.clone());
     // First stored with a one-day TTL, then stored again by a node configured for ten days.
     let cid = actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path).block_ttl(Duration::from_secs(DAY))).await?;
+        let node = Node::start(Config {
+            block_ttl: Duration::from_secs(DAY),
+            ..Config::new(&path)
+        })
+        .await?;
         let cid = store(&node, &data2, None).await?;
         node.shutdown().await?;
         Ok::<_, Error>(cid)
     })?;
     let path = dir.path().to_path_buf();
     actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path).block_ttl(Duration::from_secs(10 * DAY))).await?;
+        let node = Node::start(Config {
+            block_ttl: Duration::from_secs(10 * DAY),
+            ..Config::new(&path)
+        })
+        .await?;
         assert_eq!(store(&node, &data, None).await?, cid);
         let expired = node.expire(now() + 5 * DAY).await?;
         assert_eq!(
@@ -185,7 +196,10 @@ fn zero_ttl_never_expires() -> TestResult {
             assert_eq!(read_all(&node, cid).await?, blocks(&[3]));
             Ok(())
         },
-        |c| c.block_ttl(Duration::ZERO),
+        |c| Config {
+            block_ttl: Duration::ZERO,
+            ..c
+        },
     )
 }
 
@@ -201,7 +215,11 @@ fn expiry_passes_resume_over_small_batches() -> TestResult {
             assert_eq!(node.space().await?.total_blocks, 0);
             Ok(())
         },
-        |c| c.block_ttl(Duration::from_secs(DAY)).maintenance_batch(2),
+        |c| Config {
+            block_ttl: Duration::from_secs(DAY),
+            maintenance_batch: 2,
+            ..c
+        },
     )
 }
 
@@ -232,7 +250,10 @@ fn an_aborted_upload_leaves_nothing_behind() -> TestResult {
         // One block per batch, so every block is pinned before the abort: with the default
         // batch of 16 these three blocks would never leave the upload actor, and the test
         // would pass even if aborts released nothing (issue 10, item 7).
-        |c| c.upload_batch_blocks(1),
+        |c| Config {
+            upload_batch_blocks: 1,
+            ..c
+        },
     )
 }
 
@@ -243,9 +264,11 @@ fn a_refused_upload_leaves_no_bytes_on_disk() -> TestResult {
     actix::System::new().block_on(async move {
         // One block per batch: blocks 1 and 3 are placed and pinned before block 4 overflows
         // the quota, so the rollback really has pins to release (issue 10, item 7).
-        let config = Config::new(&path)
-            .quota_max_bytes(3 * 65536 + 100)
-            .upload_batch_blocks(1);
+        let config = Config {
+            quota_max_bytes: 3 * 65536 + 100,
+            upload_batch_blocks: 1,
+            ..Config::new(&path)
+        };
         let node = Node::start(config).await?;
         let kept = store(&node, &blocks(&[1, 2]), None).await?;
         let before = node.space().await?;
@@ -323,7 +346,11 @@ fn compaction_gives_back_the_space_of_deleted_blocks() -> TestResult {
     let b_copy = b_data.clone();
     let b = actix::System::new().block_on(async move {
         // 1 MiB segments hold 15 blocks: A and the first third of B share segment 0.
-        let node = Node::start(Config::new(&path).segment_bytes(1 << 20)).await?;
+        let node = Node::start(Config {
+            segment_bytes: 1 << 20,
+            ..Config::new(&path)
+        })
+        .await?;
         let a = store(&node, &blocks(&a_tags), None).await?;
         let b = store(&node, &b_copy, None).await?;
         let before = blocks_dir_bytes(&path)?;
@@ -346,7 +373,11 @@ fn compaction_gives_back_the_space_of_deleted_blocks() -> TestResult {
     assert!(codex_actors::repair::inspect(dir.path())?.is_clean());
     let path = dir.path().to_path_buf();
     actix::System::new().block_on(async move {
-        let node = Node::start(Config::new(&path).segment_bytes(1 << 20)).await?;
+        let node = Node::start(Config {
+            segment_bytes: 1 << 20,
+            ..Config::new(&path)
+        })
+        .await?;
         assert_eq!(
             read_all(&node, b).await?,
             b_data,

@@ -137,7 +137,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
     let mut body = json!({
         "id": node.network().ok().map(|n| n.peer_id().to_string()),
         "addrs": [],
-        "repo": node.config().data_dir().display().to_string(),
+        "repo": node.config().data_dir.display().to_string(),
         "spr": "",
         "announceAddresses": [],
         "table": { "localNode": null, "nodes": [] },

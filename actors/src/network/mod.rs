@@ -3,7 +3,7 @@
 //! that speaks Codex's block exchange and runs our Kademlia, Codex's own DHT ([`codex_dht`],
 //! joined to the rest in `codex_join.rs`), the block-exchange actor (`exchange/`) on an arbiter
 //! of its own, and the fetches (`fetch/`). Started by `room.rs` when the configuration asks for
-//! a network ([`crate::Config::network`]). The store's actors know nothing of it; it reaches
+//! a network ([`crate::Node::start_with_network`]). The store's actors know nothing of it; it reaches
 //! them through the same messages as everything else, and hears of datasets stored and removed
 //! from the repository's events (`repo.rs`).
 //!

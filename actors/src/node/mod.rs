@@ -30,7 +30,7 @@ use crate::{
         SyncMeta,
     },
     migration,
-    network::{fetch::FetchStatus, Network, StoreSettings},
+    network::{fetch::FetchStatus, Network, NetworkConfig, StoreSettings},
     repair,
     repo::Repo,
     upload::{Pipeline, UploadOptions, UploadSession},
@@ -85,14 +85,30 @@ fn open_repository(config: &Config) -> Result<Opened> {
 
 impl Node {
     /// Opens the repository in `config.data_dir` (creating it), runs the start-up check, and
-    /// starts the actors. Must be called from inside a running actix `System`. The check reads
-    /// every record, so on a large repository this takes a while; it runs on a blocking
-    /// thread, not on the caller's event loop.
+    /// starts the actors, without a network: the node is an island, and [`Node::network`]
+    /// answers [`Error::NoNetwork`]. Must be called from inside a running actix `System`. The
+    /// check reads every record, so on a large repository this takes a while; it runs on a
+    /// blocking thread, not on the caller's event loop.
     ///
     /// # Errors
     /// [`Error::Storage`] when the directory or database cannot be opened or checked;
     /// [`Error::Config`] for a repository written by a newer version.
     pub async fn start(config: Config) -> Result<Self> {
+        Self::start_inner(config, None).await
+    }
+
+    /// [`Node::start`], taking part in the peer-to-peer network (block exchange, discovery)
+    /// with `network`'s settings.
+    ///
+    /// # Errors
+    /// As [`Node::start`]; [`Error::Network`] when the network cannot start (a listen address
+    /// taken, an unusable key).
+    pub async fn start_with_network(config: Config, network: NetworkConfig) -> Result<Self> {
+        Self::start_inner(config, Some(network)).await
+    }
+
+    async fn start_inner(config: Config, network: Option<NetworkConfig>) -> Result<Self> {
+        let config = config.normalized();
         let cfg = config.clone();
         let opened = tokio::task::spawn_blocking(move || open_repository(&cfg))
             .await
@@ -137,7 +153,7 @@ impl Node {
             block_ttl: config.block_ttl,
             read_ahead_blocks: config.read_ahead_blocks,
         };
-        let network = match config.network.clone() {
+        let network = match network {
             Some(nc) => Some(Network::start(nc, repo.clone(), store).await?),
             None => None,
         };

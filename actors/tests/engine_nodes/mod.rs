@@ -17,7 +17,7 @@ pub async fn start(
         .parse()
         .map_err(|_| Error::Unavailable)?;
     network.net = network.net.listen_on(listen);
-    Node::start(Config::new(dir).network(tune(network))).await
+    Node::start_with_network(Config::new(dir), tune(network)).await
 }
 
 /// Stores `bytes` as one dataset; its manifest CID.
