@@ -56,7 +56,7 @@ pub enum Error {
         needed: u64,
     },
     /// A stored block no longer matches its CID (disk corruption). Never served as data.
-    #[error("Block {} is corrupted on disk: its content does not match its CID", cid_text(.0))]
+    #[error("Block {} is corrupted on disk: its bytes are not those written (checksum or CID)", cid_text(.0))]
     Corrupted(Cid),
     /// The byte range asked for lies outside the dataset.
     #[error("Range not satisfiable: dataset has {size} bytes")]

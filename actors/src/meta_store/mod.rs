@@ -355,6 +355,7 @@ mod tests {
             segment: 0,
             offset,
             len: 65536,
+            checksum: None,
         }
     }
 

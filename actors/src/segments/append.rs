@@ -181,6 +181,8 @@ impl BlockBytes {
                 segment: w.segment,
                 offset,
                 len,
+                // What a local read checks instead of SHA-256 (format 3).
+                checksum: Some(crc32fast::hash(r.data)),
             });
             offset += align_up(u64::from(len));
             if !is_aligned(r.data) {
@@ -392,6 +394,7 @@ mod tests {
             segment: 0,
             offset: record.len() as u64,
             len: 65536,
+            checksum: None,
         };
         record.extend_from_slice(&old.1);
         std::fs::write(super::super::segment_path(dir.path(), 0), &record)?;

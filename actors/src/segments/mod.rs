@@ -374,6 +374,7 @@ mod tests {
             segment: 9,
             offset: 0,
             len: 10,
+            checksum: None,
         };
         assert!(matches!(
             bytes.read(&blocks[0].0, beyond),

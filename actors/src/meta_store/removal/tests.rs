@@ -29,6 +29,7 @@ fn dataset(dir: &std::path::Path) -> Result<(MetaStore, Cid)> {
                 segment: 0,
                 offset: i * 70_000,
                 len: 65536,
+                checksum: None,
             }),
         })
         .collect();
@@ -125,6 +126,7 @@ fn a_new_commit_adopts_a_tree_being_removed() -> Result<()> {
                 segment: 1,
                 offset: 0,
                 len: 65536,
+                checksum: None,
             }),
         })
         .collect();
