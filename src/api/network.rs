@@ -195,6 +195,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
                     "agent": p.agent,
                     "blocksSent": p.blocks_sent,
                     "blocksReceived": p.blocks_received,
+                    "requestWindow": p.request_window,
                 })
             })
             .collect();
@@ -214,6 +215,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             "refusedConnections": stats.refused_connections,
             "failedWants": stats.failed_wants,
             "pendingBlocks": stats.pending,
+            "mostPendingBlocks": stats.most_pending,
             "peerList": per_peer,
         });
         let dht = node.dht_stats().await?;
