@@ -14,7 +14,7 @@
 # For each link it prints: raw TCP through the forwarder (its ratio to the link rate is the
 # baseline), then a node-to-node fetch (`GET /data/{cid}/network/stream` on the downloader, to
 # /dev/null, both release builds on 127.0.0.1) as a ratio to the link rate and to raw TCP, and
-# the most blocks the downloader had wanted at once (its fetch window at work).
+# the most blocks the downloader had wanted at once (its fetch window at work) and its peak RSS.
 # Needs curl, python3, bc; WORK (default /tmp/codex-slowlink) needs twice the largest dataset.
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
@@ -29,7 +29,7 @@ BIN=${BIN:-target/release/codex-node}
 LINK=${LINK:-$(cargo bench --quiet --bench slowlink --no-run 2>&1 | grep -o 'target/release/deps/slowlink-[0-9a-f]*' | head -1)}
 [ -x "$LINK" ] || { echo "could not build the slowlink forwarder" >&2; exit 1; }
 
-median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
@@ -63,7 +63,7 @@ fetch() {
   fi
   curl -sf "$(api 2)/connect/$(peer_id "$(api 1)")?addrs=/ip4/127.0.0.1/tcp/$port" >/dev/null
   local s e; s=$(now); curl -sf "$(api 2)/data/$cid/network/stream" -o /dev/null; e=$(now)
-  echo "$(echo "$e - $s" | bc) $(most_pending "$(api 2)")"
+  echo "$(echo "$e - $s" | bc) $(most_pending "$(api 2)") $(awk '/VmHWM/ {print $2}' "/proc/${pids[1]}/status")"
   stop_all
 }
 
@@ -80,26 +80,32 @@ for case in $CASES; do
   variants=("this build|$BIN|")
   [ "${FIXED:-0}" = 1 ] && variants+=("this build, fixed window of 256|$BIN|--fetch-window-min 256 --fetch-window-max 256")
   [ -n "${BASE_BIN:-}" ] && variants+=("BASE_BIN|$BASE_BIN|")
-  for v in "${variants[@]}"; do
-    IFS='|' read -r label bin flags <<<"$v"
-    results=()
-    for _ in $(seq "$RUNS"); do
+  # Runs interleaved, variant by variant, so that the machine's load moves them alike.
+  rm -f "$WORK"/result.*
+  for _ in $(seq "$RUNS"); do
+    for i in "${!variants[@]}"; do
+      IFS='|' read -r label bin flags <<<"${variants[$i]}"
       # shellcheck disable=SC2086 # flags split on purpose
-      results+=("$(fetch "$mbit" "$rtt" "$file" "$bin" $flags)")
+      fetch "$mbit" "$rtt" "$file" "$bin" $flags >> "$WORK/result.$i"
+      echo "$case | $label | $(tail -1 "$WORK/result.$i")" >> "$WORK/runs.log" # every run, for ranges
     done
-    secs=$(printf '%s\n' "${results[@]}" | cut -d' ' -f1 | median)
-    most=$(printf '%s\n' "${results[@]}" | cut -d' ' -f2 | sort -g | tail -1)
+  done
+  for i in "${!variants[@]}"; do
+    label=${variants[$i]%%|*}
+    secs=$(cut -d' ' -f1 "$WORK/result.$i" | median)
+    most=$(cut -d' ' -f2 "$WORK/result.$i" | sort -g | tail -1)
+    rss=$(( $(cut -d' ' -f3 "$WORK/result.$i" | sort -g | tail -1) / 1024 ))
     secs=$(printf '%.2f' "$secs")
     if [ "$mbit" = 0 ]; then
-      rows+=("| loopback, no link | $mib MiB | $label | - | $secs | $(echo "$mib / $secs" | bc) MiB/s | - | $most |")
+      rows+=("| loopback, no link | $mib MiB | $label | - | $secs | $(echo "$mib / $secs" | bc) MiB/s | - | $most | $rss |")
       continue
     fi
     link_ratio=$(printf '%.3f' "$(echo "$bytes / $secs / $rate" | bc -l)")
     raw_ratio=$(printf '%.3f' "$(echo "$link_ratio / $raw" | bc -l)")
-    rows+=("| $mbit Mbit/s, $rtt ms | $mib MiB | $label | $raw | $secs | **$link_ratio** | $raw_ratio | $most |")
+    rows+=("| $mbit Mbit/s, $rtt ms | $mib MiB | $label | $raw | $secs | **$link_ratio** | $raw_ratio | $most | $rss |")
   done
   rm -rf "$WORK"/a "$WORK"/b
 done
-echo "| link | dataset | node | raw TCP ÷ rate | fetch s (median of $RUNS) | fetch ÷ rate | fetch ÷ raw TCP | most blocks wanted at once |"
-echo "|---|---|---|---|---|---|---|---|"
+echo "| link | dataset | node | raw TCP ÷ rate | fetch s (median of $RUNS) | fetch ÷ rate | fetch ÷ raw TCP | most blocks wanted at once | downloader peak RSS, MB |"
+echo "|---|---|---|---|---|---|---|---|---|"
 printf '%s\n' "${rows[@]}"
