@@ -52,6 +52,8 @@ fn main() -> Result<()> {
         }
         // Under `cargo bench` with no arguments (e.g. `cargo bench --workspace`): nothing to do.
         [] => Ok(()),
-        _ => Err("usage: slowlink forward LISTEN TARGET MBIT RTT_MS | raw MBIT RTT_MS BYTES".into()),
+        _ => {
+            Err("usage: slowlink forward LISTEN TARGET MBIT RTT_MS | raw MBIT RTT_MS BYTES".into())
+        }
     }
 }

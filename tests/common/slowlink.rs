@@ -99,7 +99,8 @@ pub async fn serve(listener: TcpListener, target: SocketAddr, link: Link, moved:
 async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: Link, moved: Arc<AtomicU64>) {
     let room = Arc::new(Semaphore::new(link.in_transit_bound()));
     // Bounded in bytes by `room`; the channel itself only needs to hold as many pieces.
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Instant, Vec<u8>, tokio::sync::OwnedSemaphorePermit)>();
+    let (tx, mut rx) =
+        mpsc::unbounded_channel::<(Instant, Vec<u8>, tokio::sync::OwnedSemaphorePermit)>();
     let reader = async move {
         // When the link has finished sending what it took so far.
         let mut free_at = Instant::now();
@@ -116,7 +117,10 @@ async fn pipe(mut from: OwnedReadHalf, mut to: OwnedWriteHalf, link: Link, moved
                 break;
             };
             free_at = free_at.max(Instant::now()) + link.time_of(n);
-            if tx.send((free_at + link.one_way, buf[..n].to_vec(), permit)).is_err() {
+            if tx
+                .send((free_at + link.one_way, buf[..n].to_vec(), permit))
+                .is_err()
+            {
                 break;
             }
         }
