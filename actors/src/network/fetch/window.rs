@@ -1,5 +1,5 @@
 //! How many blocks to keep asked for at once: a window sized from measurement, so that a long,
-//! fast link stays full and a short or slow one holds no more memory than it needs.
+//! fast link stays full, and a short or slow one stays at the configured floor.
 //!
 //! A link of rate R and round trip T holds R × T bytes in flight (its bandwidth-delay
 //! product). Fewer blocks asked at once than that leave it idle part of every round trip; many
@@ -16,6 +16,10 @@
 //! fast, then stalling), the window never exceeds it; measurement only decides how much of the
 //! configured memory a fetch uses. Both ends are plain configuration
 //! ([`crate::NetworkConfig::fetch_window_min`], [`crate::NetworkConfig::fetch_window`]).
+//!
+//! The exchange sizes what it asks of each peer with a window too (`exchange/wants.rs`), with no
+//! write time, between the peer's share and
+//! [`crate::network::exchange::ExchangeConfig::request_window_max`].
 
 use std::time::{Duration, Instant};
 
