@@ -147,6 +147,14 @@ pub struct Args {
     /// Peers whose blocks are read for sending at once.
     #[arg(long, default_value_t = 10)]
     pub serve_tasks: usize,
+    /// Fewest blocks (64 KiB each) a fetch keeps asked for at once; it starts there and grows
+    /// with the measured rate × round trip.
+    #[arg(long, default_value_t = 256)]
+    pub fetch_window_min: usize,
+    /// Most blocks (64 KiB each) a fetch keeps asked for at once: the memory one fetch may hold
+    /// for blocks on their way and waiting to be written (64 MiB by default).
+    #[arg(long, default_value_t = 1024)]
+    pub fetch_window_max: usize,
     /// Provider records kept for one other peer in the DHT.
     #[arg(long, default_value_t = 1024)]
     pub max_provider_records_per_peer: usize,
@@ -230,6 +238,8 @@ impl Args {
         network.exchange.request_timeout = Duration::from_secs(self.peer_request_timeout.max(1));
         network.exchange.max_peer_wants = self.max_peer_wants;
         network.exchange.serve_tasks = self.serve_tasks.max(1);
+        network.fetch_window = self.fetch_window_max.max(1);
+        network.fetch_window_min = self.fetch_window_min.min(network.fetch_window);
         network.net.bootstrap = self.bootstrap_node.clone();
         let disc_ip = self
             .listen_ip

@@ -199,6 +199,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
                     "agent": p.agent,
                     "blocksSent": p.blocks_sent,
                     "blocksReceived": p.blocks_received,
+                    "requestWindow": p.request_window,
                 })
             })
             .collect();
@@ -218,6 +219,7 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             "refusedConnections": stats.refused_connections,
             "failedWants": stats.failed_wants,
             "pendingBlocks": stats.pending,
+            "mostPendingBlocks": stats.most_pending,
             "peerList": per_peer,
         });
         let dht = network.dht_stats().await?;

@@ -6,7 +6,8 @@
 //! `workload` (seeded files and the ledger of what a node acknowledged), `clients`
 //! (concurrent clients that fill that ledger) and `peers` (several nodes on loopback: connect,
 //! fetch from peers, progress, exchange counters). `webdriver` drives a headless Chromium for
-//! the dashboard's tests.
+//! the dashboard's tests. `slowlink` is a long, narrow link on loopback (a forwarder that paces
+//! and delays), shared with `benches/slowlink.rs`.
 #![allow(dead_code)] // each test binary uses a different part of the harness
 
 pub mod answer;
@@ -15,6 +16,7 @@ pub mod codex;
 pub mod lazyfs;
 pub mod node_process;
 pub mod peers;
+pub mod slowlink;
 pub mod webdriver;
 pub mod workload;
 

@@ -40,9 +40,15 @@ pub struct NetworkConfig {
     pub net: NetConfig,
     /// The block-exchange engine's limits and timings.
     pub exchange: ExchangeConfig,
-    /// Blocks one fetch keeps wanted at once; with 64 KiB blocks, the memory one fetch may
-    /// hold. Default 256 (16 MiB).
+    /// Most blocks one fetch keeps wanted at once; with 64 KiB blocks, the most memory one
+    /// fetch may hold for blocks on their way and waiting to be written (so at most
+    /// `max_fetches` × this in all). Within it, the window is sized from the measured rate ×
+    /// latency (`fetch/window.rs`). Default 1024 (64 MiB).
     pub fetch_window: usize,
+    /// Fewest blocks one fetch keeps wanted at once, where it starts. Default 256 (16 MiB), the
+    /// fixed window of before: on loopback, where the measured product is small, smaller
+    /// windows were slower (write batches need the room).
+    pub fetch_window_min: usize,
     /// Datasets fetched at once. Default 16.
     pub max_fetches: usize,
     /// How long a manifest is looked for among peers before the answer is "not found".
@@ -62,7 +68,8 @@ impl NetworkConfig {
         Self {
             net: NetConfig::new(data_dir.join("key")).peer_store(data_dir.join("peers")),
             exchange: ExchangeConfig::default(),
-            fetch_window: 256,
+            fetch_window: 1024,
+            fetch_window_min: 256,
             max_fetches: 16,
             manifest_timeout: Duration::from_secs(20),
             codex_dht: None,

@@ -117,7 +117,7 @@ impl Room {
         let fetches = Fetches::new(
             repo.clone(),
             exchange.clone(),
-            config.fetch_window,
+            (config.fetch_window_min, config.fetch_window),
             config.max_fetches,
         )
         .start();

@@ -54,6 +54,10 @@ pub struct ExchangeConfig {
     /// Shared out among the peers that hold wanted blocks (half of it while one alone is known),
     /// so that several seeders share a download.
     pub max_requests_per_peer: usize,
+    /// Most blocks asked of one peer at once when its measured delivery rate × latency calls
+    /// for more than its share above (a long, fast link). Default 1024. Requests hold no memory
+    /// here: what arrives is bounded by the fetch windows and the frame budgets.
+    pub request_window_max: usize,
     /// A peer with requests outstanding that delivers nothing for this long loses them (they go
     /// to other peers) and its presences are forgotten. Default 30 s (Codex: 1 min).
     pub peer_timeout: Duration,
@@ -80,6 +84,7 @@ impl Default for ExchangeConfig {
     fn default() -> Self {
         Self {
             max_requests_per_peer: 256,
+            request_window_max: 1024,
             peer_timeout: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(2),
             retries: 60,
@@ -215,6 +220,8 @@ pub struct ExchangeStats {
     pub distrusted_peers: u64,
     /// Blocks wanted now.
     pub pending: u64,
+    /// The most blocks wanted at once since the start: the fetch windows at work.
+    pub most_pending: u64,
     /// Blocks sent to and received from each connected peer.
     pub per_peer: Vec<PeerStats>,
 }

@@ -10,6 +10,7 @@ use libp2p::PeerId;
 
 use super::BlockExchange;
 use crate::format::blockexc::BlockAddress;
+use crate::network::fetch::window::Window;
 
 /// One connected peer.
 #[derive(Debug)]
@@ -50,6 +51,9 @@ pub(crate) struct Peer {
     pub(crate) missed: u64,
     /// Until when its Have presences are ignored.
     pub(crate) distrusted_until: Option<Instant>,
+    /// How many requests its measured rate × latency calls for (never below its share, never
+    /// above [`super::ExchangeConfig::request_window_max`]: `wants.rs` applies both).
+    pub(crate) window: Window,
 }
 
 /// Blocks exchanged with one connected peer (part of [`super::ExchangeStats`]): shows which
@@ -64,6 +68,10 @@ pub struct PeerStats {
     pub blocks_sent: u64,
     /// Blocks it sent us that passed every check.
     pub blocks_received: u64,
+    /// Blocks that may be asked of it at once now: its share of
+    /// [`super::ExchangeConfig::max_requests_per_peer`], or what its measured delivery rate ×
+    /// latency calls for when that is more, up to [`super::ExchangeConfig::request_window_max`].
+    pub request_window: u64,
 }
 
 /// Addresses remembered in [`Peer::recent`].
@@ -196,6 +204,7 @@ impl Peer {
             honoured: 0,
             missed: 0,
             distrusted_until: None,
+            window: Window::new(super::wants::MIN_SHARE, usize::MAX),
         }
     }
 
@@ -233,6 +242,7 @@ impl Peer {
 impl BlockExchange {
     /// Per-peer counters of the peers connected now, by peer id.
     pub(super) fn peer_stats(&self) -> Vec<PeerStats> {
+        let share = self.share();
         let mut list: Vec<PeerStats> = self
             .peers
             .iter()
@@ -241,6 +251,7 @@ impl BlockExchange {
                 agent: s.agent.clone(),
                 blocks_sent: s.blocks_sent,
                 blocks_received: s.blocks_received,
+                request_window: self.room_of(s, share) as u64,
             })
             .collect();
         list.sort_by_key(|p| p.peer);

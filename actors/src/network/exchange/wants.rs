@@ -7,7 +7,7 @@ use actix::{AsyncContext, Context};
 use libp2p::PeerId;
 use tokio::sync::mpsc;
 
-use super::{BlockExchange, Delivery, MAX_LIST_ENTRIES};
+use super::{peer::Peer, BlockExchange, Delivery, MAX_LIST_ENTRIES};
 use crate::{
     format::blockexc::{
         BlockAddress, BlockDelivery, BlockPresence, Message as Wire, PresenceType, WantEntry,
@@ -19,7 +19,7 @@ use crate::{
 
 /// Fewest requests a holder may have outstanding, whatever its share (1 MiB of 64 KiB blocks
 /// in flight keeps a peer busy).
-const MIN_SHARE: usize = 16;
+pub(super) const MIN_SHARE: usize = 16;
 
 /// A block some fetch wants.
 #[derive(Debug)]
@@ -83,6 +83,8 @@ impl BlockExchange {
                 }
             }
         }
+        let wanted = self.pending.len() as u64;
+        self.stats.most_pending = self.stats.most_pending.max(wanted);
         self.request(fresh, ctx);
         self.discover(ctx);
     }
@@ -217,10 +219,18 @@ impl BlockExchange {
     /// the peers that hold something we want, so that whoever answers a round of presences
     /// first does not take every request while others could serve part of them. Half of it
     /// while a single holder is known: another one's answer may be a moment behind.
-    fn share(&self) -> usize {
+    pub(super) fn share(&self) -> usize {
         let max = self.config.max_requests_per_peer;
         let holders = self.peers.values().filter(|s| !s.has.is_empty()).count();
         (max / holders.max(2)).max(MIN_SHARE).min(max)
+    }
+
+    /// The most requests `peer` may have outstanding: its `share`, or more when its measured
+    /// rate × latency calls for it (a long, fast link), up to
+    /// [`super::ExchangeConfig::request_window_max`].
+    pub(super) fn room_of(&self, peer: &Peer, share: usize) -> usize {
+        let ceiling = self.config.request_window_max.max(share);
+        peer.window.size().clamp(share, ceiling)
     }
 
     /// Forgets who has `address` (it is no longer wanted), so `has` holds only wanted blocks.
@@ -238,7 +248,7 @@ impl BlockExchange {
 
     /// [`BlockExchange::assign`], until `wanted` holders are asked (a hedge asks one more).
     pub(super) fn assign_to(&mut self, address: &BlockAddress, wanted: usize) {
-        let max = self.share();
+        let share = self.share();
         loop {
             let Some(p) = self.pending.get(address) else {
                 return;
@@ -250,7 +260,9 @@ impl BlockExchange {
                 .peers
                 .iter()
                 .filter(|(id, s)| {
-                    s.has.contains(address) && s.requested.len() < max && !p.asked_of(**id)
+                    s.has.contains(address)
+                        && s.requested.len() < self.room_of(s, share)
+                        && !p.asked_of(**id)
                 })
                 .min_by_key(|(_, s)| s.requested.len())
                 .map(|(id, _)| *id);
@@ -286,8 +298,12 @@ impl BlockExchange {
 
     /// Gives wants waiting for room to the peers that have some now.
     pub(super) fn refill(&mut self, ctx: &mut Context<Self>) {
-        let max = self.share();
-        if self.peers.values().all(|s| s.requested.len() >= max) {
+        let share = self.share();
+        if self
+            .peers
+            .values()
+            .all(|s| s.requested.len() >= self.room_of(s, share))
+        {
             return;
         }
         let mut waiting: Vec<BlockAddress> = self
@@ -337,11 +353,19 @@ impl BlockExchange {
         let Some(pending) = self.pending.remove(&address) else {
             return;
         };
-        if let Some((_, at)) = pending.requested.iter().find(|(p, _)| *p == peer) {
-            self.observe_latency(at.elapsed());
+        let took = pending
+            .requested
+            .iter()
+            .find(|(p, _)| *p == peer)
+            .map(|(_, at)| at.elapsed());
+        if let Some(took) = took {
+            self.observe_latency(took);
         }
         self.forget(&address);
         if let Some(state) = self.peers.get_mut(&peer) {
+            if let Some(took) = took {
+                state.window.delivered(Instant::now(), took);
+            }
             state.settle(&address);
             state.active_at = Instant::now();
             state.blocks_received += 1;

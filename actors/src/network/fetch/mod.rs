@@ -16,8 +16,12 @@
 mod registry;
 mod store;
 pub(crate) mod stream;
+pub(crate) mod window;
 
-use std::collections::{HashSet, VecDeque};
+use std::{
+    collections::{HashMap, VecDeque},
+    time::Instant,
+};
 
 use actix::{
     Actor, ActorContext, ActorFutureExt, Addr, AsyncContext, Context, Handler, Message,
@@ -29,6 +33,7 @@ use tokio::sync::{mpsc, watch};
 
 pub use registry::{Fetches, StartFetch};
 pub(crate) use registry::{NeedLeaves, RunningFetches};
+use window::Window;
 
 use crate::{
     error::{Error, FetchFailure},
@@ -40,6 +45,9 @@ use crate::{
 
 /// Leaf indexes looked up per query for the next missing ones.
 const SCAN: u64 = 1024;
+/// Most blocks kept for readers ([`Recent`]) however large the window grows: 16 MiB, what a
+/// reader streaming at loopback speed takes from here.
+const RECENT: usize = 256;
 
 /// Where a fetch stands; published on its watch channel.
 #[derive(Debug, Clone)]
@@ -99,7 +107,9 @@ pub(crate) struct FetchSetup {
     pub(crate) manifest_cid: Cid,
     pub(crate) manifest: Manifest,
     pub(crate) stored: u64,
+    /// Blocks kept wanted at once: at least `window_min`, at most `window` ([`Window`]).
     pub(crate) window: usize,
+    pub(crate) window_min: usize,
     pub(crate) expiry: u64,
     pub(crate) status: watch::Sender<FetchStatus>,
     /// The leaf to fetch from first: where a reader starts, or `None` for a random leaf.
@@ -126,8 +136,10 @@ pub struct Fetch {
     scanning: bool,
     /// Leaves readers wait for.
     urgent: VecDeque<u64>,
-    /// Leaves wanted at the exchange.
-    in_flight: HashSet<u64>,
+    /// Leaves wanted at the exchange, with when.
+    in_flight: HashMap<u64, Instant>,
+    /// How many leaves to keep wanted at once, from the measured rate and latency.
+    window: Window,
     /// Every leaf this fetch ever wanted, one bit each (40 KiB for 20 GiB of 64 KiB blocks): a
     /// want ends in a delivery or in the fetch's failure, so no leaf is wanted twice, whichever
     /// way it came (in order, for a reader, or both).
@@ -139,8 +151,8 @@ pub struct Fetch {
     /// Blocks stored so far.
     stored: u64,
     /// The last blocks stored, for readers streaming the dataset ([`Recent`]); at most the
-    /// window's worth (a reader that keeps up finds every block here; one that falls behind
-    /// reads the rest back from the store), so memory stays bounded.
+    /// window's worth, and at most [`RECENT`] (a reader that keeps up finds every block here;
+    /// one that falls behind reads the rest back from the store), so memory stays bounded.
     recent: VecDeque<(u64, Bytes)>,
 }
 
@@ -151,6 +163,7 @@ impl Fetch {
         let setup_total = setup.manifest.blocks_count();
         let total = setup_total.max(1);
         let from = setup.from;
+        let window = Window::new(setup.window_min, setup.window);
         let seed = std::hash::BuildHasher::hash_one(
             &std::collections::hash_map::RandomState::new(),
             setup.manifest_cid.to_bytes(),
@@ -164,7 +177,8 @@ impl Fetch {
             candidates: VecDeque::new(),
             scanning: false,
             urgent: VecDeque::new(),
-            in_flight: HashSet::new(),
+            in_flight: HashMap::new(),
+            window,
             wanted: Bitmap::new(setup_total),
             received: Vec::new(),
             writing: false,
@@ -188,15 +202,16 @@ impl Fetch {
     /// ahead), then candidates while the window has room.
     fn refill(&mut self, ctx: &mut Context<Self>) {
         let mut wanted = Vec::new();
+        let now = Instant::now();
         while let Some(next) = self.urgent.pop_front() {
             if self.wanted.insert(next) {
-                self.in_flight.insert(next);
+                self.in_flight.insert(next, now);
                 wanted.push(self.address(next));
             }
         }
         let room = self
-            .setup
             .window
+            .size()
             .saturating_sub(self.in_flight.len() + self.received.len());
         let mut taken = 0;
         while taken < room {
@@ -204,7 +219,7 @@ impl Fetch {
                 break;
             };
             if self.wanted.insert(next) {
-                self.in_flight.insert(next);
+                self.in_flight.insert(next, now);
                 wanted.push(self.address(next));
                 taken += 1;
             }
@@ -274,8 +289,11 @@ impl Fetch {
             expiry: self.setup.expiry,
             blocks: batch,
         };
-        ctx.spawn(job.run().into_actor(self).map(|result, act, ctx| {
+        let started = Instant::now();
+        ctx.spawn(job.run().into_actor(self).map(move |result, act, ctx| {
             act.writing = false;
+            // The batch kept its places in the window while it was written.
+            act.window.held(started.elapsed());
             match result {
                 Ok(outcome) => {
                     act.stored = outcome.stored;
@@ -293,7 +311,7 @@ impl Fetch {
                         act.wanted.remove(index);
                         act.urgent.push_back(index);
                     }
-                    while act.recent.len() > act.setup.window.max(1) {
+                    while act.recent.len() > act.window.size().min(RECENT) {
                         act.recent.pop_front();
                     }
                     if outcome.completed {
@@ -323,7 +341,8 @@ impl Fetch {
 
     fn complete(&mut self, ctx: &mut Context<Self>) {
         let total = self.total();
-        tracing::info!(cid = %crate::cid_text(&self.setup.manifest_cid), blocks = total, "dataset fetched");
+        tracing::info!(cid = %crate::cid_text(&self.setup.manifest_cid), blocks = total,
+            window = self.window.largest(), "dataset fetched");
         self.setup
             .exchange
             .do_send(crate::network::exchange::Resolve::Tree(
@@ -356,7 +375,7 @@ impl Actor for Fetch {
     fn stopped(&mut self, _: &mut Self::Context) {
         // Whatever is still wanted goes back to nobody.
         let addresses: Vec<BlockAddress> =
-            self.in_flight.iter().map(|i| self.address(*i)).collect();
+            self.in_flight.keys().map(|i| self.address(*i)).collect();
         if !addresses.is_empty() {
             self.setup.exchange.do_send(Unwant {
                 addresses,
@@ -374,8 +393,11 @@ impl StreamHandler<Delivery> for Fetch {
                 cid,
                 data,
                 proof: Some(proof),
-            } if self.in_flight.remove(&index) => {
-                self.received.push((index, cid, data, proof));
+            } => {
+                if let Some(asked) = self.in_flight.remove(&index) {
+                    self.window.delivered(Instant::now(), asked.elapsed());
+                    self.received.push((index, cid, data, proof));
+                }
             }
             Delivery::Failed { address } => {
                 self.fail(FetchFailure::NoPeer(address), ctx);

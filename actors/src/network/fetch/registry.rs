@@ -54,8 +54,9 @@ pub(crate) struct RunningFetches;
 pub struct Fetches {
     repo: Repo,
     exchange: Addr<BlockExchange>,
-    /// Blocks each fetch keeps wanted at once.
+    /// Blocks each fetch keeps wanted at once: at most `window`, at least `window_min`.
     window: usize,
+    window_min: usize,
     /// Most fetches at once.
     max: usize,
     running: HashMap<Cid, (Addr<Fetch>, watch::Receiver<FetchStatus>)>,
@@ -65,13 +66,14 @@ impl Fetches {
     pub(crate) fn new(
         repo: Repo,
         exchange: Addr<BlockExchange>,
-        window: usize,
+        (window_min, window): (usize, usize),
         max: usize,
     ) -> Self {
         Self {
             repo,
             exchange,
             window,
+            window_min,
             max,
             running: HashMap::new(),
         }
@@ -111,6 +113,7 @@ impl Handler<StartFetch> for Fetches {
             manifest: msg.manifest,
             stored: msg.stored,
             window: self.window,
+            window_min: self.window_min,
             expiry: msg.expiry,
             status: tx,
             from: msg.from,
