@@ -47,13 +47,15 @@ mod handle;
 pub mod identity;
 mod inbound;
 mod ip_limits;
+mod nat;
 mod peer;
 pub mod spr;
+mod traffic;
 mod transport;
 
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
-pub use config::{NetConfig, DEFAULT_MAX_FRAME_BYTES};
+pub use config::{NatConfig, NatMode, NetConfig, RelayLimits, DEFAULT_MAX_FRAME_BYTES};
 pub use dht::{BootstrapError, BootstrapPeer, DhtConfig, DhtStats, RoutingNode, RoutingTable};
 pub use driver::Net;
 pub use error::NetError;
@@ -61,6 +63,7 @@ pub use events::{FrameBudget, NetEvent, SendFailure, Violation};
 pub use framing::FrameError;
 pub(crate) use handle::Command;
 pub use handle::NetHandle;
+pub use nat::{NatInfo, PeerTraffic, Reachability, RelayReservation, RELAY_LIMIT_BACKOFF};
 
 /// Providers of a key, as [`NetHandle::find_providers`] returns them: each peer with the
 /// addresses known for it (possibly none).
