@@ -253,7 +253,13 @@ impl Nat {
             ConnectedPoint::Dialer { address, .. } => relay_of(address),
             ConnectedPoint::Listener { local_addr, .. } => relay_of(local_addr),
         };
-        let limit = relay.and_then(|r| self.circuit_limits.remove(&r));
+        // Limits come keyed by the relay for circuits we dialled, by the dialling peer for
+        // circuits we accepted.
+        let limit = match (relay, endpoint) {
+            (Some(r), ConnectedPoint::Dialer { .. }) => self.circuit_limits.remove(&r),
+            (Some(_), ConnectedPoint::Listener { .. }) => self.circuit_limits.remove(&peer),
+            (None, _) => None,
+        };
         self.conns.insert(
             id,
             Conn {
@@ -298,12 +304,16 @@ impl Nat {
         let bytes = conn.traffic.sent() + conn.traffic.received();
         let reason = if let Some(max) = limit
             .bytes
-            .filter(|max| bytes as f64 >= *max as f64 * LIMIT_SHARE)
+            // 0 means no limit.
+            .filter(|max| *max > 0 && bytes as f64 >= *max as f64 * LIMIT_SHARE)
         {
             format!("relay {relay} ended the circuit to {}: its limit of {max} bytes per circuit was reached", conn.peer)
         } else if let Some(max) = limit
             .duration
-            .filter(|max| conn.opened.elapsed().as_secs_f64() >= max.as_secs_f64() * LIMIT_SHARE)
+            .filter(|max| {
+                !max.is_zero()
+                    && conn.opened.elapsed().as_secs_f64() >= max.as_secs_f64() * LIMIT_SHARE
+            })
         {
             format!(
                 "relay {relay} ended the circuit to {}: its limit of {} s per circuit was reached",
@@ -392,9 +402,18 @@ impl Nat {
                 };
                 self.circuit_limits.insert(relay_peer_id, limit);
             }
-            relay::client::Event::InboundCircuitEstablished { src_peer_id, limit } => {
+            relay::client::Event::InboundCircuitEstablished {
+                src_peer_id,
+                limit: Some(limit),
+            } => {
+                let limit = CircuitLimit {
+                    bytes: limit.data_in_bytes(),
+                    duration: limit.duration(),
+                };
                 tracing::debug!(peer = %src_peer_id, ?limit, "relayed connection from a peer");
+                self.circuit_limits.insert(src_peer_id, limit);
             }
+            relay::client::Event::InboundCircuitEstablished { .. } => {}
             relay::client::Event::OutboundCircuitEstablished { .. } => {}
         }
     }
