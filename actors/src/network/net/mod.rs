@@ -7,6 +7,13 @@
 //! drops connections whose record it cannot verify, and rust-libp2p's identify would sign one
 //! with a legacy domain), a connection limit, and raw streams for block exchange.
 //!
+//! # Behind NAT
+//! Circuit relay v2 (client always, server with [`NatConfig::relay_service`]), DCUtR hole
+//! punching, AutoNAT and UPnP ([`NatConfig::mode`]): a private node reserves slots on relays
+//! among its peers and announces its relayed addresses; see [`nat`] for the whole story and
+//! [`NetHandle::nat_info`] for what it found. Every connection's bytes are counted
+//! (stream payload, per connection).
+//!
 //! # Streams
 //! Codex does not pair requests with replies. Each side lazily opens one long-lived outbound
 //! stream per peer and writes all of its messages on it, replies included, and reads every
@@ -47,7 +54,7 @@ mod handle;
 pub mod identity;
 mod inbound;
 mod ip_limits;
-mod nat;
+pub mod nat;
 mod peer;
 pub mod spr;
 mod traffic;

@@ -48,9 +48,12 @@ pub(crate) fn remote_of(endpoint: &ConnectedPoint) -> Multiaddr {
     }
 }
 
+/// A connection's counters by its peer and remote address.
+type ByConnection = HashMap<(PeerId, Multiaddr), Arc<Traffic>>;
+
 /// Counters of connections the transport made and the driver has not taken yet.
 #[derive(Clone, Default)]
-pub(crate) struct Unclaimed(Arc<Mutex<HashMap<(PeerId, Multiaddr), Arc<Traffic>>>>);
+pub(crate) struct Unclaimed(Arc<Mutex<ByConnection>>);
 
 impl Unclaimed {
     /// Wraps a new connection's muxer so that it counts into fresh counters, kept here.
