@@ -7,6 +7,8 @@
 //! - Port-randomising ("symmetric") NATs: the hole punch fails, the fetch completes relayed.
 //! - The same with a relay byte limit below the dataset: the fetch fails in bounded time, and
 //!   B's `/debug/info` says which relay limit ended it.
+//! - A's router restarts with another public address: B finds A again by CID (through the
+//!   relay, where A reserves again once its pings show the old connection dead).
 //!
 //! Each test builds its own bed under its own prefix and tears it down, with its nodes.
 
@@ -19,6 +21,8 @@ use common::node_process::NodeProcess;
 use common::TestResult;
 use serde_json::Value;
 
+/// Longest time after A's router changed its address until B fetches from A again.
+const NEW_ADDRESS_BOUND: Duration = Duration::from_secs(180);
 /// The dataset: 16 MiB, as the issue asks.
 const DATASET_BYTES: usize = 16 << 20;
 /// Longest wait for a home node to find itself private and hold a relay reservation (AutoNAT
@@ -42,7 +46,12 @@ fn listen() -> [&'static str; 2] {
 /// Builds the bed (`netbed up` with `bed_args`), starts the relay on pub1 with `relay_args`,
 /// and a node in each home that knows only the relay; returns once home A holds a
 /// reservation. `None` when the bed cannot be built here (the test then skips).
-fn homes(test: &str, prefix: &str, bed_args: &[&str], relay_args: &[&str]) -> TestResult<Option<Homes>> {
+fn homes(
+    test: &str,
+    prefix: &str,
+    bed_args: &[&str],
+    relay_args: &[&str],
+) -> TestResult<Option<Homes>> {
     let Some(bed) = Bed::up(test, prefix, bed_args)? else {
         return Ok(None);
     };
@@ -82,11 +91,18 @@ impl Homes {
                 .as_array()
                 .is_some_and(|r| r.iter().any(|r| r["accepted"] == true));
             if nat["reachability"] == "private" && accepted {
-                println!("{ns}: private, reservation held after {:?}", start.elapsed());
+                println!(
+                    "{ns}: private, reservation held after {:?}",
+                    start.elapsed()
+                );
                 return Ok(());
             }
             if start.elapsed() > RESERVATION_WAIT {
-                return Err(format!("{ns} holds no reservation: {nat}\nlog:\n{}", node.log().join("\n")).into());
+                return Err(format!(
+                    "{ns} holds no reservation: {nat}\nlog:\n{}",
+                    node.log().join("\n")
+                )
+                .into());
             }
             std::thread::sleep(Duration::from_millis(500));
         }
@@ -94,7 +110,7 @@ impl Homes {
 
     /// Home A uploads `data`; its CID.
     fn upload(&self, data: &[u8]) -> TestResult<String> {
-        let file = self.dir.path().join("upload.bin");
+        let file = self.dir.path().join(format!("upload-{}.bin", data.len()));
         std::fs::write(&file, data)?;
         let cid = self.bed.curl(
             "home1",
@@ -119,7 +135,15 @@ impl Homes {
         // curl fails when a stream breaks off: the status and bytes tell the test what it got.
         let status = match self.bed.curl(
             "home2",
-            &["--max-time", &max, "-o", &out.display().to_string(), "-w", "%{http_code}", &url],
+            &[
+                "--max-time",
+                &max,
+                "-o",
+                &out.display().to_string(),
+                "-w",
+                "%{http_code}",
+                &url,
+            ],
         ) {
             Ok(code) => code.trim().parse().unwrap_or(0),
             Err(_) => 0,
@@ -151,10 +175,15 @@ impl Homes {
     }
 }
 
-/// Random-looking bytes (so that nothing compresses or deduplicates).
+/// The 16 MiB dataset.
 fn dataset() -> Vec<u8> {
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    (0..DATASET_BYTES)
+    dataset_of(DATASET_BYTES, 0x9E37_79B9_7F4A_7C15)
+}
+
+/// `len` random-looking bytes from `seed` (so that nothing compresses or deduplicates).
+fn dataset_of(len: usize, seed: u64) -> Vec<u8> {
+    let mut x: u64 = seed;
+    (0..len)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
@@ -217,7 +246,10 @@ fn homes_behind_port_preserving_nats_fetch_direct_after_a_hole_punch() -> TestRe
     assert_eq!(link["connection"], "direct", "B's connection to A: {link}");
     for (name, node) in [("A", &h.a), ("B", &h.b)] {
         if let Some(t) = hole_punch_time(node) {
-            println!("hole punch: {name} went direct {:.0} ms after its relayed connection", t * 1000.0);
+            println!(
+                "hole punch: {name} went direct {:.0} ms after its relayed connection",
+                t * 1000.0
+            );
         }
     }
     let punched = nat_a["holePunchesSucceeded"].as_u64().unwrap_or(0)
@@ -242,7 +274,10 @@ fn homes_behind_symmetric_nats_fetch_through_the_relay() -> TestResult {
         relayed as f64 * 100.0 / data.len() as f64
     );
     // Through the relay, the data crosses pub1's link twice.
-    assert!(relayed as usize > data.len(), "the relay carried only {relayed} bytes");
+    assert!(
+        relayed as usize > data.len(),
+        "the relay carried only {relayed} bytes"
+    );
     assert_eq!(link["connection"], "relayed", "B's connection to A: {link}");
     Ok(())
 }
@@ -269,14 +304,79 @@ fn a_relay_byte_limit_below_the_dataset_fails_the_fetch_with_a_reason() -> TestR
         "the fetch completed ({status}, {} bytes) through a relay limited to {limit} bytes",
         got.len()
     );
-    assert!(took < Duration::from_secs(390), "the fetch was ended by curl's timeout, not by the node");
+    assert!(
+        took < Duration::from_secs(390),
+        "the fetch was ended by curl's timeout, not by the node"
+    );
     let nat = h.nat("home2", &h.b)?;
     let reasons = nat["relayLimitsReached"].to_string();
-    println!("relay limit: the fetch ended after {took:?} with status {status}, {} bytes; {reasons}", got.len());
+    println!(
+        "relay limit: the fetch ended after {took:?} with status {status}, {} bytes; {reasons}",
+        got.len()
+    );
     assert!(
         reasons.contains("limit of 4194304 bytes per circuit was reached"),
         "B does not say a relay limit ended the circuit: {nat}\n{}",
         log_tail(&h.b, "B")
+    );
+    Ok(())
+}
+
+#[test]
+fn a_home_whose_router_gets_a_new_address_is_found_again_by_cid() -> TestResult {
+    let Some(h) = homes("new address", "nt4-", &[], &[])? else {
+        return Ok(());
+    };
+    let first = dataset_of(4 << 20, 1);
+    let second = dataset_of(4 << 20, 2);
+    let (first_cid, second_cid) = (h.upload(&first)?, h.upload(&second)?);
+    let (status, got) = h.fetch(&first_cid, Duration::from_secs(120))?;
+    assert!(
+        status == 200 && got == first,
+        "first fetch: {status}, {} bytes",
+        got.len()
+    );
+    // router1 comes back with another public address: every mapping through it is gone, and
+    // A's connections (to the relay, to B) die without a word.
+    let old = h.bed.public_addr("home1")?;
+    let new = "198.18.0.151";
+    h.bed.exec(
+        "router1",
+        &["ip", "addr", "del", &format!("{old}/24"), "dev", "wan"],
+    )?;
+    h.bed.exec(
+        "router1",
+        &["ip", "addr", "add", &format!("{new}/24"), "dev", "wan"],
+    )?;
+    h.bed.exec(
+        "router1",
+        &["ip", "route", "replace", "default", "via", "198.18.0.1"],
+    )?;
+    // Until B's pings show its direct connection to A dead (15 s + 20 s at most), B asks A
+    // over it and a request for the manifest gives up after 20 s (404), as a user would see:
+    // the user asks again, until A is found again through the relay.
+    let started = Instant::now();
+    let mut tries = 0;
+    let took = loop {
+        tries += 1;
+        let (status, got) = h.fetch(&second_cid, Duration::from_secs(120))?;
+        if status == 200 && got == second {
+            break started.elapsed();
+        }
+        assert!(
+            started.elapsed() < NEW_ADDRESS_BOUND,
+            "A not found again {:?} after the change (last: {status}, {} bytes)\n{}\n{}",
+            started.elapsed(),
+            got.len(),
+            log_tail(&h.b, "B"),
+            log_tail(&h.a, "A")
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    };
+    let link = h.b_to_a()?;
+    println!(
+        "new address: {old} -> {new}; B fetched A's second dataset {took:?} after the change \
+         ({tries} tries); B to A: {link}"
     );
     Ok(())
 }

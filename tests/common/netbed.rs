@@ -70,6 +70,11 @@ impl Bed {
         Ok(String::from_utf8_lossy(&out.stdout).into_owned())
     }
 
+    /// Runs `cmd` in namespace `ns`; its stdout.
+    pub fn exec(&self, ns: &str, cmd: &[&str]) -> TestResult<String> {
+        self.run(&[&["exec", ns], cmd].concat())
+    }
+
     /// `ns`'s address as others on the internet see it.
     pub fn public_addr(&self, ns: &str) -> TestResult<String> {
         Ok(self.run(&["addr", ns, "--public"])?.trim().to_string())

@@ -242,3 +242,24 @@ impl Default for NatConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nat_takes_codex_values() {
+        assert_eq!("any".parse(), Ok(NatMode::Any));
+        assert_eq!("NONE".parse(), Ok(NatMode::None));
+        assert_eq!("upnp".parse(), Ok(NatMode::Upnp));
+        assert_eq!("pmp".parse(), Ok(NatMode::Pmp));
+        assert_eq!(
+            "extip:203.0.113.7".parse(),
+            Ok(NatMode::ExtIp("203.0.113.7".parse().expect("ip")))
+        );
+        assert!("extip:nowhere".parse::<NatMode>().is_err());
+        assert!("stun".parse::<NatMode>().is_err());
+        assert!(NatMode::Pmp.maps_ports() && !NatMode::None.maps_ports());
+        assert!(!NatMode::ExtIp("203.0.113.7".parse().expect("ip")).maps_ports());
+    }
+}

@@ -13,9 +13,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::network::net::dht::{self, addrs, Dht};
 use crate::network::net::inbound::Inbound;
-use crate::network::net::nat::{self, Nat};
+use crate::network::net::nat::Nat;
 use crate::network::net::peer::Outgoing;
 use crate::network::net::peer::{self, ReadCtx};
+use crate::network::net::reachability;
 use crate::network::net::transport::{self, Behaviour, BehaviourEvent};
 use crate::network::net::{
     identity, Command, NetConfig, NetError, NetEvent, NetHandle, BLOCKEXC_PROTOCOL,
@@ -121,7 +122,7 @@ impl Net {
         // Addresses the user vouches for stay announced whatever AutoNAT finds.
         let mut pinned = config.announce_addrs.clone();
         if let crate::network::net::NatMode::ExtIp(ip) = config.nat.mode {
-            pinned.extend(nat::with_ip(ip, &bound));
+            pinned.extend(reachability::with_ip(ip, &bound));
         }
         let announce: Vec<_> = announce.into_iter().chain(pinned.clone()).collect();
         for addr in swarm.listeners().chain(&announce) {
@@ -314,12 +315,12 @@ impl Net {
         // again for a while: a fetch from it fails instead of cycling through circuits.
         let mut addrs = addrs;
         if let Some(why) = self.nat.relay_backoff(&peer, Instant::now()) {
-            let relayed = addrs.iter().filter(|a| nat::is_relayed(a)).count();
+            let relayed = addrs.iter().filter(|a| reachability::is_relayed(a)).count();
             if relayed > 0 && relayed == addrs.len() {
                 let _ = reply.send(Err(NetError::Dial(why.to_string())));
                 return;
             }
-            addrs.retain(|a| !nat::is_relayed(a));
+            addrs.retain(|a| !reachability::is_relayed(a));
         }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
@@ -416,6 +417,16 @@ impl Net {
                 self.nat.on_dcutr(&mut self.swarm, e)
             }
             SwarmEvent::Behaviour(BehaviourEvent::Upnp(e)) => self.nat.on_upnp(e),
+            // Silence (a ping that timed out, or a stream that could not even be negotiated)
+            // means the path is gone; a peer that does not speak ping keeps its connection.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result: Err(failure),
+            })) if !matches!(failure, libp2p::ping::Failure::Unsupported) => {
+                tracing::debug!(%peer, %failure, "ping failed twice: closing the connection");
+                self.swarm.close_connection(connection);
+            }
             SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => {
                 tracing::debug!(event = ?e, "relay service");
             }
@@ -446,7 +457,6 @@ impl Net {
                 ..
             } => {
                 self.writers.remove(&peer_id);
-                self.nat.on_disconnected(&peer_id);
                 let closed = "the peer closed the connection at once (it may be full)";
                 self.finish_dials(peer_id, &Err(NetError::Dial(closed.into())));
                 self.pending

@@ -56,6 +56,7 @@ mod inbound;
 mod ip_limits;
 pub mod nat;
 mod peer;
+mod reachability;
 pub mod spr;
 mod traffic;
 mod transport;
@@ -70,7 +71,8 @@ pub use events::{FrameBudget, NetEvent, SendFailure, Violation};
 pub use framing::FrameError;
 pub(crate) use handle::Command;
 pub use handle::NetHandle;
-pub use nat::{NatInfo, PeerTraffic, Reachability, RelayReservation, RELAY_LIMIT_BACKOFF};
+pub use nat::RELAY_LIMIT_BACKOFF;
+pub use reachability::{NatInfo, PeerTraffic, Reachability, RelayReservation};
 
 /// Providers of a key, as [`NetHandle::find_providers`] returns them: each peer with the
 /// addresses known for it (possibly none).

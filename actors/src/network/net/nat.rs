@@ -31,6 +31,9 @@ use libp2p::swarm::ConnectionId;
 use libp2p::{autonat, dcutr, identify, relay, Multiaddr, PeerId, Swarm};
 
 use crate::network::net::dht::addrs;
+use crate::network::net::reachability::{
+    is_relayed, relay_of, NatInfo, PeerTraffic, Reachability, RelayReservation,
+};
 use crate::network::net::traffic::{self, Traffic, Unclaimed};
 use crate::network::net::transport::Behaviour;
 
@@ -39,85 +42,11 @@ use crate::network::net::transport::Behaviour;
 pub const RELAY_LIMIT_BACKOFF: Duration = Duration::from_secs(10 * 60);
 /// A relay that refused or dropped our reservation is asked again after this long.
 const RESERVATION_RETRY: Duration = Duration::from_secs(30);
+/// Relays remembered as candidates for reservations.
+const MAX_RELAY_CANDIDATES: usize = 16;
 /// Share of a circuit's announced byte (or time) limit past which its end counts as the limit
 /// being reached: we count stream payload, the relay counts Noise and muxer framing too.
 const LIMIT_SHARE: f64 = 0.9;
-
-/// Whether peers can reach this node, as AutoNAT last found.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Reachability {
-    /// Not probed yet, or no peer could probe.
-    Unknown,
-    /// A peer dialled us back at an address of ours.
-    Public,
-    /// Peers could not dial us back: behind NAT or a firewall.
-    Private,
-}
-
-impl Reachability {
-    /// `"unknown"`, `"public"` or `"private"`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Reachability::Unknown => "unknown",
-            Reachability::Public => "public",
-            Reachability::Private => "private",
-        }
-    }
-}
-
-/// A reservation on a relay, asked for or held.
-#[derive(Debug, Clone)]
-pub struct RelayReservation {
-    /// The relay.
-    pub relay: PeerId,
-    /// The `/p2p-circuit` address peers reach us at through it.
-    pub addr: Multiaddr,
-    /// The relay accepted it (else it is still being asked for).
-    pub accepted: bool,
-}
-
-/// One connected peer: how it is connected and what went each way.
-#[derive(Debug, Clone)]
-pub struct PeerTraffic {
-    /// The peer.
-    pub peer: PeerId,
-    /// Direct connections open now.
-    pub direct: usize,
-    /// Relayed connections open now.
-    pub relayed: usize,
-    /// Bytes sent over its open connections (stream payload).
-    pub bytes_sent: u64,
-    /// Bytes received over its open connections.
-    pub bytes_received: u64,
-    /// Of those, sent through a relay.
-    pub relayed_bytes_sent: u64,
-    /// Of those, received through a relay.
-    pub relayed_bytes_received: u64,
-}
-
-/// Everything `/debug/info` shows about reachability and relays.
-#[derive(Debug, Clone)]
-pub struct NatInfo {
-    /// AutoNAT's verdict.
-    pub reachability: Reachability,
-    /// The address AutoNAT confirmed, when public.
-    pub public_address: Option<Multiaddr>,
-    /// This node relays for others (`--relay-service`).
-    pub relay_service: bool,
-    /// Our reservations on relays.
-    pub reservations: Vec<RelayReservation>,
-    /// Connected peers.
-    pub peers: Vec<PeerTraffic>,
-    /// Hole punches (DCUtR) that gave a direct connection.
-    pub hole_punches_succeeded: u64,
-    /// Hole punches that failed.
-    pub hole_punches_failed: u64,
-    /// Peers whose relayed connection ended at a relay limit, with the reason, while their
-    /// back-off lasts.
-    pub relay_limits_reached: Vec<(PeerId, String)>,
-    /// Port mappings the router made for us (UPnP).
-    pub mapped_addresses: Vec<Multiaddr>,
-}
 
 /// An open connection.
 struct Conn {
@@ -168,42 +97,6 @@ pub(crate) struct Nat {
     hole_punched: u64,
     hole_punch_failed: u64,
     mapped: Vec<Multiaddr>,
-}
-
-/// The relay of a `/p2p-circuit` address (the peer id just before `/p2p-circuit`).
-pub(crate) fn relay_of(addr: &Multiaddr) -> Option<PeerId> {
-    let mut last = None;
-    for p in addr.iter() {
-        match p {
-            Protocol::P2p(id) => last = Some(id),
-            Protocol::P2pCircuit => return last,
-            _ => {}
-        }
-    }
-    None
-}
-
-/// True for an address through a relay.
-pub(crate) fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| matches!(p, Protocol::P2pCircuit))
-}
-
-/// The TCP ports of `bound` at `ip` (`--nat extip:IP`: the router forwards them by hand).
-pub(crate) fn with_ip(ip: std::net::IpAddr, bound: &[Multiaddr]) -> Vec<Multiaddr> {
-    let mut out: Vec<Multiaddr> = Vec::new();
-    for addr in bound {
-        let Some(port) = addr.iter().find_map(|p| match p {
-            Protocol::Tcp(port) => Some(port),
-            _ => None,
-        }) else {
-            continue;
-        };
-        let a = Multiaddr::from(ip).with(Protocol::Tcp(port));
-        if !out.contains(&a) {
-            out.push(a);
-        }
-    }
-    out
 }
 
 impl Nat {
@@ -308,13 +201,9 @@ impl Nat {
             .filter(|max| *max > 0 && bytes as f64 >= *max as f64 * LIMIT_SHARE)
         {
             format!("relay {relay} ended the circuit to {}: its limit of {max} bytes per circuit was reached", conn.peer)
-        } else if let Some(max) = limit
-            .duration
-            .filter(|max| {
-                !max.is_zero()
-                    && conn.opened.elapsed().as_secs_f64() >= max.as_secs_f64() * LIMIT_SHARE
-            })
-        {
+        } else if let Some(max) = limit.duration.filter(|max| {
+            !max.is_zero() && conn.opened.elapsed().as_secs_f64() >= max.as_secs_f64() * LIMIT_SHARE
+        }) {
             format!(
                 "relay {relay} ended the circuit to {}: its limit of {} s per circuit was reached",
                 conn.peer,
@@ -339,13 +228,13 @@ impl Nat {
             .filter(|a| !addrs::is_loopback(a) && !addrs::is_unspecified(a))
             .collect();
         dialable.sort_by_key(|a| std::cmp::Reverse(addrs::scope_of(a)));
+        // Relays stay candidates after a disconnection: asking one for a reservation dials it
+        // again (after a router restart, the relay is how peers find us).
         if let Some(addr) = dialable.into_iter().next() {
-            self.relays.insert(peer, addr);
+            if self.relays.len() < MAX_RELAY_CANDIDATES || self.relays.contains_key(&peer) {
+                self.relays.insert(peer, addr);
+            }
         }
-    }
-
-    pub(crate) fn on_disconnected(&mut self, peer: &PeerId) {
-        self.relays.remove(peer);
     }
 
     pub(crate) fn on_autonat(&mut self, swarm: &mut Swarm<Behaviour>, event: autonat::Event) {
@@ -453,8 +342,14 @@ impl Nat {
     /// A listener closed: if it held a reservation, the relay is asked again later.
     pub(crate) fn on_listener_closed(&mut self, id: ListenerId) {
         if let Some(r) = self.reservations.remove(&id) {
-            tracing::info!(relay = %r.relay, "relay reservation ended");
-            self.refused.insert(r.relay, Instant::now());
+            // One that held is asked for again at once (its connection ended); one refused
+            // after a while.
+            if r.accepted {
+                tracing::info!(relay = %r.relay, "relay reservation ended: asking again");
+            } else {
+                tracing::info!(relay = %r.relay, "relay refused the reservation");
+                self.refused.insert(r.relay, Instant::now());
+            }
         }
     }
 

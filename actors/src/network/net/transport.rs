@@ -11,7 +11,7 @@ use libp2p::core::upgrade;
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{autonat, dcutr, identify, kad, noise, relay, tcp, upnp, yamux, Swarm};
+use libp2p::{autonat, dcutr, identify, kad, noise, ping, relay, tcp, upnp, yamux, Swarm};
 
 use std::sync::{atomic::AtomicU64, Arc};
 
@@ -50,6 +50,15 @@ const MAX_CONNECTIONS_PER_PEER: u32 = 3;
 /// and an AutoNAT dial-back would hold its prober that long.
 const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How often each connection is pinged, and how long an answer may take: a connection whose
+/// path died silently (a home router restarted with another address, a NAT mapping expired)
+/// would otherwise look alive until something is written on it, and a relay reservation held
+/// over it would be a dead end for everyone dialling us through the relay. rust-libp2p reports
+/// the second failure in a row, so a dead connection is closed within 2 × (10 s + 15 s).
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`PING_INTERVAL`].
+const PING_TIMEOUT: Duration = Duration::from_secs(15);
+
 /// The behaviours, polled together by the swarm.
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
@@ -75,6 +84,8 @@ pub(crate) struct Behaviour {
     pub autonat: autonat::Behaviour,
     /// Port mapping on the router (`--nat any|upnp|pmp`).
     pub upnp: Toggle<upnp::tokio::Behaviour>,
+    /// Liveness: a connection whose pings fail twice in a row is closed ([`PING_INTERVAL`]).
+    pub ping: ping::Behaviour,
 }
 
 fn yamux_config() -> yamux::Config {
@@ -176,6 +187,11 @@ pub(crate) fn build(
         dcutr: dcutr::Behaviour::new(local),
         autonat: autonat::Behaviour::new(local, autonat_config(nat)),
         upnp: Toggle::from(nat.mode.maps_ports().then(upnp::tokio::Behaviour::default)),
+        ping: ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(PING_INTERVAL)
+                .with_timeout(PING_TIMEOUT),
+        ),
     };
     let swarm_config = libp2p::swarm::Config::with_tokio_executor()
         .with_idle_connection_timeout(config.idle_timeout);
