@@ -5,7 +5,8 @@
 //! # How a node behind NAT becomes reachable
 //! AutoNAT (v1: rust-libp2p's v2 only tests single addresses and gives no overall verdict) asks
 //! connected peers to dial us back at the addresses identify saw us at. A node that none of them
-//! can reach is **private**: it reserves a slot on up to [`NatConfig::max_reservations`](crate::network::net::NatConfig::max_reservations) relays
+//! can reach is **private**: it reserves a slot on up to
+//! [`NatConfig::max_reservations`](crate::network::net::NatConfig::max_reservations) relays
 //! among its peers (peers whose identify lists the circuit relay v2 hop protocol), and announces
 //! the `/p2p-circuit` addresses the relays give it instead of its public one. A peer that
 //! dials such an address gets a relayed connection, and DCUtR tries to punch a hole for a direct
@@ -44,6 +45,8 @@ pub const RELAY_LIMIT_BACKOFF: Duration = Duration::from_secs(10 * 60);
 const RESERVATION_RETRY: Duration = Duration::from_secs(30);
 /// Relays remembered as candidates for reservations.
 const MAX_RELAY_CANDIDATES: usize = 16;
+/// Circuit limits waiting for their connection, at most (see [`Nat::tick`]).
+const MAX_PENDING_LIMITS: usize = 256;
 /// Share of a circuit's announced byte (or time) limit past which its end counts as the limit
 /// being reached: we count stream payload, the relay counts Noise and muxer framing too.
 const LIMIT_SHARE: f64 = 0.9;
@@ -90,9 +93,11 @@ pub(crate) struct Nat {
     refused: HashMap<PeerId, Instant>,
     conns: HashMap<ConnectionId, Conn>,
     unclaimed: Unclaimed,
-    /// Limits the relay announced for our latest outbound circuit through it, until the
-    /// connection they belong to is established (the event does not name the connection).
+    /// Limits a relay announced for a circuit, until the connection they belong to is
+    /// established (the event does not name the connection): keyed by the relay for circuits
+    /// we dialled, by the dialling peer for circuits we accepted.
     circuit_limits: HashMap<PeerId, CircuitLimit>,
+    /// Peers whose relayed connection ended at a relay limit: when, and why.
     limited: HashMap<PeerId, (Instant, String)>,
     hole_punched: u64,
     hole_punch_failed: u64,
@@ -359,6 +364,10 @@ impl Nat {
             .retain(|_, (at, _)| now.duration_since(*at) < RELAY_LIMIT_BACKOFF);
         self.refused
             .retain(|_, at| now.duration_since(*at) < RESERVATION_RETRY);
+        // Limits of circuits whose connection never came up.
+        if self.circuit_limits.len() > MAX_PENDING_LIMITS {
+            self.circuit_limits.clear();
+        }
         if self.reachability != Reachability::Private {
             return;
         }
