@@ -140,7 +140,11 @@ impl Network {
     /// # Errors
     /// [`Error::Unavailable`] when the network stopped.
     pub async fn nat_info(&self) -> Result<net::NatInfo> {
-        self.room.net.nat_info().await.map_err(|_| Error::Unavailable)
+        self.room
+            .net
+            .nat_info()
+            .await
+            .map_err(|_| Error::Unavailable)
     }
 
     /// This node's signed peer record (`spr:` text): when Codex's DHT runs, its record (the
