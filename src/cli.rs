@@ -3,6 +3,7 @@
 use std::{net::IpAddr, path::PathBuf, time::Duration};
 
 use clap::{Parser, Subcommand};
+use codex_actors::network::net::{NatMode, RelayLimits};
 use codex_actors::{Config, Multiaddr, NetworkConfig, DEFAULT_QUOTA_BYTES, DEFAULT_SEGMENT_BYTES};
 
 use crate::HttpConfig;
@@ -117,6 +118,29 @@ pub struct Args {
     /// behind NAT), repeatable or comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub announce_addrs: Vec<Multiaddr>,
+    /// Port mapping and the announced address, as Codex: `any` (map the p2p port on the router
+    /// with UPnP IGD if there is one), `none`, `upnp`, `pmp` (rust-libp2p has no NAT-PMP: maps
+    /// with UPnP IGD instead, and says so in the log) or `extip:IP` (announce IP with the listen
+    /// port: the port is forwarded by hand). Reachability (AutoNAT), relays and hole punching
+    /// run whatever this says.
+    #[arg(long, default_value = "any", value_parser = parse_nat)]
+    pub nat: NatMode,
+    /// Relay connections for nodes behind NAT (circuit relay v2). Meant for a node with a
+    /// public address; the limits below bound what it spends.
+    #[arg(long)]
+    pub relay_service: bool,
+    /// With `--relay-service`: most nodes holding a reservation at once.
+    #[arg(long, default_value_t = RelayLimits::default().max_reservations)]
+    pub relay_max_reservations: usize,
+    /// With `--relay-service`: most circuits relayed at once.
+    #[arg(long, default_value_t = RelayLimits::default().max_circuits)]
+    pub relay_max_circuits: usize,
+    /// With `--relay-service`: bytes one circuit may carry (both ways) before it is ended.
+    #[arg(long, default_value_t = RelayLimits::default().max_circuit_bytes)]
+    pub relay_max_circuit_bytes: u64,
+    /// With `--relay-service`: seconds one circuit may last.
+    #[arg(long, default_value_t = RelayLimits::default().max_circuit_duration.as_secs())]
+    pub relay_max_circuit_secs: u64,
     /// Most peers connected at once.
     #[arg(long, default_value_t = 160)]
     pub max_peers: u32,
@@ -198,6 +222,11 @@ pub struct Args {
     pub no_dashboard: bool,
 }
 
+/// `--nat`'s value.
+fn parse_nat(text: &str) -> Result<NatMode, String> {
+    text.parse()
+}
+
 /// Where the peer-to-peer network listens by default.
 pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/8070";
 
@@ -241,6 +270,15 @@ impl Args {
         network.fetch_window = self.fetch_window_max.max(1);
         network.fetch_window_min = self.fetch_window_min.min(network.fetch_window);
         network.net.bootstrap = self.bootstrap_node.clone();
+        network.net.nat.mode = self.nat.clone();
+        if self.relay_service {
+            network.net.nat.relay_service = Some(RelayLimits {
+                max_reservations: self.relay_max_reservations,
+                max_circuits: self.relay_max_circuits,
+                max_circuit_bytes: self.relay_max_circuit_bytes,
+                max_circuit_duration: Duration::from_secs(self.relay_max_circuit_secs.max(1)),
+            });
+        }
         let disc_ip = self
             .listen_ip
             .unwrap_or(IpAddr::V4(std::net::Ipv4Addr::UNSPECIFIED));

@@ -242,9 +242,55 @@ pub(crate) async fn debug_info(node: web::Data<Node>) -> Result<HttpResponse, Ap
             })
             .collect();
         body["partialDatasets"] = json!(fetches);
+        body["nat"] = nat_json(&network.nat_info().await?);
     }
     let text = serde_json::to_string_pretty(&body).unwrap_or_default();
     Ok(HttpResponse::Ok()
         .content_type("application/json")
         .body(text))
+}
+
+/// `/debug/info`'s `nat`: reachability, relay reservations, and per peer whether its connection
+/// is direct or relayed and the bytes each way (stream payload of its open connections).
+fn nat_json(nat: &codex_actors::network::net::NatInfo) -> serde_json::Value {
+    let peers: Vec<_> = nat
+        .peers
+        .iter()
+        .map(|p| {
+            let connection = match (p.direct, p.relayed) {
+                (0, _) => "relayed",
+                (_, 0) => "direct",
+                _ => "direct+relayed",
+            };
+            json!({
+                "peerId": p.peer.to_string(),
+                "connection": connection,
+                "bytesSent": p.bytes_sent,
+                "bytesReceived": p.bytes_received,
+                "relayedBytesSent": p.relayed_bytes_sent,
+                "relayedBytesReceived": p.relayed_bytes_received,
+            })
+        })
+        .collect();
+    let reservations: Vec<_> = nat
+        .reservations
+        .iter()
+        .map(|r| json!({ "relay": r.relay.to_string(), "address": r.addr.to_string(), "accepted": r.accepted }))
+        .collect();
+    let limits: Vec<_> = nat
+        .relay_limits_reached
+        .iter()
+        .map(|(p, why)| json!({ "peerId": p.to_string(), "reason": why }))
+        .collect();
+    json!({
+        "reachability": nat.reachability.as_str(),
+        "publicAddress": nat.public_address.as_ref().map(ToString::to_string),
+        "mappedAddresses": nat.mapped_addresses.iter().map(ToString::to_string).collect::<Vec<_>>(),
+        "relayService": nat.relay_service,
+        "relayReservations": reservations,
+        "holePunchesSucceeded": nat.hole_punches_succeeded,
+        "holePunchesFailed": nat.hole_punches_failed,
+        "relayLimitsReached": limits,
+        "peers": peers,
+    })
 }

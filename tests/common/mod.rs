@@ -3,6 +3,7 @@
 //!
 //! For tests of the binary itself: `node_process` (the `codex-node` executable as a child
 //! process), `lazyfs` (a FUSE file system that can drop unsynced data, for power cuts),
+//! `netbed` (homes behind NAT in network namespaces),
 //! `workload` (seeded files and the ledger of what a node acknowledged), `clients`
 //! (concurrent clients that fill that ledger) and `peers` (several nodes on loopback: connect,
 //! fetch from peers, progress, exchange counters). `webdriver` drives a headless Chromium for
@@ -14,6 +15,7 @@ pub mod answer;
 pub mod clients;
 pub mod codex;
 pub mod lazyfs;
+pub mod netbed;
 pub mod node_process;
 pub mod peers;
 pub mod slowlink;

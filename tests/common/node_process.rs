@@ -31,6 +31,13 @@ impl NodeProcess {
     /// DHT on a free UDP port of the same address (tests send
     /// traffic to loopback only).
     pub fn spawn(dir: &Path, extra: &[&str]) -> TestResult<Self> {
+        Self::spawn_wrapped(&[], dir, extra)
+    }
+
+    /// As [`NodeProcess::spawn`], with the binary started through `wrapper` (e.g. `netbed
+    /// exec home1`, which execs it in a network namespace: the process id is still the
+    /// node's). Unless `extra` says otherwise, `--nat none`.
+    pub fn spawn_wrapped(wrapper: &[&str], dir: &Path, extra: &[&str]) -> TestResult<Self> {
         let own_network = extra
             .iter()
             .any(|a| a.starts_with("--listen-addrs") || *a == "--no-network");
@@ -45,12 +52,27 @@ impl NodeProcess {
         } else {
             &["--disc-port", "0"]
         };
-        let mut child = Command::new(env!("CARGO_BIN_EXE_codex-node"))
+        // Tests never ask a router for a port mapping (UPnP sends multicast beyond the test).
+        let nat: &[&str] = if extra.iter().any(|a| a.starts_with("--nat")) {
+            &[]
+        } else {
+            &["--nat", "none"]
+        };
+        let mut command = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(env!("CARGO_BIN_EXE_codex-node"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_codex-node")),
+        };
+        let mut child = command
             .arg("--data-dir")
             .arg(dir)
             .args(["--api-port", "0"])
             .args(loopback)
             .args(disc)
+            .args(nat)
             .args(extra)
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")

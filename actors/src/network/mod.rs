@@ -127,17 +127,31 @@ impl Network {
             .map_err(|_| Error::Unavailable)
     }
 
-    /// The addresses peers should dial: the configured announce addresses, else the listen
-    /// addresses.
+    /// The addresses peers should dial now: the configured announce addresses, the listen
+    /// addresses, the public address AutoNAT confirmed, relayed addresses while private
+    /// ([`NetHandle::announce_addrs`](net::NetHandle::announce_addrs)).
     ///
     /// # Errors
     /// As [`Network::listen_addrs`].
     pub async fn announce_addrs(&self) -> Result<Vec<Multiaddr>> {
-        let configured = &self.room.config.net.announce_addrs;
-        if !configured.is_empty() {
-            return Ok(configured.clone());
-        }
-        self.listen_addrs().await
+        self.room
+            .net
+            .announce_addrs()
+            .await
+            .map_err(|_| Error::Unavailable)
+    }
+
+    /// Reachability, relay reservations and each peer's connections (direct or relayed) with
+    /// their bytes.
+    ///
+    /// # Errors
+    /// [`Error::Unavailable`] when the network stopped.
+    pub async fn nat_info(&self) -> Result<net::NatInfo> {
+        self.room
+            .net
+            .nat_info()
+            .await
+            .map_err(|_| Error::Unavailable)
     }
 
     /// This node's signed peer record (`spr:` text): when Codex's DHT runs, its record (the

@@ -1,5 +1,6 @@
 //! The network component's settings: [`NetConfig`], every default in [`NetConfig::new`].
 
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -69,6 +70,9 @@ pub struct NetConfig {
     pub announce_addrs: Vec<Multiaddr>,
     /// DHT settings.
     pub dht: DhtConfig,
+    /// Reachability: port mapping, relays, AutoNAT. Default: no port mapping, no relay
+    /// service ([`NatConfig::default`]).
+    pub nat: NatConfig,
 }
 
 impl NetConfig {
@@ -95,6 +99,7 @@ impl NetConfig {
             peer_store: None,
             announce_addrs: Vec::new(),
             dht: DhtConfig::default(),
+            nat: NatConfig::default(),
         }
     }
 
@@ -133,5 +138,128 @@ impl NetConfig {
     pub fn max_frame_bytes(mut self, n: usize) -> Self {
         self.max_frame_bytes = n;
         self
+    }
+}
+
+/// What `--nat` asks for, with Codex's values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NatMode {
+    /// Try to map a port on the router (UPnP IGD; rust-libp2p has no NAT-PMP).
+    Any,
+    /// No port mapping: AutoNAT, relays and hole punching only.
+    None,
+    /// Map a port with UPnP IGD.
+    Upnp,
+    /// NAT-PMP, which rust-libp2p does not offer: mapped with UPnP IGD instead (most routers
+    /// that speak NAT-PMP speak UPnP IGD too), and said so in the log at start.
+    Pmp,
+    /// Announce this IP with the listen port(s): the router forwards the port by hand.
+    ExtIp(IpAddr),
+}
+
+impl NatMode {
+    /// Whether the UPnP behaviour runs.
+    pub fn maps_ports(&self) -> bool {
+        matches!(self, NatMode::Any | NatMode::Upnp | NatMode::Pmp)
+    }
+}
+
+impl std::str::FromStr for NatMode {
+    type Err = String;
+
+    /// `any`, `none`, `upnp`, `pmp` or `extip:IP` (case-insensitive keywords, as Codex).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let lower = s.to_ascii_lowercase();
+        match lower.as_str() {
+            "any" => Ok(NatMode::Any),
+            "none" => Ok(NatMode::None),
+            "upnp" => Ok(NatMode::Upnp),
+            "pmp" => Ok(NatMode::Pmp),
+            _ => match lower.strip_prefix("extip:") {
+                Some(ip) => ip
+                    .parse()
+                    .map(NatMode::ExtIp)
+                    .map_err(|_| format!("extip:{ip} is not an IP address")),
+                None => Err(format!(
+                    "{s}: expected any, none, upnp, pmp or extip:<IP address>"
+                )),
+            },
+        }
+    }
+}
+
+/// The limits of the relay this node runs for others (`--relay-service`). Every default fits
+/// a relayed fetch of a 16 MiB dataset with room to spare.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RelayLimits {
+    /// Peers that may hold a reservation at once. Default 128.
+    pub max_reservations: usize,
+    /// Circuits relayed at once. Default 16.
+    pub max_circuits: usize,
+    /// Bytes one circuit may carry, both ways together, before the relay ends it. Default
+    /// 64 MiB.
+    pub max_circuit_bytes: u64,
+    /// How long one circuit may last. Default 10 min.
+    pub max_circuit_duration: Duration,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            max_reservations: 128,
+            max_circuits: 16,
+            max_circuit_bytes: 64 << 20, /* 64 MiB */
+            max_circuit_duration: Duration::from_secs(600),
+        }
+    }
+}
+
+/// Reachability settings: port mapping, relays, AutoNAT.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatConfig {
+    /// Port mapping and announced address (`--nat`). Default [`NatMode::None`]: an embedder or
+    /// test never talks to a router unless asked (the binary's default is `any`, as Codex's).
+    pub mode: NatMode,
+    /// Run a relay for others with these limits. Default: none.
+    pub relay_service: Option<RelayLimits>,
+    /// Relays a private node holds reservations on. Default 2.
+    pub max_reservations: usize,
+    /// Wait after start before AutoNAT's first probe (peers must be connected first).
+    /// Default 5 s.
+    pub autonat_boot_delay: Duration,
+    /// Time between AutoNAT probes until it is sure. Default 30 s.
+    pub autonat_retry_interval: Duration,
+}
+
+impl Default for NatConfig {
+    fn default() -> Self {
+        NatConfig {
+            mode: NatMode::None,
+            relay_service: None,
+            max_reservations: 2,
+            autonat_boot_delay: Duration::from_secs(5),
+            autonat_retry_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nat_takes_codex_values() {
+        assert_eq!("any".parse(), Ok(NatMode::Any));
+        assert_eq!("NONE".parse(), Ok(NatMode::None));
+        assert_eq!("upnp".parse(), Ok(NatMode::Upnp));
+        assert_eq!("pmp".parse(), Ok(NatMode::Pmp));
+        assert_eq!(
+            "extip:203.0.113.7".parse(),
+            Ok(NatMode::ExtIp("203.0.113.7".parse().expect("ip")))
+        );
+        assert!("extip:nowhere".parse::<NatMode>().is_err());
+        assert!("stun".parse::<NatMode>().is_err());
+        assert!(NatMode::Pmp.maps_ports() && !NatMode::None.maps_ports());
+        assert!(!NatMode::ExtIp("203.0.113.7".parse().expect("ip")).maps_ports());
     }
 }

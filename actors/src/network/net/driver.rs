@@ -13,8 +13,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::network::net::dht::{self, addrs, Dht};
 use crate::network::net::inbound::Inbound;
+use crate::network::net::nat::Nat;
 use crate::network::net::peer::Outgoing;
 use crate::network::net::peer::{self, ReadCtx};
+use crate::network::net::reachability;
 use crate::network::net::transport::{self, Behaviour, BehaviourEvent};
 use crate::network::net::{
     identity, Command, NetConfig, NetError, NetEvent, NetHandle, BLOCKEXC_PROTOCOL,
@@ -54,6 +56,8 @@ pub struct Net {
     dht: Dht,
     /// Announce every new listen address (no `announce_addrs` configured).
     auto_announce: bool,
+    /// Reachability, relay reservations and the connections' kinds and bytes.
+    nat: Nat,
 }
 
 impl Net {
@@ -76,7 +80,8 @@ impl Net {
         )?;
         let refused = Arc::new(std::sync::atomic::AtomicU64::new(0));
         let (inbound, incoming) = Inbound::new();
-        let mut swarm = transport::build(key.clone(), &config, refused.clone(), inbound)?;
+        let (mut swarm, unclaimed) =
+            transport::build(key.clone(), &config, refused.clone(), inbound)?;
         let control = swarm.behaviour().stream.new_control();
         let mut pending = VecDeque::new();
         for addr in &config.listen_addrs {
@@ -108,12 +113,18 @@ impl Net {
 
         // Provider records and identify carry the external addresses.
         let auto_announce = config.announce_addrs.is_empty();
+        let bound: Vec<_> = swarm.listeners().cloned().collect();
         let announce = if auto_announce {
-            let bound: Vec<_> = swarm.listeners().cloned().collect();
             dht::announce_from_listen(&bound)
         } else {
             config.announce_addrs.clone()
         };
+        // Addresses the user vouches for stay announced whatever AutoNAT finds.
+        let mut pinned = config.announce_addrs.clone();
+        if let crate::network::net::NatMode::ExtIp(ip) = config.nat.mode {
+            pinned.extend(reachability::with_ip(ip, &bound));
+        }
+        let announce: Vec<_> = announce.into_iter().chain(pinned.clone()).collect();
         for addr in swarm.listeners().chain(&announce) {
             dht.own_address(addr);
         }
@@ -162,6 +173,12 @@ impl Net {
             peer_queue_len: config.peer_queue_len.max(1),
             dht,
             auto_announce,
+            nat: Nat::new(
+                config.nat.max_reservations,
+                pinned,
+                config.nat.relay_service.is_some(),
+                unclaimed,
+            ),
         };
         tokio::spawn(net.run());
         let handle = NetHandle {
@@ -198,6 +215,7 @@ impl Net {
                 _ = tick.tick() => {
                     self.dht.tick(&mut self.swarm.behaviour_mut().kad, Instant::now());
                     self.expire_identifying(Instant::now());
+                    self.nat.tick(&mut self.swarm, Instant::now());
                 }
                 event = self.swarm.select_next_some(), if self.pending.len() < MAX_PENDING => {
                     self.swarm_event(event);
@@ -270,6 +288,16 @@ impl Net {
             Command::ConnectedPeers { reply } => {
                 let _ = reply.send(self.swarm.connected_peers().count());
             }
+            Command::NatInfo { reply } => {
+                let _ = reply.send(self.nat.info());
+            }
+            Command::AnnounceAddrs { reply } => {
+                let mut addrs: Vec<_> = self.swarm.external_addresses().cloned().collect();
+                if addrs.is_empty() {
+                    addrs = self.swarm.listeners().cloned().collect();
+                }
+                let _ = reply.send(addrs);
+            }
         }
     }
 
@@ -282,6 +310,17 @@ impl Net {
         if self.swarm.is_connected(&peer) {
             let _ = reply.send(Ok(()));
             return;
+        }
+        // A peer whose relayed connection hit the relay's limit is not dialled through a relay
+        // again for a while: a fetch from it fails instead of cycling through circuits.
+        let mut addrs = addrs;
+        if let Some(why) = self.nat.relay_backoff(&peer, Instant::now()) {
+            let relayed = addrs.iter().filter(|a| reachability::is_relayed(a)).count();
+            if relayed > 0 && relayed == addrs.len() {
+                let _ = reply.send(Err(NetError::Dial(why.to_string())));
+                return;
+            }
+            addrs.retain(|a| !reachability::is_relayed(a));
         }
         let opts = DialOpts::peer_id(peer)
             .addresses(addrs)
@@ -340,6 +379,16 @@ impl Net {
         match &event {
             SwarmEvent::Dialing { .. } => self.dht.on_dial(),
             SwarmEvent::OutgoingConnectionError { .. } => self.dht.on_dial_failed(),
+            SwarmEvent::ConnectionClosed { connection_id, .. } => {
+                self.nat.on_closed(*connection_id)
+            }
+            SwarmEvent::ListenerClosed { listener_id, .. } => {
+                self.nat.on_listener_closed(*listener_id)
+            }
+            // Provider records carry our addresses: announce again with the new ones.
+            SwarmEvent::ExternalAddrConfirmed { .. } | SwarmEvent::ExternalAddrExpired { .. } => {
+                self.dht.republish_soon();
+            }
             _ => {}
         }
         match event {
@@ -360,12 +409,36 @@ impl Net {
             SwarmEvent::Behaviour(BehaviourEvent::Kad(e)) => {
                 self.dht.on_event(&mut self.swarm.behaviour_mut().kad, e);
             }
+            SwarmEvent::Behaviour(BehaviourEvent::Autonat(e)) => {
+                self.nat.on_autonat(&mut self.swarm, e);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::RelayClient(e)) => self.nat.on_relay_client(e),
+            SwarmEvent::Behaviour(BehaviourEvent::Dcutr(e)) => {
+                self.nat.on_dcutr(&mut self.swarm, e)
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Upnp(e)) => self.nat.on_upnp(e),
+            // Silence (a ping that timed out, or a stream that could not even be negotiated)
+            // means the path is gone; a peer that does not speak ping keeps its connection.
+            SwarmEvent::Behaviour(BehaviourEvent::Ping(libp2p::ping::Event {
+                peer,
+                connection,
+                result: Err(failure),
+            })) if !matches!(failure, libp2p::ping::Failure::Unsupported) => {
+                tracing::debug!(%peer, %failure, "ping failed twice: closing the connection");
+                self.swarm.close_connection(connection);
+            }
+            SwarmEvent::Behaviour(BehaviourEvent::Relay(e)) => {
+                tracing::debug!(event = ?e, "relay service");
+            }
             SwarmEvent::ConnectionEstablished {
                 peer_id,
+                connection_id,
                 endpoint,
                 num_established,
                 ..
             } => {
+                self.nat
+                    .on_established(&mut self.swarm, peer_id, connection_id, &endpoint);
                 self.connected(peer_id);
                 if num_established.get() == 1 {
                     let (tx, rx) = mpsc::channel(self.peer_queue_len);
@@ -412,6 +485,7 @@ impl Net {
                 if self.identifying.contains_key(&peer_id) {
                     self.finish_dials(peer_id, &result);
                 }
+                self.nat.on_identify(peer_id, &info);
                 self.dht
                     .on_identify(&mut self.swarm.behaviour_mut().kad, peer_id, &info);
                 self.pending.push_back(NetEvent::Identified {

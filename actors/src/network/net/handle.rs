@@ -6,7 +6,7 @@ use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 
 use super::dht::{DhtStats, RoutingTable};
-use super::{spr, NetError, Providers};
+use super::{spr, NatInfo, NetError, Providers};
 use crate::format::blockexc::Message;
 use crate::Cid;
 
@@ -54,6 +54,12 @@ pub(crate) enum Command {
     },
     ConnectedPeers {
         reply: oneshot::Sender<usize>,
+    },
+    NatInfo {
+        reply: oneshot::Sender<NatInfo>,
+    },
+    AnnounceAddrs {
+        reply: oneshot::Sender<Vec<Multiaddr>>,
     },
 }
 
@@ -204,6 +210,25 @@ impl NetHandle {
     /// [`NetError::Stopped`].
     pub async fn connected_peers(&self) -> Result<usize, NetError> {
         self.ask(|reply| Command::ConnectedPeers { reply }).await
+    }
+
+    /// Reachability, relay reservations, and each connected peer's connections (direct or
+    /// relayed) with their bytes, for `/debug/info`.
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn nat_info(&self) -> Result<NatInfo, NetError> {
+        self.ask(|reply| Command::NatInfo { reply }).await
+    }
+
+    /// The addresses peers should dial us at now: the confirmed external ones (the configured
+    /// or listen addresses, the public address AutoNAT confirmed, relayed addresses while
+    /// private), else the listen addresses.
+    ///
+    /// # Errors
+    /// [`NetError::Stopped`].
+    pub async fn announce_addrs(&self) -> Result<Vec<Multiaddr>, NetError> {
+        self.ask(|reply| Command::AnnounceAddrs { reply }).await
     }
 
     /// Stops the network: saves the peer store, closes all connections and ends the driver

@@ -7,6 +7,13 @@
 //! drops connections whose record it cannot verify, and rust-libp2p's identify would sign one
 //! with a legacy domain), a connection limit, and raw streams for block exchange.
 //!
+//! # Behind NAT
+//! Circuit relay v2 (client always, server with [`NatConfig::relay_service`]), DCUtR hole
+//! punching, AutoNAT and UPnP ([`NatConfig::mode`]): a private node reserves slots on relays
+//! among its peers and announces its relayed addresses; see [`nat`] for the whole story and
+//! [`NetHandle::nat_info`] for what it found. Every connection's bytes are counted
+//! (stream payload, per connection).
+//!
 //! # Streams
 //! Codex does not pair requests with replies. Each side lazily opens one long-lived outbound
 //! stream per peer and writes all of its messages on it, replies included, and reads every
@@ -47,13 +54,16 @@ mod handle;
 pub mod identity;
 mod inbound;
 mod ip_limits;
+pub mod nat;
 mod peer;
+mod reachability;
 pub mod spr;
+mod traffic;
 mod transport;
 
 use libp2p::{Multiaddr, PeerId, StreamProtocol};
 
-pub use config::{NetConfig, DEFAULT_MAX_FRAME_BYTES};
+pub use config::{NatConfig, NatMode, NetConfig, RelayLimits, DEFAULT_MAX_FRAME_BYTES};
 pub use dht::{BootstrapError, BootstrapPeer, DhtConfig, DhtStats, RoutingNode, RoutingTable};
 pub use driver::Net;
 pub use error::NetError;
@@ -61,6 +71,8 @@ pub use events::{FrameBudget, NetEvent, SendFailure, Violation};
 pub use framing::FrameError;
 pub(crate) use handle::Command;
 pub use handle::NetHandle;
+pub use nat::RELAY_LIMIT_BACKOFF;
+pub use reachability::{NatInfo, PeerTraffic, Reachability, RelayReservation};
 
 /// Providers of a key, as [`NetHandle::find_providers`] returns them: each peer with the
 /// addresses known for it (possibly none).

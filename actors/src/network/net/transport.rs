@@ -1,17 +1,25 @@
-//! Builds the swarm: TCP + Noise + yamux/mplex, the behaviours block exchange needs, and the
+//! Builds the swarm: TCP + Noise + yamux/mplex, circuit relay v2 (client, and server with
+//! `--relay-service`), DCUtR, AutoNAT, UPnP, the behaviours block exchange needs, and the
 //! Kademlia DHT.
 
+use std::time::Duration;
+
 use libp2p::connection_limits::{self, ConnectionLimits};
+use libp2p::core::muxing::StreamMuxerBox;
+use libp2p::core::transport::{OrTransport, Transport as _};
+use libp2p::core::upgrade;
 use libp2p::identity::Keypair;
+use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{identify, kad, noise, tcp, yamux, Swarm, SwarmBuilder};
+use libp2p::{autonat, dcutr, identify, kad, noise, ping, relay, tcp, upnp, yamux, Swarm};
 
 use std::sync::{atomic::AtomicU64, Arc};
 
 use crate::network::net::dht::{self, provider_records::ProviderStore};
 use crate::network::net::inbound::Inbound;
 use crate::network::net::ip_limits::IpLimits;
-use crate::network::net::{NetConfig, NetError};
+use crate::network::net::traffic::Unclaimed;
+use crate::network::net::{NatConfig, NetConfig, NetError, RelayLimits};
 
 /// The protocol version string in our identify message, the one nim-libp2p sends too.
 const IDENTIFY_PROTOCOL_VERSION: &str = "ipfs/0.1.0";
@@ -33,9 +41,23 @@ const YAMUX_MAX_STREAMS: usize = 32;
 /// delivery into ~170 frames; nim accepts up to 1 MiB per frame.
 const MPLEX_SEND_FRAME: usize = 256 * 1024;
 
-/// Block-exchange connections may come in pairs (each side dialling the other at once), so a
-/// peer may hold two; more are refused.
-const MAX_CONNECTIONS_PER_PEER: u32 = 2;
+/// Block-exchange connections may come in pairs (each side dialling the other at once), and a
+/// relayed one may stand beside them while a hole punch replaces it; more are refused.
+const MAX_CONNECTIONS_PER_PEER: u32 = 3;
+
+/// Time allowed for a dial and its handshakes. Without it a dial to an address that drops
+/// packets (a home router's public address) would wait for the kernel's SYN retries (minutes),
+/// and an AutoNAT dial-back would hold its prober that long.
+const DIAL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How often each connection is pinged, and how long an answer may take: a connection whose
+/// path died silently (a home router restarted with another address, a NAT mapping expired)
+/// would otherwise look alive until something is written on it, and a relay reservation held
+/// over it would be a dead end for everyone dialling us through the relay. rust-libp2p reports
+/// the second failure in a row, so a dead connection is closed within 2 × (10 s + 15 s).
+const PING_INTERVAL: Duration = Duration::from_secs(10);
+/// See [`PING_INTERVAL`].
+const PING_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// The behaviours, polled together by the swarm.
 #[derive(NetworkBehaviour)]
@@ -52,6 +74,18 @@ pub(crate) struct Behaviour {
     pub inbound: Inbound,
     /// The provider DHT ([`dht`]).
     pub kad: kad::Behaviour<ProviderStore>,
+    /// Reservations on relays and relayed connections (circuit relay v2 client).
+    pub relay_client: relay::client::Behaviour,
+    /// Relaying for others (`--relay-service`).
+    pub relay: Toggle<relay::Behaviour>,
+    /// Hole punching over a relayed connection.
+    pub dcutr: dcutr::Behaviour,
+    /// Whether peers can dial us back (and answering their probes).
+    pub autonat: autonat::Behaviour,
+    /// Port mapping on the router (`--nat any|upnp|pmp`).
+    pub upnp: Toggle<upnp::tokio::Behaviour>,
+    /// Liveness: a connection whose pings fail twice in a row is closed ([`PING_INTERVAL`]).
+    pub ping: ping::Behaviour,
 }
 
 fn yamux_config() -> yamux::Config {
@@ -69,13 +103,36 @@ fn mplex_config() -> libp2p_mplex::Config {
     c
 }
 
-/// The swarm for `key` and `config`, not yet listening.
+fn relay_server(key: &Keypair, limits: &RelayLimits) -> relay::Behaviour {
+    let config = relay::Config {
+        max_reservations: limits.max_reservations,
+        max_circuits: limits.max_circuits,
+        max_circuit_bytes: limits.max_circuit_bytes,
+        max_circuit_duration: limits.max_circuit_duration,
+        ..relay::Config::default()
+    };
+    relay::Behaviour::new(key.public().to_peer_id(), config)
+}
+
+fn autonat_config(nat: &NatConfig) -> autonat::Config {
+    autonat::Config {
+        boot_delay: nat.autonat_boot_delay,
+        retry_interval: nat.autonat_retry_interval,
+        // Dial-backs to private ranges are allowed: a LAN of nodes (or a test bed) has no
+        // global address, and a prober only dials the IP it saw the asking peer come from.
+        only_global_ips: false,
+        ..autonat::Config::default()
+    }
+}
+
+/// The swarm for `key` and `config`, not yet listening, and the counters its transport fills.
 pub(crate) fn build(
     key: Keypair,
     config: &NetConfig,
     refused: Arc<AtomicU64>,
     inbound: Inbound,
-) -> Result<Swarm<Behaviour>, NetError> {
+) -> Result<(Swarm<Behaviour>, Unclaimed), NetError> {
+    let local = key.public().to_peer_id();
     // Inbound connections get at most their share, so that strangers who connect first never
     // leave this node unable to dial providers or answer `/connect`.
     let inbound_cap = config.max_inbound_peers.min(config.max_peers);
@@ -85,30 +142,59 @@ pub(crate) fn build(
         .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
         .with_max_pending_incoming(Some(config.max_peers));
     // No signed peer record: rust-libp2p's identify would sign it with the legacy domain, and a
-    // record nim cannot verify makes it drop the whole connection.
+    // record nim cannot verify makes it drop the whole connection. Address changes (a relay
+    // reservation, a confirmed public address) are pushed at once, so that peers and their
+    // DHT tables follow.
     let identify = identify::Config::new(IDENTIFY_PROTOCOL_VERSION.into(), key.public())
-        .with_agent_version(config.agent_version.clone());
-    let idle = config.idle_timeout;
-    let kad = dht::behaviour(key.public().to_peer_id(), &config.dht);
-    let swarm = SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            // yamux first for our own peers; Codex refuses it and settles on mplex.
-            (yamux_config, mplex_config),
-        )
-        .map_err(|e| NetError::Listen(e.to_string()))?
-        .with_behaviour(|_| Behaviour {
-            limits: connection_limits::Behaviour::new(limits),
-            ip_limits: IpLimits::new(config.max_inbound_per_ip, refused),
-            identify: identify::Behaviour::new(identify),
-            stream: libp2p_stream::Behaviour::new(),
-            inbound,
-            kad,
+        .with_agent_version(config.agent_version.clone())
+        .with_push_listen_addr_updates(true);
+    let kad = dht::behaviour(local, &config.dht);
+
+    // Relayed connections get the same Noise and muxers as TCP ones. Every connection's
+    // streams are counted ([`Unclaimed`]).
+    let noise = noise::Config::new(&key).map_err(|e| NetError::Listen(e.to_string()))?;
+    let tcp = tcp::tokio::Transport::new(tcp::Config::default().nodelay(true));
+    let (relay_transport, relay_client) = relay::client::new(local);
+    let unclaimed = Unclaimed::default();
+    let counting = unclaimed.clone();
+    let transport = OrTransport::new(relay_transport, tcp)
+        .upgrade(upgrade::Version::V1Lazy)
+        .authenticate(noise)
+        // yamux first for our own peers; Codex refuses it and settles on mplex.
+        .multiplex(upgrade::SelectUpgrade::new(yamux_config(), mplex_config()))
+        .timeout(DIAL_TIMEOUT)
+        .map(move |(peer, muxer), endpoint| {
+            (
+                peer,
+                counting.wrap(peer, &endpoint, StreamMuxerBox::new(muxer)),
+            )
         })
-        .map_err(|e| NetError::Listen(e.to_string()))?
-        .with_swarm_config(|c| c.with_idle_connection_timeout(idle))
-        .build();
-    Ok(swarm)
+        .boxed();
+
+    let nat = &config.nat;
+    if nat.mode == crate::network::net::NatMode::Pmp {
+        tracing::warn!("rust-libp2p has no NAT-PMP: --nat pmp maps the port with UPnP IGD");
+    }
+    let behaviour = Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        ip_limits: IpLimits::new(config.max_inbound_per_ip, refused),
+        identify: identify::Behaviour::new(identify),
+        stream: libp2p_stream::Behaviour::new(),
+        inbound,
+        kad,
+        relay_client,
+        relay: Toggle::from(nat.relay_service.as_ref().map(|l| relay_server(&key, l))),
+        dcutr: dcutr::Behaviour::new(local),
+        autonat: autonat::Behaviour::new(local, autonat_config(nat)),
+        upnp: Toggle::from(nat.mode.maps_ports().then(upnp::tokio::Behaviour::default)),
+        ping: ping::Behaviour::new(
+            ping::Config::new()
+                .with_interval(PING_INTERVAL)
+                .with_timeout(PING_TIMEOUT),
+        ),
+    };
+    let swarm_config = libp2p::swarm::Config::with_tokio_executor()
+        .with_idle_connection_timeout(config.idle_timeout);
+    let swarm = Swarm::new(transport, behaviour, local, swarm_config);
+    Ok((swarm, unclaimed))
 }

@@ -1,8 +1,9 @@
 //! Which peer addresses the DHT keeps: only ones this node can dial.
 //!
-//! The transport is plain TCP over IP (no DNS resolver, no QUIC, no relay), so an address is
-//! kept only in the form `/ip4|ip6/<ip>/tcp/<port>`, with any `/p2p/<peer>` suffix removed (the
-//! peer id travels beside it). Everything else a peer may list in identify or a record (UDP
+//! The transport is plain TCP over IP (no DNS resolver, no QUIC) plus circuit relay v2, so an
+//! address is kept only in the form `/ip4|ip6/<ip>/tcp/<port>` or, through a relay,
+//! `/ip4|ip6/<ip>/tcp/<port>/p2p/<relay>/p2p-circuit`, with any `/p2p/<peer>` suffix removed (the
+//! peer id travels beside it); the scope of a relayed address is its relay's. Everything else a peer may list in identify or a record (UDP
 //! discovery ports, circuits, websockets) would only make dials fail later.
 
 use std::net::IpAddr;
@@ -14,9 +15,10 @@ use libp2p::{Multiaddr, PeerId};
 /// either misconfigured or trying to fill our memory.
 pub(crate) const MAX_ADDRS_PER_PEER: usize = 8;
 
-/// `addr` as `/ip4|ip6/<ip>/tcp/<port>`, or `None` when it is anything else. A trailing
-/// `/p2p/<id>` is dropped when it names `peer` (or when `peer` is not known yet); one naming
-/// another peer makes the address unusable for `peer`.
+/// `addr` as `/ip4|ip6/<ip>/tcp/<port>`, or as a relayed address
+/// `/ip4|ip6/<ip>/tcp/<port>/p2p/<relay>/p2p-circuit`, or `None` when it is anything else. A
+/// trailing `/p2p/<id>` is dropped when it names `peer` (or when `peer` is not known yet); one
+/// naming another peer makes the address unusable for `peer`.
 pub(crate) fn tcp_dialable(addr: &Multiaddr, peer: Option<PeerId>) -> Option<Multiaddr> {
     let mut parts = addr.iter();
     let ip = match parts.next()? {
@@ -26,15 +28,30 @@ pub(crate) fn tcp_dialable(addr: &Multiaddr, peer: Option<PeerId>) -> Option<Mul
     let Protocol::Tcp(port) = parts.next()? else {
         return None;
     };
-    match parts.next() {
-        None => {}
-        Some(Protocol::P2p(id)) if peer.is_none_or(|p| p == id) => {}
-        Some(_) => return None,
-    }
-    if parts.next().is_some() {
+    let direct = Multiaddr::empty().with(ip).with(Protocol::Tcp(port));
+    let names_peer = |id: PeerId| peer.is_none_or(|p| p == id);
+    let Some(next) = parts.next() else {
+        return Some(direct);
+    };
+    let Protocol::P2p(id) = next else {
         return None;
+    };
+    match parts.next() {
+        None if names_peer(id) => Some(direct),
+        // Through relay `id` (a peer is never its own relay), to the peer named after it.
+        Some(Protocol::P2pCircuit) if peer != Some(id) => {
+            match parts.next() {
+                None => {}
+                Some(Protocol::P2p(dst)) if names_peer(dst) => {}
+                Some(_) => return None,
+            }
+            if parts.next().is_some() {
+                return None;
+            }
+            Some(direct.with(Protocol::P2p(id)).with(Protocol::P2pCircuit))
+        }
+        _ => None,
     }
-    Some(Multiaddr::empty().with(ip).with(Protocol::Tcp(port)))
 }
 
 /// The peer id at the end of `addr`, if it ends in `/p2p/<id>`.
@@ -144,6 +161,17 @@ mod tests {
         ] {
             assert_eq!(tcp_dialable(&ma(bad), None), None, "{bad}");
         }
+        let relay = PeerId::random();
+        let circuit = ma(&format!(
+            "/ip4/198.18.0.11/tcp/8070/p2p/{relay}/p2p-circuit"
+        ));
+        let to_peer = ma(&format!("{circuit}/p2p/{peer}"));
+        assert_eq!(tcp_dialable(&to_peer, Some(peer)), Some(circuit.clone()));
+        assert_eq!(tcp_dialable(&circuit, Some(peer)), Some(circuit.clone()));
+        assert_eq!(tcp_dialable(&to_peer, Some(PeerId::random())), None);
+        // A peer is not its own relay.
+        assert_eq!(tcp_dialable(&circuit, Some(relay)), None);
+        assert_eq!(scope_of(&circuit), Scope::Public);
         assert_eq!(trailing_peer(&with_id), Some(peer));
         assert_eq!(trailing_peer(&plain), None);
     }

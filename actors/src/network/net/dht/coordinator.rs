@@ -23,6 +23,10 @@ use crate::network::net::dht::routing::{self, RoutingNode, RoutingTable};
 use crate::network::net::dht::{addrs, BootstrapPeer, DhtConfig, DhtStats, KAD_PROTOCOL};
 use crate::network::net::{spr, NetError, Providers};
 
+/// Wait after an address change before announcing again, so that a burst of changes makes
+/// one round.
+const REPUBLISH_AFTER_CHANGE: Duration = Duration::from_secs(2);
+
 type Kad = kad::Behaviour<ProviderStore>;
 
 /// How often a changed peer book is written out. A crash loses at most this much news.
@@ -301,6 +305,14 @@ impl Dht {
                 let _ = reply.send(Ok(()));
             }
         }
+    }
+
+    /// Our addresses changed (a relay reservation, a confirmed public address): provider
+    /// records carry them, so every key is announced again soon. Changes that come in a burst
+    /// make one round.
+    pub(crate) fn republish_soon(&mut self) {
+        let soon = Instant::now() + REPUBLISH_AFTER_CHANGE;
+        self.next_republish = self.next_republish.min(soon);
     }
 
     /// Starts a new round of re-announcements when one is due, and keeps
