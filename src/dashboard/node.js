@@ -9,7 +9,7 @@ const $ = (id) => document.getElementById(id);
 
 /** Known keys in words; other keys are spelled out from their camelCase. */
 const LABELS = {
-  peerId: "Peer id", agent: "Agent", peers: "Connected peers", blocksSent: "Blocks sent", blocksReceived: "Blocks received",
+  peerId: "Peer id", agent: "Agent", connection: "Connection", peers: "Connected peers", blocksSent: "Blocks sent", blocksReceived: "Blocks received",
   duplicateBlocks: "Duplicate blocks", badBlocks: "Bad blocks", violations: "Protocol violations",
   retries: "Retries", peerTimeouts: "Peer time-outs", failedWants: "Failed wants",
   pendingBlocks: "Blocks wanted", lookups: "Lookups", providersFound: "Providers found",
@@ -105,7 +105,12 @@ export async function refreshNode() {
     : "not reported by this node yet";
   $("node-version").textContent = info.codex?.version || "–";
   const exchange = info.exchange || {};
-  peersTable(exchange.peerList || []);
+  // Each peer's connection (direct, relayed or both) and bytes each way come from `nat.peers`.
+  const nat = new Map((info.nat?.peers || []).map((p) => [p.peerId, p]));
+  peersTable((exchange.peerList || []).map((p) => {
+    const n = nat.get(p.peerId);
+    return n ? { ...p, connection: n.connection, bytesSent: n.bytesSent, bytesReceived: n.bytesReceived } : p;
+  }));
   figures($("exchange-figures"), info.exchange);
   figures($("dht-figures"), info.dht);
   const peers = typeof exchange.peers === "number" ? `${exchange.peers} peer${exchange.peers === 1 ? "" : "s"}` : "no network";

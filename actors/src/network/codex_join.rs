@@ -26,6 +26,12 @@ const REJOIN_INTERVAL: Duration = Duration::from_secs(5);
 /// rest, and so the uploaders among them send us their provider records, which a node that
 /// joins through us then finds here.
 const JOIN_LOOKUPS: usize = 4;
+/// A table with fewer nodes than this (a bucket's worth, Codex's k) is still growing: the
+/// network is small, or nodes joined after us, or our join's answers were lost. It gets a
+/// lookup of a random id after [`REJOIN_INTERVAL`], then after twice as long each time, up to
+/// [`REFRESH_INTERVAL`]: a node that joined a few seconds before a neighbour still meets it
+/// within seconds, without a steady stream of lookups in a network that stays small.
+const SPARSE_TABLE: usize = 16;
 
 /// Bootstrap texts split by the DHT they join.
 #[derive(Debug, Default)]
@@ -138,14 +144,23 @@ pub(crate) async fn start(s: Start) -> Result<CodexDht, DhtError> {
     Ok(dht)
 }
 
-/// Joins through `bootstrap`, again while the table is empty, and refreshes the table every
-/// [`REFRESH_INTERVAL`]; ends when the service stops.
+/// Joins through `bootstrap`, again while the table is empty; looks up random ids at growing
+/// intervals while the table is sparse ([`SPARSE_TABLE`]); and refreshes the table every
+/// [`REFRESH_INTERVAL`]. Ends when the service stops.
 async fn upkeep(dht: CodexDht, bootstrap: Vec<Spr>) {
-    let mut last_refresh = tokio::time::Instant::now();
+    let mut last_lookup = tokio::time::Instant::now();
+    let mut growth = REJOIN_INTERVAL;
     loop {
         let known = match dht.routing_table().await {
             Ok(table) => table.iter().filter(|e| !e.bootstrap || e.verified).count(),
             Err(_) => return,
+        };
+        let due = if known == 0 {
+            Duration::ZERO
+        } else if known < SPARSE_TABLE {
+            growth
+        } else {
+            REFRESH_INTERVAL
         };
         if known == 0 && !bootstrap.is_empty() {
             let mut joined = false;
@@ -166,8 +181,11 @@ async fn upkeep(dht: CodexDht, bootstrap: Vec<Spr>) {
                     return;
                 }
             }
-        } else if last_refresh.elapsed() >= REFRESH_INTERVAL {
-            last_refresh = tokio::time::Instant::now();
+            last_lookup = tokio::time::Instant::now();
+            growth = REJOIN_INTERVAL;
+        } else if known > 0 && last_lookup.elapsed() >= due {
+            last_lookup = tokio::time::Instant::now();
+            growth = (growth * 2).min(REFRESH_INTERVAL);
             if let Err(DhtError::Unavailable) = dht.refresh().await {
                 return;
             }
