@@ -9,6 +9,8 @@ gen() { { openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 -in /dev/zero
 no_network() { if "$1" --help 2>/dev/null | grep -q -- '--no-network'; then echo --no-network; fi; }
 
 now() { date +%s.%N; }
+# Seconds `openssl dgst -sha256` takes over FILE: the baseline every speed ratio divides by.
+openssl_s() { local s e; s=$(now); openssl dgst -sha256 "$1" >/dev/null; e=$(now); echo "$e - $s" | bc; }
 
 # One node on 127.0.0.1:$PORT (API at $URL), pid in node_pid: start_node BIN DATA_DIR LOG.
 node_pid=

@@ -21,18 +21,17 @@ mkdir -p "$WORK"
 cat "$WORK/1g" > /dev/null # in the page cache, so no run pays for reading it from disk
 
 trap 'kill $node_pid 2>/dev/null || true' EXIT
-openssl_s() { local s e; s=$(now); openssl dgst -sha256 "$WORK/1g" >/dev/null; e=$(now); echo "$e - $s" | bc; }
 
 : > "$WORK/cmp.txt"
 for round in $(seq "$ROUNDS"); do
   for build in "$@"; do
     rm -rf "$WORK/cmp-data"; sync; start_node "$build/codex-node" "$WORK/cmp-data" "$WORK/cmp-node.log"
-    o=$(openssl_s)
+    o=$(openssl_s "$WORK/1g")
     c=$(cpu); s=$(now); curl -sf -X POST -T "$WORK/1g" "$URL/data" >/dev/null; e=$(now)
     up=$(echo "$e - $s" | bc); node_cpu=$(echo "$(cpu) - $c" | bc)
     stop_node
     rm -rf "$WORK/cmp-data"; sync
-    o2=$(openssl_s)
+    o2=$(openssl_s "$WORK/1g")
     api=$("$build/embed" "$WORK/1g" "$WORK/cmp-data" 2>&1 >/dev/null | sed -n 's/^stored .* in \([0-9.]*\) s.*/\1/p')
     echo "$build $o $up $o2 $api $node_cpu" >> "$WORK/cmp.txt"
     echo "round $round $build: openssl $o s, HTTP $up s (node CPU $node_cpu s); openssl $o2 s, actor API $api s" >&2

@@ -19,7 +19,6 @@ mkdir -p "$WORK"
 cat "$WORK/1g" > /dev/null
 
 trap 'kill $node_pid 2>/dev/null || true' EXIT
-openssl_s() { local s e; s=$(now); openssl dgst -sha256 "$WORK/1g" >/dev/null; e=$(now); echo "$e - $s" | bc; }
 
 : > "$WORK/down.txt"
 for round in $(seq "$ROUNDS"); do
@@ -27,7 +26,7 @@ for round in $(seq "$ROUNDS"); do
     rm -rf "$WORK/down-data"; sync
     start_node "$build/codex-node" "$WORK/down-data" "$WORK/down-node.log"
     cid=$(curl -sf -X POST -T "$WORK/1g" "$URL/data")
-    o=$(openssl_s)
+    o=$(openssl_s "$WORK/1g")
     c=$(cpu); s=$(now); curl -sf "$URL/data/$cid" -o /dev/null; e=$(now)
     down=$(echo "$e - $s" | bc); node_cpu=$(echo "$(cpu) - $c" | bc)
     stop_node

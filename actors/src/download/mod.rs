@@ -29,6 +29,16 @@ const LEAF_BATCH: u64 = 256;
 /// messages in flight go to different block-store threads, which verify them side by side.
 const READ_BATCH: usize = 16;
 
+/// The byte range a read of a dataset of `size` bytes serves: all of it when `None`; an empty
+/// range, or one past the end, is [`Error::RangeNotSatisfiable`].
+pub(crate) fn range_within(size: u64, range: Option<Range<u64>>) -> Result<Range<u64>> {
+    let range = range.unwrap_or(0..size);
+    if range.start >= range.end || range.end > size {
+        return Err(Error::RangeNotSatisfiable { size });
+    }
+    Ok(range)
+}
+
 pub(crate) fn stream(
     repo: Repo,
     manifest: Manifest,

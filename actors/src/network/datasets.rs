@@ -148,11 +148,7 @@ impl Network {
         range: Option<Range<u64>>,
     ) -> Result<ByteStream> {
         let manifest = &fetching.manifest;
-        let size = manifest.dataset_size;
-        let range = range.unwrap_or(0..size);
-        if range.start >= range.end || range.end > size {
-            return Err(Error::RangeNotSatisfiable { size });
-        }
+        let range = download::range_within(manifest.dataset_size, range)?;
         let read_ahead = self.room.store.read_ahead_blocks;
         let repo = self.room.repo.clone();
         if matches!(*fetching.status.borrow(), FetchStatus::Complete { .. }) {

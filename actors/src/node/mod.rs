@@ -235,11 +235,7 @@ impl Node {
     /// [`Error::RangeNotSatisfiable`] for a range outside the dataset. Errors while streaming
     /// (a missing or corrupted block) arrive as the stream's last item.
     pub fn read(&self, manifest: &Manifest, range: Option<Range<u64>>) -> Result<ByteStream> {
-        let size = manifest.dataset_size;
-        let range = range.unwrap_or(0..size);
-        if range.start >= range.end || range.end > size {
-            return Err(Error::RangeNotSatisfiable { size });
-        }
+        let range = download::range_within(manifest.dataset_size, range)?;
         Ok(download::stream(
             self.repo.clone(),
             manifest.clone(),
