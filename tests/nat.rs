@@ -5,8 +5,9 @@
 //! - Port-preserving NATs: the homes meet through the relay, DCUtR punches a hole, and the
 //!   data goes direct: the relay's link carries under 5 % of it.
 //! - Port-randomising ("symmetric") NATs: the hole punch fails, the fetch completes relayed.
-//! - The same with a relay byte limit below the dataset: the fetch fails in bounded time, and
-//!   B's `/debug/info` says which relay limit ended it.
+//! - The same with a relay byte limit below the dataset: the fetch fails in bounded time, its
+//!   error (`/network/progress`) names the relay limit that ended it, and so does B's
+//!   `/debug/info`.
 //! - A's router restarts with another public address: B finds A again by CID (through the
 //!   relay, where A reserves again once its pings show the old connection dead).
 //!
@@ -310,13 +311,24 @@ fn a_relay_byte_limit_below_the_dataset_fails_the_fetch_with_a_reason() -> TestR
     );
     let nat = h.nat("home2", &h.b)?;
     let reasons = nat["relayLimitsReached"].to_string();
+    // The fetch itself says why it stopped: the progress route carries its error.
+    let progress = h
+        .bed
+        .get_json("home2", &h.b.url(&format!("/data/{cid}/network/progress")))?;
     println!(
-        "relay limit: the fetch ended after {took:?} with status {status}, {} bytes; {reasons}",
+        "relay limit: the fetch ended after {took:?} with status {status}, {} bytes; {reasons}; progress {progress}",
         got.len()
     );
+    let said = "limit of 4194304 bytes per circuit was reached";
     assert!(
-        reasons.contains("limit of 4194304 bytes per circuit was reached"),
+        reasons.contains(said),
         "B does not say a relay limit ended the circuit: {nat}\n{}",
+        log_tail(&h.b, "B")
+    );
+    assert!(
+        progress["fetching"] == false
+            && progress["error"].as_str().is_some_and(|e| e.contains(said)),
+        "the fetch's own error does not name the relay limit: {progress}\n{}",
         log_tail(&h.b, "B")
     );
     Ok(())

@@ -164,8 +164,17 @@ pub enum FetchFailure {
     #[error("the dataset was removed (deleted or expired)")]
     Removed,
     /// No peer could deliver this block (every holder failed or none is left).
-    #[error("no peer delivered {0:?}")]
+    #[error("no peer delivered {0}")]
     NoPeer(BlockAddress),
+    /// The peer that held this block was reached through a relay, the relay ended the circuit
+    /// at one of its limits (bytes or time per circuit), and no other peer delivered it.
+    #[error("{reason}; no other peer delivered {address}")]
+    RelayLimit {
+        /// The block that was not delivered (boxed: it keeps `Error` small).
+        address: Box<BlockAddress>,
+        /// The relay's limit and what it was.
+        reason: String,
+    },
     /// The node is stopping (the exchange or the store went away).
     #[error("the node is stopping")]
     Stopped,

@@ -150,6 +150,83 @@ async fn our_nodes_find_each_other_and_providers() -> TestResult {
     Ok(())
 }
 
+/// Waits until `c` finds `b`'s provider record for `key` with these TCP addresses.
+async fn wait_provider(c: &CodexDht, b: &CodexDht, key: NodeId, tcp: &str) -> TestResult {
+    let want: libp2p::Multiaddr = tcp.parse()?;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let providers = c.get_providers(key).await?;
+        let held = providers
+            .iter()
+            .find(|r| r.peer_id() == b.local_record().peer_id())
+            .map(Spr::tcp_addrs);
+        if held.as_deref() == Some(std::slice::from_ref(&want)) {
+            return Ok(());
+        }
+        assert!(
+            Instant::now() < deadline,
+            "c does not see b's provider record at {tcp}: {held:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Issue 18: a node whose reachable addresses change signs its records anew. A provider record
+/// announced again replaces the old one where it is kept, and a node that PINGs it sees the
+/// higher sequence number and fetches the new DHT record (with its new UDP address).
+#[tokio::test]
+async fn records_follow_a_change_of_address() -> TestResult {
+    let a = node().await?;
+    // Bound on every loopback address, so that its record may move to 127.0.0.2.
+    let b = node_with(|c| {
+        c.bind("0.0.0.0:0".parse().unwrap())
+            .announce_ip(std::net::Ipv4Addr::LOCALHOST)
+            .provider_addrs(vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()])
+    })
+    .await?;
+    let c = node().await?;
+    b.bootstrap(a.local_record()).await?;
+    c.bootstrap(a.local_record()).await?;
+    let key = NodeId::keccak(b"a dataset");
+    b.provide(key).await?;
+    wait_provider(&c, &b, key, "/ip4/127.0.0.1/tcp/4001").await?;
+
+    let before = b.local_record();
+    let moved = vec!["/ip4/127.0.0.2/tcp/4002".parse()?];
+    assert!(
+        b.readdress(Some("127.0.0.2".parse()?), moved.clone())
+            .await?
+    );
+    // The same addresses again change nothing.
+    assert!(!b.readdress(Some("127.0.0.2".parse()?), moved).await?);
+    let after = b.local_record();
+    assert!(
+        after.seq() > before.seq(),
+        "{} !> {}",
+        after.seq(),
+        before.seq()
+    );
+    assert_eq!(
+        after.udp_addr().map(|a| a.ip().to_string()).as_deref(),
+        Some("127.0.0.2")
+    );
+    assert_eq!(
+        after.udp_addr().map(|a| a.port()),
+        before.udp_addr().map(|a| a.port())
+    );
+
+    b.provide(key).await?;
+    wait_provider(&c, &b, key, "/ip4/127.0.0.2/tcp/4002").await?;
+    // A node that knew b's first record sees the new sequence number in b's PONG, and
+    // FINDNODE at distance 0 (codex-dht's revalidation) gives it the new record.
+    let pong = a.ping(&before).await?;
+    assert_eq!(pong.spr_seq, after.seq());
+    let fetched = a.find_node(&before, vec![0]).await?;
+    let held = fetched.first().map(Spr::seq);
+    assert_eq!(held, Some(after.seq()), "b answered with an old record");
+    Ok(())
+}
+
 #[tokio::test]
 async fn garbage_replays_and_unknown_types_are_dropped_and_counted() -> TestResult {
     let dht = node().await?;

@@ -176,7 +176,7 @@ async fn codex_connects_to_us_and_fetches_a_manifest_only_we_have() -> TestResul
     let dropped = tokio::time::timeout(Duration::from_secs(3), async {
         loop {
             match node.events.recv().await {
-                Some(NetEvent::PeerDisconnected { peer }) if peer == codex_id => return,
+                Some(NetEvent::PeerDisconnected { peer, .. }) if peer == codex_id => return,
                 None => return,
                 _ => {}
             }

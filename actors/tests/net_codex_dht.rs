@@ -71,7 +71,7 @@ async fn a_codex_peer_stays_connected_and_out_of_the_routing_table() -> TestResu
                 {
                     return Ok(());
                 }
-                NetEvent::PeerDisconnected { peer } if peer == codex_id => {
+                NetEvent::PeerDisconnected { peer, .. } if peer == codex_id => {
                     return Err("Codex disconnected");
                 }
                 NetEvent::Violation { peer, violation } if peer == codex_id => {

@@ -109,10 +109,14 @@ struct Progress {
     blocks_total: u64,
     complete: bool,
     fetching: bool,
+    /// Why the last fetch stopped, when it failed and none runs now.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<String>,
 }
 
 /// `GET /data/{cid}/network/progress` (this node's own route): blocks stored of blocks total,
-/// and whether a fetch is running. 404 when nothing of the dataset is here.
+/// whether a fetch is running, and, when the last one failed, why. 404 when nothing of the
+/// dataset is here.
 pub(crate) async fn progress(
     path: web::Path<String>,
     node: web::Data<Node>,
@@ -122,12 +126,17 @@ pub(crate) async fn progress(
         .fetch_progress(cid)
         .await?
         .ok_or(codex_actors::Error::NotFound(cid))?;
+    let error = match node.network() {
+        Ok(network) if !fetching && !progress.complete => network.last_failure(cid).await?,
+        _ => None,
+    };
     Ok(HttpResponse::Ok().json(Progress {
         cid: codex_actors::cid_text(&cid),
         blocks_stored: progress.stored,
         blocks_total: progress.total,
         complete: progress.complete,
         fetching,
+        error: error.map(|e| e.to_string()),
     }))
 }
 

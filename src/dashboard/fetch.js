@@ -71,7 +71,13 @@ async function poll(cid, entry) {
   }
   const pct = p.complete ? 100 : percent(p.blocksStored, p.blocksTotal);
   entry.bar.value = pct;
-  const state = p.complete ? "complete" : p.fetching ? "fetching" : "paused (fetch it again to resume)";
+  const state = p.complete
+    ? "complete"
+    : p.fetching
+      ? "fetching"
+      : p.error
+        ? `stopped: ${p.error} (fetch it again to retry)`
+        : "paused (fetch it again to resume)";
   // The rate over the last poll, in bytes of 64 KiB blocks.
   const now = performance.now();
   let rate = "";

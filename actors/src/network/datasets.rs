@@ -8,13 +8,13 @@ use cid::Cid;
 use tokio::sync::watch;
 
 use super::{
-    fetch::{Fetch, FetchStatus, RunningFetches, StartFetch},
+    fetch::{Fetch, FetchStatus, LastFailure, RunningFetches, StartFetch},
     Network,
 };
 use crate::{
     clock::expiry_after,
     download::{self, ByteStream},
-    error::{Error, NotOnNetwork, Result},
+    error::{Error, FetchFailure, NotOnNetwork, Result},
     format::{
         cid::MANIFEST_CODEC,
         manifest::{cid_of_encoded, Manifest},
@@ -172,5 +172,19 @@ impl Network {
     pub async fn running_fetch(&self, cid: Cid) -> Result<Option<FetchStatus>> {
         let running = self.room.fetches.send(RunningFetches).await?;
         Ok(running.into_iter().find(|(c, _)| *c == cid).map(|(_, s)| s))
+    }
+
+    /// Why the last fetch of a dataset failed, when no fetch of it runs now (the newest 64
+    /// failures are kept, until the node stops). A fetch started in the background
+    /// (`POST /data/{cid}/network`) has no one waiting on it: this is where its error goes.
+    ///
+    /// # Errors
+    /// Only if the network room stopped.
+    pub async fn last_failure(&self, cid: Cid) -> Result<Option<FetchFailure>> {
+        Ok(self
+            .room
+            .fetches
+            .send(LastFailure { manifest_cid: cid })
+            .await?)
     }
 }

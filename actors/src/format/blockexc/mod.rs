@@ -69,6 +69,22 @@ pub enum BlockAddress {
     Cid(Cid),
 }
 
+/// As a person reads it: `leaf 188 of tree zDz…` or the block's CID, in Codex's text form.
+impl fmt::Display for BlockAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BlockAddress::Leaf { tree, index } => {
+                write!(
+                    f,
+                    "leaf {index} of tree {}",
+                    crate::format::cid::cid_text(tree)
+                )
+            }
+            BlockAddress::Cid(cid) => write!(f, "block {}", crate::format::cid::cid_text(cid)),
+        }
+    }
+}
+
 /// One want-list entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WantEntry {

@@ -131,6 +131,12 @@ impl Codec {
         &self.record
     }
 
+    /// Announces `record` from now on: in handshakes with peers that hold an older one, and
+    /// (through the service) in PONG's sequence number and FINDNODE at distance 0.
+    pub fn set_record(&mut self, record: Spr) {
+        self.record = record;
+    }
+
     /// Number of live sessions.
     pub fn session_count(&self) -> usize {
         self.sessions.len()

@@ -6,7 +6,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, SocketAddrV4};
-use std::sync::Arc;
+use std::sync::{Arc, PoisonError, RwLock};
 
 use futures::stream::{FuturesUnordered, StreamExt};
 use tokio::sync::{mpsc, oneshot};
@@ -36,10 +36,31 @@ pub struct Pong {
 }
 
 struct Local {
-    record: Spr,
-    provider_record: Spr,
+    /// Our records; they change when the node's reachable addresses do ([`CodexDht::readdress`]).
+    records: RwLock<Records>,
+    /// What signs them.
+    keypair: libp2p::identity::Keypair,
+    /// Addresses our DHT record carries besides the UDP one.
+    extra_record_addrs: Vec<libp2p::Multiaddr>,
     addr: SocketAddr,
     alpha: usize,
+}
+
+/// Our two records: the DHT one (UDP address; `/spr`, handshakes, PONG's sequence number) and
+/// the one provider announcements carry (the addresses a fetching peer dials).
+#[derive(Clone)]
+struct Records {
+    record: Spr,
+    provider_record: Spr,
+}
+
+impl Local {
+    fn records(&self) -> Records {
+        self.records
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
 }
 
 /// Handle of a running Codex DHT service. Cloning is cheap; the service stops on
@@ -54,7 +75,7 @@ impl std::fmt::Debug for CodexDht {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("CodexDht")
             .field("addr", &self.local.addr)
-            .field("node_id", &self.local.record.node_id())
+            .field("node_id", &self.node_id())
             .finish()
     }
 }
@@ -76,9 +97,7 @@ impl CodexDht {
                 _ => None,
             })
             .unwrap_or(Ipv4Addr::LOCALHOST);
-        let mut addrs = vec![udp_multiaddr(SocketAddrV4::new(ip, addr.port()))];
-        addrs.extend(config.extra_record_addrs.iter().cloned());
-        let record = Spr::create(&config.keypair, addrs)?;
+        let record = dht_record(&config.keypair, ip, addr.port(), &config.extra_record_addrs)?;
         let provider_record = if config.provider_addrs.is_empty() {
             record.clone()
         } else {
@@ -106,8 +125,12 @@ impl CodexDht {
         Ok(CodexDht {
             commands,
             local: Arc::new(Local {
-                record,
-                provider_record,
+                records: RwLock::new(Records {
+                    record,
+                    provider_record,
+                }),
+                keypair: config.keypair,
+                extra_record_addrs: config.extra_record_addrs,
                 addr,
                 alpha: config.alpha.max(1),
             }),
@@ -115,18 +138,76 @@ impl CodexDht {
     }
 
     /// Our DHT record: what `/spr` shows and what others bootstrap from.
-    pub fn local_record(&self) -> &Spr {
-        &self.local.record
+    pub fn local_record(&self) -> Spr {
+        self.local.records().record
     }
 
     /// The record [`CodexDht::provide`] announces.
-    pub fn provider_record(&self) -> &Spr {
-        &self.local.provider_record
+    pub fn provider_record(&self) -> Spr {
+        self.local.records().provider_record
     }
 
-    /// Our node id.
+    /// Our node id (it never changes: it comes from the key).
     pub fn node_id(&self) -> NodeId {
-        self.local.record.node_id()
+        self.local.records().record.node_id()
+    }
+
+    /// Follows a change of the node's reachable addresses: our DHT record takes `udp_ip` (with
+    /// the bound port) when given, and provider announcements carry `provider_addrs` when not
+    /// empty. Both are signed anew with a higher sequence number, so nodes that PING us fetch
+    /// the new record, and a provider record announced again replaces the old one where it is
+    /// kept. Returns whether anything changed; the caller announces its keys again.
+    ///
+    /// # Errors
+    /// [`DhtError::Record`] if a record cannot be made of these addresses;
+    /// [`DhtError::Unavailable`] once the service stopped.
+    pub async fn readdress(
+        &self,
+        udp_ip: Option<Ipv4Addr>,
+        provider_addrs: Vec<libp2p::Multiaddr>,
+    ) -> Result<bool, DhtError> {
+        let old = self.local.records();
+        let old_ip = old.record.udp_addr().map(|a| *a.ip());
+        let new_ip = udp_ip.filter(|ip| Some(*ip) != old_ip);
+        let new_provider = (!provider_addrs.is_empty()
+            && provider_addrs != old.provider_record.addrs())
+        .then_some(provider_addrs);
+        if new_ip.is_none() && new_provider.is_none() {
+            return Ok(false);
+        }
+        let key = &self.local.keypair;
+        let mut made = old.clone();
+        for _ in 0..3 {
+            if let Some(ip) = new_ip {
+                let port = self.local.addr.port();
+                made.record = dht_record(key, ip, port, &self.local.extra_record_addrs)?;
+            }
+            if let Some(addrs) = &new_provider {
+                made.provider_record = Spr::create(key, addrs.clone())?;
+            }
+            // Sequence numbers are whole seconds: a record signed within the second of the one
+            // it replaces would not look newer to the nodes that hold that one.
+            let newer = (new_ip.is_none() || made.record.seq() > old.record.seq())
+                && (new_provider.is_none()
+                    || made.provider_record.seq() > old.provider_record.seq());
+            if newer {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        *self
+            .local
+            .records
+            .write()
+            .unwrap_or_else(PoisonError::into_inner) = made.clone();
+        let fresh = new_ip.map(|_| made.record);
+        if let Some(record) = fresh {
+            self.commands
+                .send(Command::SetRecord { record })
+                .await
+                .map_err(|_| DhtError::Unavailable)?;
+        }
+        Ok(true)
     }
 
     /// The bound UDP address.
@@ -216,7 +297,7 @@ impl CodexDht {
     /// [`DhtError::Timeout`] without an answer; [`DhtError::UnexpectedResponse`] for a wrong
     /// one.
     pub async fn ping(&self, node: &Spr) -> Result<Pong, DhtError> {
-        let spr_seq = self.local.record.seq();
+        let spr_seq = self.local.records().record.seq();
         match self.request(node, Body::Ping { spr_seq }).await? {
             Body::Pong { spr_seq, ip, port } => Ok(Pong {
                 spr_seq,
@@ -352,8 +433,7 @@ impl CodexDht {
     /// # Errors
     /// As [`CodexDht::add_provider`].
     pub async fn provide(&self, key: NodeId) -> Result<usize, DhtError> {
-        self.add_provider(key, self.local.provider_record.clone())
-            .await
+        self.add_provider(key, self.provider_record()).await
     }
 
     /// The providers of `key`: those held here, and those the nodes closest to `key` hold
@@ -424,4 +504,16 @@ fn peer_of(record: &Spr) -> Result<Peer, DhtError> {
         addr: SocketAddr::V4(addr),
         public_key: Some(record.public_key().clone()),
     })
+}
+
+/// Our DHT record: the UDP address `ip:port`, then `extra`.
+fn dht_record(
+    key: &libp2p::identity::Keypair,
+    ip: Ipv4Addr,
+    port: u16,
+    extra: &[libp2p::Multiaddr],
+) -> Result<Spr, DhtError> {
+    let mut addrs = vec![udp_multiaddr(SocketAddrV4::new(ip, port))];
+    addrs.extend(extra.iter().cloned());
+    Ok(Spr::create(key, addrs)?)
 }

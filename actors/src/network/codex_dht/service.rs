@@ -71,6 +71,8 @@ pub(crate) enum Command {
     Table { reply: oneshot::Sender<Vec<Entry>> },
     /// The counters.
     Stats { reply: oneshot::Sender<DhtStats> },
+    /// Announce this record from now on (our addresses changed).
+    SetRecord { record: Spr },
     /// Stop.
     Shutdown { reply: oneshot::Sender<()> },
 }
@@ -431,6 +433,7 @@ impl Service {
             Command::Table { reply } => {
                 let _ = reply.send(self.routing.entries());
             }
+            Command::SetRecord { record } => self.codec.set_record(record),
             Command::Stats { reply } => {
                 let mut stats = self.stats.clone();
                 stats.routing_nodes = self.routing.len();

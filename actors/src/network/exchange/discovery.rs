@@ -24,13 +24,15 @@ use std::{
 
 use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 use cid::Cid;
-use libp2p::PeerId;
+use libp2p::{multiaddr::Protocol, Multiaddr, PeerId};
 
 use super::BlockExchange;
 use crate::format::blockexc::BlockAddress;
 use crate::network::codex_dht::{CodexDht, NodeId};
 use crate::network::net::Providers;
 
+/// Addresses a provider record of ours carries, at most (what the stores of others keep).
+const MAX_RECORD_ADDRS: usize = 8;
 /// A key is looked up again at most this often while its wants starve.
 const LOOKUP_COOLDOWN: Duration = Duration::from_secs(5);
 /// Lookups running at once.
@@ -230,6 +232,43 @@ impl BlockExchange {
                 act.dial(peer, addrs, ctx);
             }
         }));
+    }
+
+    /// Codex's DHT records follow the addresses the node announces (AutoNAT, relays): the
+    /// provider record carries the direct ones, or the relayed ones of a node that has no
+    /// direct address; the DHT record's UDP address moves to a new public IP. When either
+    /// changed, every key is announced again, so the records others keep name where we are now.
+    pub(super) fn readdress_codex(&mut self, addrs: Vec<Multiaddr>, ctx: &mut Context<Self>) {
+        let Some(dht) = self.codex_dht.clone() else {
+            return;
+        };
+        let relayed = |a: &Multiaddr| a.iter().any(|p| matches!(p, Protocol::P2pCircuit));
+        let ip = |a: &Multiaddr| match a.iter().next() {
+            Some(Protocol::Ip4(ip)) if !ip.is_unspecified() => Some(ip),
+            _ => None,
+        };
+        let direct: Vec<Multiaddr> = addrs.iter().filter(|a| !relayed(a)).cloned().collect();
+        let current = dht.local_record().udp_addr().map(|a| *a.ip());
+        // The record's IP stays while it is still announced; a node on several interfaces
+        // must not flip between them.
+        let udp_ip = match current {
+            Some(held) if direct.iter().any(|a| ip(a) == Some(held)) => None,
+            _ => direct.iter().find_map(ip),
+        };
+        let mut provider = if direct.is_empty() { addrs } else { direct };
+        provider.truncate(MAX_RECORD_ADDRS);
+        ctx.spawn(
+            async move { dht.readdress(udp_ip, provider).await }
+                .into_actor(self)
+                .map(|changed, act, ctx| match changed {
+                    Ok(true) => {
+                        tracing::info!("our addresses changed: Codex DHT records signed anew");
+                        act.reannounce_codex(ctx);
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(error = %e, "could not sign Codex DHT records with our new addresses"),
+                }),
+        );
     }
 
     fn dial(&mut self, peer: PeerId, addrs: Vec<libp2p::Multiaddr>, ctx: &mut Context<Self>) {

@@ -118,6 +118,8 @@ pub enum Delivery {
     Failed {
         /// The address.
         address: BlockAddress,
+        /// Set when a holder was lost because a relay ended its circuit at a limit: why.
+        relay_limit: Option<String>,
     },
 }
 
@@ -375,6 +377,7 @@ impl StreamHandler<NetEvent> for BlockExchange {
     fn handle(&mut self, event: NetEvent, ctx: &mut Self::Context) {
         match event {
             NetEvent::Listening(addr) => tracing::info!(%addr, "block exchange listening"),
+            NetEvent::AddressesChanged(addrs) => self.readdress_codex(addrs, ctx),
             NetEvent::PeerConnected { peer, addr } => {
                 tracing::info!(%peer, %addr, "peer connected");
                 self.peers.entry(peer).or_insert_with(Peer::new);
@@ -389,9 +392,9 @@ impl StreamHandler<NetEvent> for BlockExchange {
                     p.agent = Some(agent_version);
                 }
             }
-            NetEvent::PeerDisconnected { peer } => {
+            NetEvent::PeerDisconnected { peer, relay_limit } => {
                 tracing::info!(%peer, "peer disconnected");
-                self.drop_peer(peer);
+                self.drop_peer(peer, relay_limit.as_deref());
                 self.stats.peers = self.peers.len() as u64;
                 self.refill(ctx);
             }

@@ -21,6 +21,10 @@ use crate::{
 /// in flight keeps a peer busy).
 pub(super) const MIN_SHARE: usize = 16;
 
+/// Refreshes (one every [`super::ExchangeConfig::refresh_interval`]) left to a want whose
+/// holder a relay cut off at its limit: time for a provider lookup to find another holder.
+const RELAY_LIMIT_RETRIES: u32 = 10;
+
 /// A block some fetch wants.
 #[derive(Debug)]
 pub(crate) struct Pending {
@@ -33,6 +37,9 @@ pub(crate) struct Pending {
     pub(super) retries_left: u32,
     /// When every peer was last asked whether it has it.
     asked_at: Instant,
+    /// Set when a peer that held it was lost because a relay ended its circuit at a limit:
+    /// the relay's words, given to the fetch if no one else delivers.
+    lost_to_relay_limit: Option<String>,
 }
 
 impl Pending {
@@ -77,6 +84,7 @@ impl BlockExchange {
                             requested: Vec::new(),
                             retries_left: self.config.retries,
                             asked_at: Instant::now(),
+                            lost_to_relay_limit: None,
                         },
                     );
                     fresh.push(address);
@@ -433,14 +441,28 @@ impl BlockExchange {
     }
 
     /// Forgets a peer that went away; what it was asked for goes to others.
-    pub(super) fn drop_peer(&mut self, peer: PeerId) {
+    /// `relay_limit` is set when a relay ended the peer's connection at its limit: what the
+    /// peer held or was asked for then fails soon (after [`RELAY_LIMIT_RETRIES`] refreshes)
+    /// with that reason, unless another peer delivers it. The node does not dial the peer
+    /// through a relay again for a while, so waiting out every retry would only delay the
+    /// error.
+    pub(super) fn drop_peer(&mut self, peer: PeerId, relay_limit: Option<&str>) {
         let Some(state) = self.peers.remove(&peer) else {
             return;
         };
-        for address in state.requested {
-            if let Some(p) = self.pending.get_mut(&address) {
+        for address in &state.requested {
+            if let Some(p) = self.pending.get_mut(address) {
                 p.requested.retain(|(p, _)| *p != peer);
                 self.stats.retries += 1;
+            }
+        }
+        let Some(reason) = relay_limit else {
+            return;
+        };
+        for address in state.requested.iter().chain(&state.has) {
+            if let Some(p) = self.pending.get_mut(address) {
+                p.retries_left = p.retries_left.min(RELAY_LIMIT_RETRIES);
+                p.lost_to_relay_limit = Some(reason.to_owned());
             }
         }
     }
@@ -502,6 +524,7 @@ impl BlockExchange {
                 for sink in p.sinks {
                     let _ = sink.try_send(Delivery::Failed {
                         address: address.clone(),
+                        relay_limit: p.lost_to_relay_limit.clone(),
                     });
                 }
             }

@@ -32,7 +32,7 @@ use cid::Cid;
 use tokio::sync::{mpsc, watch};
 
 pub use registry::{Fetches, StartFetch};
-pub(crate) use registry::{NeedLeaves, RunningFetches};
+pub(crate) use registry::{LastFailure, NeedLeaves, RunningFetches};
 use window::Window;
 
 use crate::{
@@ -399,8 +399,16 @@ impl StreamHandler<Delivery> for Fetch {
                     self.received.push((index, cid, data, proof));
                 }
             }
-            Delivery::Failed { address } => {
-                self.fail(FetchFailure::NoPeer(address), ctx);
+            Delivery::Failed {
+                address,
+                relay_limit: None,
+            } => self.fail(FetchFailure::NoPeer(address), ctx),
+            Delivery::Failed {
+                address,
+                relay_limit: Some(reason),
+            } => {
+                let address = Box::new(address);
+                self.fail(FetchFailure::RelayLimit { address, reason }, ctx)
             }
             // Not ours or already had: nothing to do.
             Delivery::Block { .. } => {}

@@ -4,7 +4,7 @@
 //! "removed" on to the exchange (which serves and announces), and a removal, by delete or by
 //! expiry, cancels the dataset's fetch.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use actix::{Actor, Addr, Context, Handler, Message, MessageResult};
 use cid::Cid;
@@ -50,6 +50,16 @@ pub(crate) struct NeedLeaves {
 #[rtype(result = "Vec<(Cid, FetchStatus)>")]
 pub(crate) struct RunningFetches;
 
+/// Why the last fetch of a dataset failed, if it did and no fetch of it runs now.
+#[derive(Debug, Message)]
+#[rtype(result = "Option<FetchFailure>")]
+pub(crate) struct LastFailure {
+    pub(crate) manifest_cid: Cid,
+}
+
+/// Failed fetches whose reason is kept for [`LastFailure`]: the newest ones.
+const KEPT_FAILURES: usize = 64;
+
 /// The registry actor; see the module docs.
 pub struct Fetches {
     repo: Repo,
@@ -60,6 +70,9 @@ pub struct Fetches {
     /// Most fetches at once.
     max: usize,
     running: HashMap<Cid, (Addr<Fetch>, watch::Receiver<FetchStatus>)>,
+    /// Fetches that failed, oldest first, so that whoever started one in the background
+    /// (`POST /network`) can learn why it stopped.
+    failed: VecDeque<(Cid, FetchFailure)>,
 }
 
 impl Fetches {
@@ -76,14 +89,31 @@ impl Fetches {
             window_min,
             max,
             running: HashMap::new(),
+            failed: VecDeque::new(),
         }
     }
 
-    /// Forgets fetches that ended.
+    /// Forgets fetches that ended, keeping the reason of those that failed.
     fn prune(&mut self) {
-        self.running.retain(|_, (addr, status)| {
-            addr.connected() && matches!(*status.borrow(), FetchStatus::Running { .. })
+        let mut failed = Vec::new();
+        self.running.retain(|cid, (addr, status)| {
+            let status = status.borrow();
+            match &*status {
+                FetchStatus::Running { .. } if addr.connected() => true,
+                FetchStatus::Failed { reason } => {
+                    failed.push((*cid, reason.clone()));
+                    false
+                }
+                _ => false,
+            }
         });
+        for (cid, reason) in failed {
+            self.failed.retain(|(c, _)| *c != cid);
+            if self.failed.len() >= KEPT_FAILURES {
+                self.failed.pop_front();
+            }
+            self.failed.push_back((cid, reason));
+        }
     }
 }
 
@@ -101,6 +131,7 @@ impl Handler<StartFetch> for Fetches {
         if self.running.len() >= self.max {
             return Err(Error::TooManyFetches { running: self.max });
         }
+        self.failed.retain(|(c, _)| *c != msg.manifest_cid);
         let total = msg.manifest.blocks_count();
         let (tx, rx) = watch::channel(FetchStatus::Running {
             stored: msg.stored,
@@ -167,5 +198,19 @@ impl Handler<RunningFetches> for Fetches {
                 .map(|(cid, (_, status))| (*cid, status.borrow().clone()))
                 .collect(),
         )
+    }
+}
+
+impl Handler<LastFailure> for Fetches {
+    type Result = Option<FetchFailure>;
+    fn handle(&mut self, msg: LastFailure, _: &mut Self::Context) -> Self::Result {
+        self.prune();
+        if self.running.contains_key(&msg.manifest_cid) {
+            return None;
+        }
+        self.failed
+            .iter()
+            .find(|(c, _)| *c == msg.manifest_cid)
+            .map(|(_, reason)| reason.clone())
     }
 }

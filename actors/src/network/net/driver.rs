@@ -376,11 +376,13 @@ impl Net {
     }
 
     fn swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        // Set when the connection that closed was ended by a relay at its limit.
+        let mut relay_limit = None;
         match &event {
             SwarmEvent::Dialing { .. } => self.dht.on_dial(),
             SwarmEvent::OutgoingConnectionError { .. } => self.dht.on_dial_failed(),
             SwarmEvent::ConnectionClosed { connection_id, .. } => {
-                self.nat.on_closed(*connection_id)
+                relay_limit = self.nat.on_closed(*connection_id);
             }
             SwarmEvent::ListenerClosed { listener_id, .. } => {
                 self.nat.on_listener_closed(*listener_id)
@@ -388,6 +390,9 @@ impl Net {
             // Provider records carry our addresses: announce again with the new ones.
             SwarmEvent::ExternalAddrConfirmed { .. } | SwarmEvent::ExternalAddrExpired { .. } => {
                 self.dht.republish_soon();
+                // So do Codex's DHT records, which the exchange re-signs.
+                let addrs = self.swarm.external_addresses().cloned().collect();
+                self.pending.push_back(NetEvent::AddressesChanged(addrs));
             }
             _ => {}
         }
@@ -459,8 +464,10 @@ impl Net {
                 self.writers.remove(&peer_id);
                 let closed = "the peer closed the connection at once (it may be full)";
                 self.finish_dials(peer_id, &Err(NetError::Dial(closed.into())));
-                self.pending
-                    .push_back(NetEvent::PeerDisconnected { peer: peer_id });
+                self.pending.push_back(NetEvent::PeerDisconnected {
+                    peer: peer_id,
+                    relay_limit,
+                });
             }
             // Unless another connection is up already (both sides dialled at once).
             SwarmEvent::OutgoingConnectionError {

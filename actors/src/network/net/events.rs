@@ -24,10 +24,16 @@ pub enum NetEvent {
         /// Its agent string ("Codex" for a Codex node).
         agent_version: String,
     },
+    /// The addresses the node announces changed (AutoNAT confirmed or dropped one, a relay
+    /// reservation came or went): all of them now.
+    AddressesChanged(Vec<Multiaddr>),
     /// The last connection to a peer closed.
     PeerDisconnected {
         /// The peer.
         peer: PeerId,
+        /// Set when that last connection was relayed and the relay ended it at its limit: the
+        /// relay's limit and what it was.
+        relay_limit: Option<String>,
     },
     /// A valid block-exchange message arrived.
     Message {

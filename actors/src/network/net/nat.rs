@@ -192,12 +192,12 @@ impl Nat {
         }
     }
 
-    pub(crate) fn on_closed(&mut self, id: ConnectionId) {
-        let Some(conn) = self.conns.remove(&id) else {
-            return;
-        };
+    /// A connection closed. Returns the reason when it was a relayed one that the relay ended
+    /// at its limit, so the exchange can tell the fetches that lost their holder why.
+    pub(crate) fn on_closed(&mut self, id: ConnectionId) -> Option<String> {
+        let conn = self.conns.remove(&id)?;
         let (Some(relay), Some(limit)) = (conn.relay, conn.limit) else {
-            return;
+            return None;
         };
         let bytes = conn.traffic.sent() + conn.traffic.received();
         let reason = if let Some(max) = limit
@@ -215,10 +215,12 @@ impl Nat {
                 max.as_secs()
             )
         } else {
-            return;
+            return None;
         };
         tracing::warn!(peer = %conn.peer, %reason, "relayed connection ended at the relay's limit");
-        self.limited.insert(conn.peer, (Instant::now(), reason));
+        self.limited
+            .insert(conn.peer, (Instant::now(), reason.clone()));
+        Some(reason)
     }
 
     /// A peer identified: one that offers relaying (directly connected) becomes a candidate.
