@@ -64,7 +64,7 @@ function peersTable(list) {
     const tr = el("tr");
     for (const k of keys) {
       const cell = k === "peerId"
-        ? el("td", { class: "mono nowrap", title: p[k] }, `${String(p[k]).slice(0, 10)}…${String(p[k]).slice(-6)}`)
+        ? el("td", { class: "mono nowrap", title: p[k] }, `${String(p[k]).slice(0, 6)}…${String(p[k]).slice(-4)}`)
         : el("td", { class: k === "agent" ? "nowrap" : "num" }, value(k, p[k]));
       tr.append(cell);
     }

@@ -247,6 +247,19 @@ impl BlockExchange {
             Some(Protocol::Ip4(ip)) if !ip.is_unspecified() => Some(ip),
             _ => None,
         };
+        // AutoNAT confirms addresses with our own `/p2p/` at the end; a record names them
+        // without it, once each.
+        let mut addrs: Vec<Multiaddr> = addrs
+            .into_iter()
+            .map(|mut a| {
+                if matches!(a.iter().last(), Some(Protocol::P2p(_))) && !relayed(&a) {
+                    a.pop();
+                }
+                a
+            })
+            .collect();
+        let mut seen = HashSet::new();
+        addrs.retain(|a| seen.insert(a.clone()));
         let direct: Vec<Multiaddr> = addrs.iter().filter(|a| !relayed(a)).cloned().collect();
         let current = dht.local_record().udp_addr().map(|a| *a.ip());
         // The record's IP stays while it is still announced; a node on several interfaces
