@@ -92,6 +92,13 @@ fn the_page_uploads_lists_downloads_and_deletes_a_file() -> TestResult {
     page.wait("the dataset listed", &format!("{} !== null", in_row("")))?;
     let name = page.text(&format!("{}.textContent", in_row("td.name")))?;
     assert_eq!(name, "résumé 2026.txt");
+    // Every dataset expires (the default TTL): its expiry is shown, as a date.
+    let expiry = page.text(&format!("{}.textContent", in_row("td.expiry")))?;
+    let hidden = page.eval(&format!("{}.hidden", in_row("td.expiry")))?;
+    assert!(
+        hidden == false && expiry.chars().any(|c| c.is_ascii_digit()),
+        "the dataset's expiry is not shown: {expiry:?} (hidden: {hidden})"
+    );
     let said = page.text("$('upload-text').textContent")?;
     assert!(said.starts_with("Stored: 195.3 KiB in"), "{said}");
     page.click("#copy-cid")?;

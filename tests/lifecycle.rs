@@ -86,6 +86,40 @@ fn the_maintenance_timer_expires_datasets() -> TestResult {
     Ok(())
 }
 
+/// `GET /data` says when each dataset expires (Unix seconds; the dashboard shows it), and
+/// nothing for a dataset that never does.
+#[test]
+fn the_listing_gives_each_dataset_its_expiry() -> TestResult {
+    let ttl = 3600;
+    let node = TestNode::start_with(move |c| Config {
+        block_ttl: Duration::from_secs(ttl),
+        ..c
+    })?;
+    let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let cid = upload_ok(&node, &pattern(100_000))?;
+    let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
+    let listed = get_json(&node, "/data")?.1;
+    let entry = &listed["content"][0];
+    assert_eq!(entry["cid"], cid.as_str(), "{listed}");
+    let expiry = entry["expiry"].as_u64().ok_or("no expiry in the listing")?;
+    assert!(
+        (before.as_secs() + ttl..=after.as_secs() + ttl + 1).contains(&expiry),
+        "expiry {expiry} is not {ttl} s after the upload ({listed})"
+    );
+    // A TTL of 0 means never: no expiry listed.
+    let forever = TestNode::start_with(|c| Config {
+        block_ttl: Duration::ZERO,
+        ..c
+    })?;
+    upload_ok(&forever, &pattern(100_000))?;
+    let listed = get_json(&forever, "/data")?.1;
+    assert!(
+        listed["content"][0].get("expiry").is_none(),
+        "a dataset that never expires lists an expiry: {listed}"
+    );
+    Ok(())
+}
+
 #[test]
 fn a_client_that_disconnects_mid_upload_leaves_nothing() -> TestResult {
     let node = TestNode::start()?;

@@ -83,6 +83,7 @@ pub use format::{
     manifest::Manifest,
 };
 pub use libp2p::{Multiaddr, PeerId};
+pub use meta_reader::Dataset;
 pub use meta_store::FetchProgress;
 pub use meta_store::{Expired, Removed, Space};
 pub use network::codex_join::{CodexTable, CodexTableNode};

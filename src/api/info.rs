@@ -39,6 +39,10 @@ impl From<&Manifest> for ManifestJson {
 pub(crate) struct ManifestEntry {
     cid: String,
     manifest: ManifestJson,
+    /// Unix seconds at which the dataset expires, in `GET /data` (this node's addition; absent
+    /// for a dataset that never expires, and on the other routes).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiry: Option<u64>,
 }
 
 impl ManifestEntry {
@@ -46,6 +50,7 @@ impl ManifestEntry {
         Self {
             cid: cid_text(cid),
             manifest: manifest.into(),
+            expiry: None,
         }
     }
 }
@@ -70,11 +75,14 @@ struct SpaceJson {
 /// it does not hide the rest (Codex stops at the first).
 pub(crate) async fn list(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
     let mut content = Vec::new();
-    for (cid, manifest) in node.manifests().await? {
-        match manifest {
-            Ok(m) => content.push(ManifestEntry::new(&cid, &m)),
+    for dataset in node.datasets().await? {
+        match dataset.manifest {
+            Ok(m) => content.push(ManifestEntry {
+                expiry: dataset.expiry,
+                ..ManifestEntry::new(&dataset.cid, &m)
+            }),
             Err(e) => {
-                tracing::warn!(cid = %cid_text(&cid), error = %e, "skipping unreadable manifest")
+                tracing::warn!(cid = %cid_text(&dataset.cid), error = %e, "skipping unreadable manifest")
             }
         }
     }

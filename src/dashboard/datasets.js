@@ -1,5 +1,5 @@
-// The datasets this node holds (`GET /data`): filename, size, CID, expiry when the API gives
-// one, a download link and a delete button that asks first.
+// The datasets this node holds (`GET /data`): filename, size, CID, expiry (when a dataset has
+// one), a download link and a delete button that asks first.
 
 import { call, dataUrl, el, bytes, json, showError } from "./api.js";
 
@@ -28,7 +28,7 @@ function explainDelete(status, text) {
   }
 }
 
-/** An expiry, if the listing carries one (a later API may: the column appears then). */
+/** The expiry `GET /data` gives (Unix seconds), shown as local time; the column hides when no dataset has one. */
 function expiryOf(entry) {
   const at = entry.expiry ?? entry.manifest?.expiry;
   return typeof at === "number" ? new Date(at * 1000).toLocaleString() : null;

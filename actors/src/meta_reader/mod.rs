@@ -88,10 +88,22 @@ pub struct FindBlocks {
 }
 
 /// Every stored manifest, each decoded on its own so that one bad record hides nothing else
-/// (Codex stops listing at the first).
+/// (Codex stops listing at the first), with the dataset's expiry.
 #[derive(Debug, Message)]
-#[rtype(result = "Result<Vec<(Cid, Result<Manifest>)>>")]
+#[rtype(result = "Result<Vec<Dataset>>")]
 pub struct ListManifests;
+
+/// One stored dataset, as listed.
+#[derive(Debug)]
+pub struct Dataset {
+    /// Its manifest CID.
+    pub cid: Cid,
+    /// Its manifest, or why it cannot be decoded.
+    pub manifest: Result<Manifest>,
+    /// Unix seconds at which it expires (its manifest's expiry: the whole dataset goes then),
+    /// or `None` for never.
+    pub expiry: Option<u64>,
+}
 
 /// Repository space figures, as last committed.
 #[derive(Debug, Message)]
@@ -168,7 +180,7 @@ impl MetaReader {
         Ok(out)
     }
 
-    fn list_manifests(&self) -> Result<Vec<(Cid, Result<Manifest>)>> {
+    fn list_manifests(&self) -> Result<Vec<Dataset>> {
         let snap = self.ks.db.snapshot();
         let mut out = Vec::new();
         for guard in snap.iter(&self.ks.manifests) {
@@ -180,7 +192,14 @@ impl MetaReader {
                 cid,
                 reason: e.to_string(),
             });
-            out.push((cid, manifest));
+            let expiry = block_meta(&snap, &self.ks, &cid)?
+                .map(|m| m.expiry)
+                .filter(|e| *e != u64::MAX);
+            out.push(Dataset {
+                cid,
+                manifest,
+                expiry,
+            });
         }
         Ok(out)
     }
@@ -261,7 +280,7 @@ impl Handler<FindBlocks> for MetaReader {
 }
 
 impl Handler<ListManifests> for MetaReader {
-    type Result = Result<Vec<(Cid, Result<Manifest>)>>;
+    type Result = Result<Vec<Dataset>>;
     fn handle(&mut self, _: ListManifests, _: &mut Self::Context) -> Self::Result {
         self.list_manifests()
     }

@@ -191,9 +191,9 @@ impl Room {
     /// Announces every dataset the store holds, complete or being fetched (at start-up).
     pub(super) async fn announce_stored(&self) -> Result<()> {
         let mut datasets: Vec<(Cid, Cid)> = Vec::new();
-        for (cid, manifest) in self.repo.reader.send(ListManifests).await?? {
-            if let Ok(m) = manifest {
-                datasets.push((cid, m.tree_cid));
+        for dataset in self.repo.reader.send(ListManifests).await?? {
+            if let Ok(m) = dataset.manifest {
+                datasets.push((dataset.cid, m.tree_cid));
             }
         }
         for (cid, _) in self.repo.reader.send(ListFetches).await?? {

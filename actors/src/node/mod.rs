@@ -23,7 +23,8 @@ use crate::{
     hasher::Hasher,
     maintenance::Maintenance,
     meta_reader::{
-        FindManifest, GetManifest, GetSpace, HasBlock, ListFetches, ListManifests, MetaReader,
+        Dataset, FindManifest, GetManifest, GetSpace, HasBlock, ListFetches, ListManifests,
+        MetaReader,
     },
     meta_store::{
         ExpireBlocks, Expired, FetchProgress, Journal, Keyspaces, MetaStore, Removed, Space,
@@ -260,6 +261,15 @@ impl Node {
     /// # Errors
     /// A storage failure while iterating.
     pub async fn manifests(&self) -> Result<Vec<(Cid, Result<Manifest>)>> {
+        let datasets = self.datasets().await?;
+        Ok(datasets.into_iter().map(|d| (d.cid, d.manifest)).collect())
+    }
+
+    /// Every stored dataset: its CID, manifest (or why it cannot be decoded) and expiry.
+    ///
+    /// # Errors
+    /// A storage failure while iterating.
+    pub async fn datasets(&self) -> Result<Vec<Dataset>> {
         self.repo.reader.send(ListManifests).await?
     }
 
