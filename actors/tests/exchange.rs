@@ -185,6 +185,68 @@ fn two_seeders_share_a_download() -> TestResult {
 /// Expiry removes a dataset whose fetch is running: the fetch stops, saying why, and nothing it
 /// stored stays behind (issue 17: before, expiry removed the dataset under the fetch, which ran
 /// on until its next batch was refused with "not found in local store").
+/// A fetch whose only seeder goes away fails once its wants run out of retries, and says why
+/// afterwards (`Network::last_failure`, the `error` of `/network/progress`) until it is
+/// started again: a fetch started in the background has no one else to tell.
+#[test]
+fn a_failed_fetch_keeps_its_reason_until_it_is_started_again() -> TestResult {
+    let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
+    actix::System::new().block_on(async move {
+        let a = start(dirs[0].path()).await?;
+        // One block in flight at a time, so the fetch is still under way when A stops; few
+        // quick retries, so it fails soon after.
+        let b = engine_nodes::start(dirs[1].path(), |mut network| {
+            network.fetch_window_min = 1;
+            network.fetch_window = 1;
+            network.exchange.peer_timeout = Duration::from_secs(1);
+            network.exchange.refresh_interval = Duration::from_millis(200);
+            network.exchange.retries = 2;
+            network
+        })
+        .await?;
+        let cid = upload(&a, &data(16 * 1024 * 1024, 3)).await?;
+        connect(&b, &a).await?;
+        let mut status = b.network()?.fetch(cid).await?.status;
+        a.shutdown().await?;
+        let ended = tokio::time::timeout(Duration::from_secs(30), async {
+            while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
+                if status.changed().await.is_err() {
+                    break;
+                }
+            }
+            status.borrow().clone()
+        })
+        .await
+        .map_err(|_| "the fetch still runs 30 s after its only seeder stopped")?;
+        assert!(
+            matches!(
+                &ended,
+                FetchStatus::Failed {
+                    reason: FetchFailure::NoPeer(_)
+                }
+            ),
+            "the fetch ended as {ended:?}"
+        );
+        let network = b.network()?;
+        let kept = network.last_failure(cid).await?;
+        assert!(
+            matches!(kept, Some(FetchFailure::NoPeer(_))),
+            "the reason is not kept: {kept:?}"
+        );
+        let said = kept.map(|r| r.to_string()).unwrap_or_default();
+        assert!(said.starts_with("no peer delivered leaf "), "{said}");
+        // Started again, it runs: the old reason no longer stands.
+        let again = network.fetch(cid).await?;
+        assert!(matches!(
+            *again.status.borrow(),
+            FetchStatus::Running { .. }
+        ));
+        assert!(network.last_failure(cid).await?.is_none());
+        b.shutdown().await?;
+        Ok(())
+    })
+}
+
 #[test]
 fn expiry_stops_the_fetch_of_the_dataset_it_removes() -> TestResult {
     let dirs = [tempfile::tempdir()?, tempfile::tempdir()?];
