@@ -19,6 +19,22 @@ async fn start(dir: &std::path::Path) -> Result<codex_actors::Node, Error> {
     .await
 }
 
+/// How a fetch ended, once it stops running (within `max`).
+async fn ended(
+    status: &mut tokio::sync::watch::Receiver<FetchStatus>,
+    max: Duration,
+) -> Result<FetchStatus, tokio::time::error::Elapsed> {
+    tokio::time::timeout(max, async {
+        while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
+            if status.changed().await.is_err() {
+                break;
+            }
+        }
+        status.borrow().clone()
+    })
+    .await
+}
+
 fn data(len: usize, seed: u8) -> Vec<u8> {
     (0..len)
         .map(|i| ((i * 31 + seed as usize) % 251) as u8)
@@ -208,16 +224,9 @@ fn a_failed_fetch_keeps_its_reason_until_it_is_started_again() -> TestResult {
         connect(&b, &a).await?;
         let mut status = b.network()?.fetch(cid).await?.status;
         a.shutdown().await?;
-        let ended = tokio::time::timeout(Duration::from_secs(30), async {
-            while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
-                if status.changed().await.is_err() {
-                    break;
-                }
-            }
-            status.borrow().clone()
-        })
-        .await
-        .map_err(|_| "the fetch still runs 30 s after its only seeder stopped")?;
+        let ended = ended(&mut status, Duration::from_secs(30))
+            .await
+            .map_err(|_| "the fetch still runs 30 s after its only seeder stopped")?;
         assert!(
             matches!(
                 &ended,
@@ -260,16 +269,9 @@ fn expiry_stops_the_fetch_of_the_dataset_it_removes() -> TestResult {
         let mut status = b.network()?.fetch(cid).await?.status;
         let expired = b.expire(u64::MAX).await?;
         assert_eq!(expired.datasets, 1, "the partial dataset expired");
-        let ended = tokio::time::timeout(Duration::from_secs(10), async {
-            while matches!(*status.borrow_and_update(), FetchStatus::Running { .. }) {
-                if status.changed().await.is_err() {
-                    break;
-                }
-            }
-            status.borrow().clone()
-        })
-        .await
-        .map_err(|_| "the fetch still runs 10 s after its dataset expired")?;
+        let ended = ended(&mut status, Duration::from_secs(10))
+            .await
+            .map_err(|_| "the fetch still runs 10 s after its dataset expired")?;
         match &ended {
             FetchStatus::Failed { reason } => assert!(
                 matches!(reason, FetchFailure::Expired | FetchFailure::Removed),
