@@ -90,6 +90,9 @@ struct Inner {
     files: RwLock<HashMap<u32, Arc<File>>>,
     /// Handles for reads around the page cache, by segment number (`None`: refused).
     direct_reads: RwLock<HashMap<u32, Option<Arc<File>>>>,
+    /// Large read buffers handed out before, reused once nothing else holds them (see
+    /// `read.rs`).
+    read_buffers: Mutex<Vec<bytes::Bytes>>,
     /// Live data bytes per segment, to delete segments that become empty.
     live: Mutex<HashMap<u32, u64>>,
     /// Test hook run inside `sync` between taking the dirty set and syncing it.
@@ -197,6 +200,7 @@ impl BlockBytes {
                 no_direct: AtomicBool::new(no_direct),
                 files: RwLock::new(files),
                 direct_reads: RwLock::new(HashMap::new()),
+                read_buffers: Mutex::new(Vec::new()),
                 live: Mutex::new(live),
                 #[cfg(test)]
                 sync_pause: Mutex::new(None),
