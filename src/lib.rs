@@ -73,6 +73,12 @@ impl Default for HttpConfig {
     }
 }
 
+/// Bytes of a response gathered before one write to the socket. actix-http's default (32 KiB)
+/// makes one `send` per 64 KiB block of a download, and on loopback each send also runs the
+/// receiver's side; a larger buffer sends several blocks at once. It is per connection that is
+/// writing, and given back above actix-http's retention limit.
+const WRITE_BUFFER_BYTES: usize = 256 * 1024;
+
 /// Binds the API listener with a backlog of 1024 pending connections (the standard library's
 /// `TcpListener::bind` allows 128, and a burst of clients then waits on SYN retries).
 ///
@@ -158,6 +164,7 @@ pub fn run(listener: TcpListener, node: Node, mut http: HttpConfig) -> std::io::
     // engine has synced its journal and the network has saved its peers.
     .disable_signals()
     .tcp_nodelay(true)
+    .h1_write_buffer_size(WRITE_BUFFER_BYTES)
     .listen(listener)?
     .run();
     Ok(server)
