@@ -151,8 +151,8 @@ impl BlockExchange {
     /// Starts a serve task for `peer` if it wants something, fewer than
     /// [`SERVES_PER_PEER`] run for it and the number of tasks allows: up to
     /// [`MAX_DELIVERY_BLOCKS`] blocks ([`OWN_DELIVERY_BLOCKS`] to our own nodes) read and sent
-    /// in one message, which must be written
-    /// before its task ends (bounded memory: while one message is written, the next is read).
+    /// in one message, which must be written before its task ends (bounded memory: while one
+    /// message is written, the next is read).
     pub(super) fn serve(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
         if self.serving >= self.config.serve_tasks || self.writing >= MAX_WRITING_BLOCKS {
             return;
@@ -200,8 +200,9 @@ impl BlockExchange {
         deliveries: Vec<BlockDelivery>,
         ctx: &mut Context<Self>,
     ) {
-        let sent = deliveries.len();
-        let written = sent;
+        // Counted against the serving bound until written, whether or not the write succeeds.
+        let written = deliveries.len();
+        let sent = written;
         self.writing += written;
         let net = self.net.clone();
         let write = async move {
