@@ -97,6 +97,15 @@ impl Default for ExchangeConfig {
 
 /// Most blocks in one delivery message (Codex's limit: about 1.3 MiB with 64 KiB blocks).
 pub const MAX_DELIVERY_BLOCKS: usize = 20;
+/// Most blocks in one delivery message to a peer that identifies as one of our own nodes
+/// ([`OWN_AGENT_PREFIX`]): every version of ours decodes up to
+/// [`crate::format::blockexc::MAX_MESSAGE_BLOCKS`] (64) in frames of up to 4 MiB, and 48 blocks
+/// of 64 KiB with their proofs stay near 3.1 MiB. Fewer, larger messages mean fewer reads,
+/// proof lookups, frames and wake-ups per GiB on both sides (see benches/README.md). Codex
+/// nodes keep getting [`MAX_DELIVERY_BLOCKS`].
+pub const OWN_DELIVERY_BLOCKS: usize = 48;
+/// The start of the identify agent our nodes send (`codex-node/<version>`).
+pub const OWN_AGENT_PREFIX: &str = "codex-node/";
 /// Most entries in one want-list or presence message (Codex's `MaxWantListBatchSize`).
 pub const MAX_LIST_ENTRIES: usize = 1024;
 
@@ -246,7 +255,7 @@ pub struct BlockExchange {
     pending: HashMap<BlockAddress, Pending>,
     /// Serve tasks reading blocks ([`ExchangeConfig::serve_tasks`] at most).
     serving: usize,
-    /// Delivery messages being written.
+    /// Blocks in delivery messages being written.
     writing: usize,
     /// Presence lookups running.
     have_lookups: usize,

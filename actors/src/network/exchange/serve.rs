@@ -4,7 +4,10 @@
 use actix::{ActorFutureExt, AsyncContext, Context, WrapFuture};
 use libp2p::PeerId;
 
-use super::{BlockExchange, Resolve, MAX_DELIVERY_BLOCKS, MAX_LIST_ENTRIES};
+use super::{
+    BlockExchange, Resolve, MAX_DELIVERY_BLOCKS, MAX_LIST_ENTRIES, OWN_AGENT_PREFIX,
+    OWN_DELIVERY_BLOCKS,
+};
 use crate::{
     block_store::ReadBlocks,
     error::Error,
@@ -23,9 +26,10 @@ const SERVES_PER_PEER: usize = 2;
 /// local downloads and the blocks this node sends, so many identities flooding want-haves
 /// must not take them all.
 const MAX_HAVE_LOOKUPS: usize = 2;
-/// Delivery messages being written at once, over all peers (about 1.3 MiB each): what bounds
-/// the memory of serving once reads no longer wait for writes.
-const MAX_WRITING: usize = 48;
+/// Blocks in delivery messages being written at once, over all peers (48 of Codex's 20-block
+/// messages, about 60 MiB): what bounds the memory of serving once reads no longer wait for
+/// writes. Counted in blocks, so that larger messages to our own nodes hold no more.
+const MAX_WRITING_BLOCKS: usize = 48 * MAX_DELIVERY_BLOCKS;
 
 impl BlockExchange {
     pub(super) fn on_wantlist(
@@ -146,10 +150,11 @@ impl BlockExchange {
 
     /// Starts a serve task for `peer` if it wants something, fewer than
     /// [`SERVES_PER_PEER`] run for it and the number of tasks allows: up to
-    /// [`MAX_DELIVERY_BLOCKS`] blocks read and sent in one message, which must be written
-    /// before its task ends (bounded memory: while one message is written, the next is read).
+    /// [`MAX_DELIVERY_BLOCKS`] blocks ([`OWN_DELIVERY_BLOCKS`] to our own nodes) read and sent
+    /// in one message, which must be written before its task ends (bounded memory: while one
+    /// message is written, the next is read).
     pub(super) fn serve(&mut self, peer: PeerId, ctx: &mut Context<Self>) {
-        if self.serving >= self.config.serve_tasks || self.writing >= MAX_WRITING {
+        if self.serving >= self.config.serve_tasks || self.writing >= MAX_WRITING_BLOCKS {
             return;
         }
         let Some(state) = self.peers.get_mut(&peer) else {
@@ -158,7 +163,17 @@ impl BlockExchange {
         if state.serving >= SERVES_PER_PEER || state.wants.is_empty() {
             return;
         }
-        let batch = state.wants.take(MAX_DELIVERY_BLOCKS);
+        // A peer counts as ours only once identify said so; until then it gets Codex's size.
+        let own = state
+            .agent
+            .as_deref()
+            .is_some_and(|a| a.starts_with(OWN_AGENT_PREFIX));
+        let most = if own {
+            OWN_DELIVERY_BLOCKS
+        } else {
+            MAX_DELIVERY_BLOCKS
+        };
+        let batch = state.wants.take(most);
         state.serving += 1;
         self.serving += 1;
         let repo = self.repo.clone();
@@ -185,8 +200,10 @@ impl BlockExchange {
         deliveries: Vec<BlockDelivery>,
         ctx: &mut Context<Self>,
     ) {
-        let sent = deliveries.len();
-        self.writing += 1;
+        // Counted against the serving bound until written, whether or not the write succeeds.
+        let written = deliveries.len();
+        let sent = written;
+        self.writing += written;
         let net = self.net.clone();
         let write = async move {
             if sent == 0 {
@@ -205,7 +222,7 @@ impl BlockExchange {
             }
         };
         ctx.spawn(write.into_actor(self).map(move |sent, act, ctx| {
-            act.writing -= 1;
+            act.writing -= written;
             act.stats.blocks_sent += sent as u64;
             if let Some(state) = act.peers.get_mut(&peer) {
                 state.serving -= 1;

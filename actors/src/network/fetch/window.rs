@@ -27,9 +27,10 @@ use std::time::{Duration, Instant};
 /// bandwidth-delay product, so the window never limits a link whose rate it measured, and grows
 /// while it does limit it.
 const GAIN: f64 = 2.0;
-/// Blocks added on top: a peer serves blocks in messages of
-/// [`crate::network::exchange::MAX_DELIVERY_BLOCKS`], so the window always covers one more.
-const HEADROOM: usize = crate::network::exchange::MAX_DELIVERY_BLOCKS;
+/// Blocks added on top: a peer serves blocks in messages of up to
+/// [`crate::network::exchange::OWN_DELIVERY_BLOCKS`] (one of our nodes; Codex sends 20), so the
+/// window always covers one more.
+const HEADROOM: usize = crate::network::exchange::OWN_DELIVERY_BLOCKS;
 /// Shortest period over which a delivery rate is measured: on loopback, where latencies are a
 /// fraction of a millisecond, shorter periods catch the bursts of 20-block messages and of
 /// write batches, whose rate the link never sustains.

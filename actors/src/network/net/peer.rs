@@ -336,9 +336,10 @@ pub(crate) async fn write_loop(
             let _ = ctx.events.send(failed(SendFailure::TooLarge(len))).await;
             continue;
         }
-        // prost's length delimiter is the same unsigned varint as the frame prefix.
-        let frame = prost::Message::encode_length_delimited_to_vec(&wire);
-        drop(wire);
+        // prost's length delimiter is the same unsigned varint as the frame prefix; the
+        // blocks' bytes go to the muxer as they are, without a copy of the whole frame.
+        let frame = wire.frame_pieces();
+        let frame_len: usize = frame.iter().map(bytes::Bytes::len).sum();
         if out.is_none() {
             if let Some(r) = reader.take() {
                 r.abort();
@@ -364,7 +365,7 @@ pub(crate) async fn write_loop(
             out = Some(w);
         }
         let Some(w) = out.as_mut() else { continue };
-        let allowed = WRITE_TIMEOUT + Duration::from_secs_f64(frame.len() as f64 / WRITE_MIN_RATE);
+        let allowed = WRITE_TIMEOUT + Duration::from_secs_f64(frame_len as f64 / WRITE_MIN_RATE);
         let result = tokio::time::timeout(allowed, write_all_flush(w, &frame)).await;
         let kind = match result {
             Ok(Ok(())) => {
@@ -390,9 +391,11 @@ pub(crate) async fn write_loop(
 
 async fn write_all_flush<W: futures::AsyncWrite + Unpin>(
     w: &mut W,
-    bytes: &[u8],
+    pieces: &[bytes::Bytes],
 ) -> std::io::Result<()> {
-    w.write_all(bytes).await?;
+    for piece in pieces {
+        w.write_all(piece).await?;
+    }
     w.flush().await
 }
 

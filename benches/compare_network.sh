@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Node-to-node speed of several builds, interleaved, as ratios to openssl measured in the same
+# round. Each build is a directory holding `codex-node` (a copy of target/release/codex-node
+# kept from one commit). One round: for each build, a fresh seeder stores the same 1 GiB file,
+# `openssl dgst -sha256` hashes it, then a fresh downloader of the same build connects and
+# streams it (`GET /data/{cid}/network/stream`, to /dev/null). Prints, per build, the median
+# ratio with its range, both nodes' CPU seconds for the transfer (utime + stime from
+# /proc/PID/stat, the figure the machine's noise moves least) and their peak RSS.
+#
+#   benches/compare_network.sh /tmp/bins/before /tmp/bins/after   # ROUNDS=5 by default
+#
+# Ports: API BASE+1/BASE+2, p2p BASE+101/BASE+102, DHT BASE+201/BASE+202 (BASE=19700).
+set -euo pipefail
+. "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+cd "$(dirname "$0")/.."
+WORK=${WORK:-/tmp/codex-netbench}
+ROUNDS=${ROUNDS:-5}
+BASE=${BASE:-19700}
+mkdir -p "$WORK"
+[ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
+cat "$WORK/1g" > /dev/null
+
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
+trap cleanup EXIT
+
+api() { echo "http://127.0.0.1:$((BASE + $1))/api/codex/v1"; }
+# start BIN NAME N: a node on 127.0.0.1 only; its pid in pid_NAME.
+start() {
+  local bin=$1 name=$2 n=$3
+  rm -rf "${WORK:?}/cmpnet-$name"
+  ! curl -s "$(api "$n")/space" >/dev/null || { echo "port $((BASE + n)) is taken: set BASE" >&2; exit 1; }
+  "$bin" --data-dir "$WORK/cmpnet-$name" --api-port $((BASE + n)) \
+    --listen-addrs "/ip4/127.0.0.1/tcp/$((BASE + 100 + n))" --disc-port $((BASE + 200 + n)) \
+    2>"$WORK/cmpnet-$name.log" &
+  pids+=($!)
+  eval "pid_$name=$!"
+  for _ in $(seq 200); do curl -sf "$(api "$n")/space" >/dev/null && return; sleep 0.05; done
+  echo "$name did not start, see $WORK/cmpnet-$name.log" >&2; exit 1
+}
+stop_all() { cleanup; wait 2>/dev/null || true; pids=(); }
+cpu_of() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
+hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
+peer_id() { curl -sf "$1/peerid" | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])'; }
+
+: > "$WORK/cmpnet.txt"
+for round in $(seq "$ROUNDS"); do
+  for build in "$@"; do
+    start "$build/codex-node" a 1; start "$build/codex-node" b 2
+    cid=$(curl -sf -X POST -T "$WORK/1g" "$(api 1)/data")
+    curl -sf "$(api 2)/connect/$(peer_id "$(api 1)")?addrs=/ip4/127.0.0.1/tcp/$((BASE + 101))" >/dev/null
+    o=$(openssl_s "$WORK/1g")
+    ca=$(cpu_of "$pid_a"); cb=$(cpu_of "$pid_b")
+    s=$(now); curl -sf "$(api 2)/data/$cid/network/stream" -o /dev/null; e=$(now)
+    t=$(echo "$e - $s" | bc)
+    da=$(echo "$(cpu_of "$pid_a") - $ca" | bc); db=$(echo "$(cpu_of "$pid_b") - $cb" | bc)
+    ra=$(hwm "$pid_a"); rb=$(hwm "$pid_b")
+    stop_all
+    echo "$build $o $t $da $db $ra $rb" >> "$WORK/cmpnet.txt"
+    echo "round $round $build: openssl $o s, A->B $t s, CPU seeder $da s downloader $db s, VmHWM $ra / $rb kB" >&2
+  done
+done
+rm -rf "$WORK"/cmpnet-a "$WORK"/cmpnet-b
+
+python3 - "$WORK/cmpnet.txt" "$@" <<'PY'
+import statistics, sys
+rows = [line.split() for line in open(sys.argv[1])]
+print("| build | A→B 1 GiB × openssl | seeder CPU s | downloader CPU s | peak RSS seeder / downloader MB |")
+print("|---|---|---|---|---|")
+for build in sys.argv[2:]:
+    r = [[float(x) for x in row[1:]] for row in rows if row[0] == build]
+    ratio = sorted(o / t for o, t, *_ in r)
+    sa = sorted(x[2] for x in r)
+    sb = sorted(x[3] for x in r)
+    fmt = lambda xs: f"{statistics.median(xs):.2f} ({xs[0]:.2f}–{xs[-1]:.2f})"
+    rss = f"{max(x[4] for x in r) / 1024:.0f} / {max(x[5] for x in r) / 1024:.0f}"
+    print(f"| {build} | {fmt(ratio)} | {fmt(sa)} | {fmt(sb)} | {rss} |")
+print(f"\nmedian (range) over {len(rows) // max(1, len(sys.argv) - 2)} rounds; peak RSS is the most over the rounds")
+PY
