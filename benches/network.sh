@@ -108,9 +108,24 @@ swarm() { # swarm N -> seconds until all N hold it
   sleep 1 # the announcement goes out
   local s e; s=$(now)
   # Each downloader fetches in the background (from a leaf of its own); done when all hold it.
-  for i in $(seq "$n"); do curl -sf -X POST "$(api $((40 + i)))/data/$cid/network" >/dev/null; done
+  # A start refused (404: the manifest not found through the DHT yet, on a loaded machine) is
+  # asked again; a fetch that stops or never completes ends the script instead of hanging it.
   for i in $(seq "$n"); do
-    until curl -sf "$(api $((40 + i)))/data/$cid/network/progress" | grep -q '"complete":true'; do sleep 0.05; done
+    local tries=0
+    until curl -sf -X POST "$(api $((40 + i)))/data/$cid/network" >/dev/null; do
+      tries=$((tries + 1))
+      [ "$tries" -lt 5 ] || { echo "swarm $n: downloader $i could not start the fetch" >&2; stop_all; exit 1; }
+      sleep 1
+    done
+  done
+  for i in $(seq "$n"); do
+    local waited=0 p
+    until p=$(curl -sf "$(api $((40 + i)))/data/$cid/network/progress") && grep -q '"complete":true' <<<"$p"; do
+      if grep -q '"error"' <<<"$p" || [ "$waited" -ge 6000 ]; then
+        echo "swarm $n: downloader $i did not complete: $p" >&2; stop_all; exit 1
+      fi
+      waited=$((waited + 1)); sleep 0.05
+    done
   done
   e=$(now)
   # Who served it: the uploader's share of the blocks sent (the rest came from downloaders).
