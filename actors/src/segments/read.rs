@@ -308,19 +308,29 @@ mod tests {
         Ok(())
     }
 
+    /// A store in `dir` holding `n` 64 KiB blocks written as one run, and their locations.
+    #[allow(clippy::type_complexity)]
+    fn one_run(
+        dir: &std::path::Path,
+        n: u8,
+    ) -> Result<(BlockBytes, Vec<(Cid, Bytes)>, Vec<(Cid, Location)>)> {
+        let bytes = BlockBytes::open(dir, 1 << 30, HashMap::new())?;
+        let blocks: Vec<(Cid, Bytes)> = (0..n).map(|i| block(i, 65536)).collect();
+        let locs = bytes.write(&blocks)?;
+        let asked = blocks
+            .iter()
+            .zip(&locs)
+            .map(|((c, _), l)| (*c, *l))
+            .collect();
+        Ok((bytes, blocks, asked))
+    }
+
     /// A span of 1 MiB or more is read around the page cache where the file system allows it;
     /// the blocks are the same.
     #[test]
     fn a_long_span_is_read_directly() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let bytes = BlockBytes::open(dir.path(), 1 << 30, HashMap::new())?;
-        let blocks: Vec<(Cid, Bytes)> = (0u8..20).map(|i| block(i, 65536)).collect();
-        let locs = bytes.write(&blocks)?;
-        let asked: Vec<(Cid, Location)> = blocks
-            .iter()
-            .zip(&locs)
-            .map(|((c, _), l)| (*c, *l))
-            .collect();
+        let (bytes, blocks, asked) = one_run(dir.path(), 20)?;
         let (start, end, next) = span(&asked, 0);
         assert!(end - start >= MIN_DIRECT && next == asked.len());
         let got = bytes.read_many(&asked);
@@ -337,14 +347,7 @@ mod tests {
     #[test]
     fn read_buffers_are_reused_once_free_and_hold_no_stale_bytes() -> Result<()> {
         let dir = tempfile::tempdir()?;
-        let bytes = BlockBytes::open(dir.path(), 1 << 30, HashMap::new())?;
-        let blocks: Vec<(Cid, Bytes)> = (0u8..40).map(|i| block(i, 65536)).collect();
-        let locs = bytes.write(&blocks)?;
-        let asked: Vec<(Cid, Location)> = blocks
-            .iter()
-            .zip(&locs)
-            .map(|((c, _), l)| (*c, *l))
-            .collect();
+        let (bytes, blocks, asked) = one_run(dir.path(), 40)?;
         let kept = || {
             bytes
                 .inner
