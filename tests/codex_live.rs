@@ -20,22 +20,6 @@ fn pair(test: &str) -> TestResult<Option<(CodexNode, TestNode)>> {
     Ok(Some((codex, TestNode::start()?)))
 }
 
-/// Our listing with each entry's `expiry` taken out: ours adds it (Unix seconds; every dataset
-/// here expires, at the default TTL), Codex's listing lacks it.
-fn listing_but_expiry(ours: &impl Api) -> TestResult<Vec<serde_json::Value>> {
-    let mut entries = listing(ours)?;
-    for entry in &mut entries {
-        let expiry = entry
-            .as_object_mut()
-            .and_then(|e| e.remove("expiry"))
-            .and_then(|e| e.as_u64());
-        if expiry.is_none() {
-            return Err(format!("no expiry in our entry {entry}").into());
-        }
-    }
-    Ok(entries)
-}
-
 #[test]
 fn same_uploads_give_same_cids_manifests_space_and_listings() -> TestResult {
     let Some((codex, ours)) = pair("same_uploads_give_same_cids_manifests_space_and_listings")?
@@ -103,11 +87,7 @@ fn same_uploads_give_same_cids_manifests_space_and_listings() -> TestResult {
 
     // The listing: the same entries (entry texts are compared above, through /network/manifest).
     let list = listing(&codex)?;
-    assert!(
-        list.iter().all(|e| e.get("expiry").is_none()),
-        "Codex lists expiries now"
-    );
-    assert_eq!(list, listing_but_expiry(&ours)?);
+    assert_eq!(list, listing(&ours)?);
     assert_eq!(list.len(), cids.len(), "one entry per dataset");
 
     // Deleting the named variants. They share their tree, and so their blocks, with the
@@ -119,7 +99,7 @@ fn same_uploads_give_same_cids_manifests_space_and_listings() -> TestResult {
         let b = ask(&ours, "DELETE", &format!("/data/{cid}"), &[], None)?;
         assert_eq!((a.status, b.status), (204, 204));
     }
-    assert_eq!(listing(&codex)?, listing_but_expiry(&ours)?);
+    assert_eq!(listing(&codex)?, listing(&ours)?);
     let kept: Vec<_> = cids.iter().filter(|c| c.2.is_none()).collect();
     let fresh = TestNode::start()?;
     for (cid, data, name, mime) in &kept {
@@ -432,7 +412,7 @@ fn deletes_match_codex() -> TestResult {
         "again"
     );
     assert_eq!(same(&codex, &ours, "GET", &format!("/data/{cid}"))?, 404);
-    assert_eq!(listing(&codex)?, listing_but_expiry(&ours)?);
+    assert_eq!(listing(&codex)?, listing(&ours)?);
     // The harness stops Codex on drop: its API no longer answers.
     let url = codex.url("/space");
     drop(codex);
