@@ -86,8 +86,8 @@ fn the_maintenance_timer_expires_datasets() -> TestResult {
     Ok(())
 }
 
-/// `GET /data` says when each dataset expires (Unix seconds; the dashboard shows it), and
-/// nothing for a dataset that never does.
+/// `GET /data?expiry=true` says when each dataset expires (Unix seconds; the dashboard shows
+/// it), and nothing for a dataset that never does; plain `GET /data` stays Codex's.
 #[test]
 fn the_listing_gives_each_dataset_its_expiry() -> TestResult {
     let ttl = 3600;
@@ -98,7 +98,10 @@ fn the_listing_gives_each_dataset_its_expiry() -> TestResult {
     let before = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
     let cid = upload_ok(&node, &pattern(100_000))?;
     let after = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH)?;
-    let listed = get_json(&node, "/data")?.1;
+    // Only when asked: without it the listing is Codex's, byte for byte.
+    let plain = get_json(&node, "/data")?.1;
+    assert!(plain["content"][0].get("expiry").is_none(), "{plain}");
+    let listed = get_json(&node, "/data?expiry=true")?.1;
     let entry = &listed["content"][0];
     assert_eq!(entry["cid"], cid.as_str(), "{listed}");
     let expiry = entry["expiry"].as_u64().ok_or("no expiry in the listing")?;
@@ -112,7 +115,7 @@ fn the_listing_gives_each_dataset_its_expiry() -> TestResult {
         ..c
     })?;
     upload_ok(&forever, &pattern(100_000))?;
-    let listed = get_json(&forever, "/data")?.1;
+    let listed = get_json(&forever, "/data?expiry=true")?.1;
     assert!(
         listed["content"][0].get("expiry").is_none(),
         "a dataset that never expires lists an expiry: {listed}"

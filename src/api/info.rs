@@ -71,14 +71,26 @@ struct SpaceJson {
     quota_reserved_bytes: u64,
 }
 
+/// The query of `GET /data`.
+#[derive(serde::Deserialize)]
+pub(crate) struct ListQuery {
+    /// `?expiry=true`: each entry also gets its dataset's expiry (this node's addition; without
+    /// it the body is byte for byte what Codex answers).
+    #[serde(default)]
+    expiry: bool,
+}
+
 /// `GET /data`: every local manifest. A record that cannot be decoded is logged and skipped;
 /// it does not hide the rest (Codex stops at the first).
-pub(crate) async fn list(node: web::Data<Node>) -> Result<HttpResponse, ApiError> {
+pub(crate) async fn list(
+    node: web::Data<Node>,
+    query: web::Query<ListQuery>,
+) -> Result<HttpResponse, ApiError> {
     let mut content = Vec::new();
     for dataset in node.datasets().await? {
         match dataset.manifest {
             Ok(m) => content.push(ManifestEntry {
-                expiry: dataset.expiry,
+                expiry: dataset.expiry.filter(|_| query.expiry),
                 ..ManifestEntry::new(&dataset.cid, &m)
             }),
             Err(e) => {

@@ -28,7 +28,7 @@ function explainDelete(status, text) {
   }
 }
 
-/** The expiry `GET /data` gives (Unix seconds), shown as local time; the column hides when no dataset has one. */
+/** The expiry `GET /data?expiry=true` gives (Unix seconds), shown as local time; the column hides when no dataset has one. */
 function expiryOf(entry) {
   const at = entry.expiry ?? entry.manifest?.expiry;
   return typeof at === "number" ? new Date(at * 1000).toLocaleString() : null;
@@ -77,7 +77,7 @@ let drawn = null;
 export async function loadDatasets() {
   let listing;
   try {
-    listing = await json("/data");
+    listing = await json("/data?expiry=true");
   } catch (e) {
     showError($("datasets-message"), `Could not list the datasets (${e.status}: ${e.text}).`);
     return;
