@@ -42,6 +42,8 @@ struct Local {
     keypair: libp2p::identity::Keypair,
     /// Addresses our DHT record carries besides the UDP one.
     extra_record_addrs: Vec<libp2p::Multiaddr>,
+    /// Our node id: it comes from the key, so it stays whatever the records say.
+    node_id: NodeId,
     addr: SocketAddr,
     alpha: usize,
 }
@@ -55,11 +57,8 @@ struct Records {
 }
 
 impl Local {
-    fn records(&self) -> Records {
-        self.records
-            .read()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    fn records(&self) -> std::sync::RwLockReadGuard<'_, Records> {
+        self.records.read().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -98,6 +97,7 @@ impl CodexDht {
             })
             .unwrap_or(Ipv4Addr::LOCALHOST);
         let record = dht_record(&config.keypair, ip, addr.port(), &config.extra_record_addrs)?;
+        let node_id = record.node_id();
         let provider_record = if config.provider_addrs.is_empty() {
             record.clone()
         } else {
@@ -131,6 +131,7 @@ impl CodexDht {
                 }),
                 keypair: config.keypair,
                 extra_record_addrs: config.extra_record_addrs,
+                node_id,
                 addr,
                 alpha: config.alpha.max(1),
             }),
@@ -139,17 +140,17 @@ impl CodexDht {
 
     /// Our DHT record: what `/spr` shows and what others bootstrap from.
     pub fn local_record(&self) -> Spr {
-        self.local.records().record
+        self.local.records().record.clone()
     }
 
     /// The record [`CodexDht::provide`] announces.
     pub fn provider_record(&self) -> Spr {
-        self.local.records().provider_record
+        self.local.records().provider_record.clone()
     }
 
     /// Our node id (it never changes: it comes from the key).
     pub fn node_id(&self) -> NodeId {
-        self.local.records().record.node_id()
+        self.local.node_id
     }
 
     /// Follows a change of the node's reachable addresses: our DHT record takes `udp_ip` (with
@@ -166,7 +167,7 @@ impl CodexDht {
         udp_ip: Option<Ipv4Addr>,
         provider_addrs: Vec<libp2p::Multiaddr>,
     ) -> Result<bool, DhtError> {
-        let old = self.local.records();
+        let old = self.local.records().clone();
         let old_ip = old.record.udp_addr().map(|a| *a.ip());
         let new_ip = udp_ip.filter(|ip| Some(*ip) != old_ip);
         let new_provider = (!provider_addrs.is_empty()
