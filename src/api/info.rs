@@ -87,10 +87,10 @@ pub(crate) async fn list(
     query: web::Query<ListQuery>,
 ) -> Result<HttpResponse, ApiError> {
     let mut content = Vec::new();
-    for dataset in node.datasets().await? {
+    for dataset in node.datasets(query.expiry).await? {
         match dataset.manifest {
             Ok(m) => content.push(ManifestEntry {
-                expiry: dataset.expiry.filter(|_| query.expiry),
+                expiry: dataset.expiry,
                 ..ManifestEntry::new(&dataset.cid, &m)
             }),
             Err(e) => {

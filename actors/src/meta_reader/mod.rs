@@ -88,10 +88,13 @@ pub struct FindBlocks {
 }
 
 /// Every stored manifest, each decoded on its own so that one bad record hides nothing else
-/// (Codex stops listing at the first), with the dataset's expiry.
+/// (Codex stops listing at the first), and the dataset's expiry when asked for.
 #[derive(Debug, Message)]
 #[rtype(result = "Result<Vec<Dataset>>")]
-pub struct ListManifests;
+pub struct ListManifests {
+    /// Look up each dataset's expiry too (one more read per dataset).
+    pub expiry: bool,
+}
 
 /// One stored dataset, as listed.
 #[derive(Debug)]
@@ -100,8 +103,8 @@ pub struct Dataset {
     pub cid: Cid,
     /// Its manifest, or why it cannot be decoded.
     pub manifest: Result<Manifest>,
-    /// Unix seconds at which it expires (its manifest's expiry: the whole dataset goes then),
-    /// or `None` for never.
+    /// Unix seconds at which it expires (its manifest's expiry: the whole dataset goes then);
+    /// `None` for never, or when the listing did not ask.
     pub expiry: Option<u64>,
 }
 
@@ -180,7 +183,7 @@ impl MetaReader {
         Ok(out)
     }
 
-    fn list_manifests(&self) -> Result<Vec<Dataset>> {
+    fn list_manifests(&self, with_expiry: bool) -> Result<Vec<Dataset>> {
         let snap = self.ks.db.snapshot();
         let mut out = Vec::new();
         for guard in snap.iter(&self.ks.manifests) {
@@ -192,9 +195,12 @@ impl MetaReader {
                 cid,
                 reason: e.to_string(),
             });
-            let expiry = block_meta(&snap, &self.ks, &cid)?
-                .map(|m| m.expiry)
-                .filter(|e| *e != u64::MAX);
+            let expiry = match with_expiry {
+                true => block_meta(&snap, &self.ks, &cid)?
+                    .map(|m| m.expiry)
+                    .filter(|e| *e != u64::MAX),
+                false => None,
+            };
             out.push(Dataset {
                 cid,
                 manifest,
@@ -281,8 +287,8 @@ impl Handler<FindBlocks> for MetaReader {
 
 impl Handler<ListManifests> for MetaReader {
     type Result = Result<Vec<Dataset>>;
-    fn handle(&mut self, _: ListManifests, _: &mut Self::Context) -> Self::Result {
-        self.list_manifests()
+    fn handle(&mut self, msg: ListManifests, _: &mut Self::Context) -> Self::Result {
+        self.list_manifests(msg.expiry)
     }
 }
 

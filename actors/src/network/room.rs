@@ -191,7 +191,12 @@ impl Room {
     /// Announces every dataset the store holds, complete or being fetched (at start-up).
     pub(super) async fn announce_stored(&self) -> Result<()> {
         let mut datasets: Vec<(Cid, Cid)> = Vec::new();
-        for dataset in self.repo.reader.send(ListManifests).await?? {
+        for dataset in self
+            .repo
+            .reader
+            .send(ListManifests { expiry: false })
+            .await??
+        {
             if let Ok(m) = dataset.manifest {
                 datasets.push((dataset.cid, m.tree_cid));
             }

@@ -261,16 +261,22 @@ impl Node {
     /// # Errors
     /// A storage failure while iterating.
     pub async fn manifests(&self) -> Result<Vec<(Cid, Result<Manifest>)>> {
-        let datasets = self.datasets().await?;
+        let datasets = self.datasets(false).await?;
         Ok(datasets.into_iter().map(|d| (d.cid, d.manifest)).collect())
     }
 
-    /// Every stored dataset: its CID, manifest (or why it cannot be decoded) and expiry.
+    /// Every stored dataset: its CID, its manifest (or why it cannot be decoded) and, when
+    /// `with_expiry` (one more read per dataset), its expiry.
     ///
     /// # Errors
     /// A storage failure while iterating.
-    pub async fn datasets(&self) -> Result<Vec<Dataset>> {
-        self.repo.reader.send(ListManifests).await?
+    pub async fn datasets(&self, with_expiry: bool) -> Result<Vec<Dataset>> {
+        self.repo
+            .reader
+            .send(ListManifests {
+                expiry: with_expiry,
+            })
+            .await?
     }
 
     /// Deletes a dataset (manifest CID) or a block no dataset uses (block CID). Blocks shared
