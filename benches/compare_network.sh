@@ -7,6 +7,10 @@
 # ratio with its range, both nodes' CPU seconds for the transfer (utime + stime from
 # /proc/PID/stat, the figure the machine's noise moves least) and their peak RSS.
 #
+# MODE=store fetches into B's store instead (`POST /data/{cid}/network`, then polls
+# `/network/progress` every 20 ms until complete): node to node without a client reading the
+# stream, the comparison iroh-blobs' figure (data fetched and synced) asks for.
+#
 #   benches/compare_network.sh /tmp/bins/before /tmp/bins/after   # ROUNDS=5 by default
 #
 # Ports: API BASE+1/BASE+2, p2p BASE+101/BASE+102, DHT BASE+201/BASE+202 (BASE=19700).
@@ -15,6 +19,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/codex-netbench}
 ROUNDS=${ROUNDS:-5}
+MODE=${MODE:-stream}
 BASE=${BASE:-19700}
 mkdir -p "$WORK"
 [ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
@@ -51,7 +56,14 @@ for round in $(seq "$ROUNDS"); do
     curl -sf "$(api 2)/connect/$(peer_id "$(api 1)")?addrs=/ip4/127.0.0.1/tcp/$((BASE + 101))" >/dev/null
     o=$(openssl_s "$WORK/1g")
     ca=$(cpu_of "$pid_a"); cb=$(cpu_of "$pid_b")
-    s=$(now); curl -sf "$(api 2)/data/$cid/network/stream" -o /dev/null; e=$(now)
+    s=$(now)
+    if [ "$MODE" = store ]; then
+      curl -sf -X POST "$(api 2)/data/$cid/network" >/dev/null
+      until curl -sf "$(api 2)/data/$cid/network/progress" | grep -q '"complete":true'; do sleep 0.02; done
+    else
+      curl -sf "$(api 2)/data/$cid/network/stream" -o /dev/null
+    fi
+    e=$(now)
     t=$(echo "$e - $s" | bc)
     da=$(echo "$(cpu_of "$pid_a") - $ca" | bc); db=$(echo "$(cpu_of "$pid_b") - $cb" | bc)
     ra=$(hwm "$pid_a"); rb=$(hwm "$pid_b")
