@@ -70,6 +70,8 @@ struct Writer {
     flushed_to: u64,
     /// Segments written since the last [`BlockBytes::sync`], the active one included.
     dirty: HashMap<u32, Arc<File>>,
+    /// The aligned buffer the last run's unaligned blocks were copied into, kept for the next.
+    spare_copies: Option<append::AlignedBuf>,
 }
 
 struct Inner {
@@ -188,6 +190,7 @@ impl BlockBytes {
             written_since_sync: 0,
             flushed_to: len,
             dirty: HashMap::new(),
+            spare_copies: None,
         };
         Ok(Self {
             inner: Arc::new(Inner {
