@@ -11,15 +11,27 @@
 # `/network/progress` every 20 ms until complete): node to node without a client reading the
 # stream, the comparison iroh-blobs' figure (data fetched and synced) asks for.
 #
-#   benches/compare_network.sh /tmp/bins/before /tmp/bins/after   # ROUNDS=5 by default
+# TRANSPORT=quic connects the nodes over QUIC (`/ip4/127.0.0.1/udp/PORT/quic-v1`, for builds
+# that have it) instead of TCP; a build given as DIR:tcp or DIR:quic uses that transport whatever
+# TRANSPORT says, so one build can be measured both ways, interleaved, in one run.
 #
-# Ports: API BASE+1/BASE+2, p2p BASE+101/BASE+102, DHT BASE+201/BASE+202 (BASE=19700).
+#   benches/compare_network.sh /tmp/bins/before /tmp/bins/after   # ROUNDS=5 by default
+#   MODE=store benches/compare_network.sh /tmp/bins/new:tcp /tmp/bins/new:quic
+#
+# PERF=DIR also records each node with `perf record -F 2999 -g --call-graph dwarf,16384` from
+# just before the transfer to its end, into DIR/ROUND-BUILDNAME-TRANSPORT-{seeder,downloader}.data
+# (fold with `perf script -i FILE | inferno-collapse-perf`). The CPU figures of such a round
+# include perf's own cost: use them for profiles, not for the table.
+#
+# Ports: API BASE+1/BASE+2, p2p BASE+101/BASE+102 (TCP, or UDP for QUIC), DHT BASE+201/BASE+202
+# (UDP) (BASE=19700).
 set -euo pipefail
 . "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 cd "$(dirname "$0")/.."
 WORK=${WORK:-/tmp/codex-netbench}
 ROUNDS=${ROUNDS:-5}
 MODE=${MODE:-stream}
+TRANSPORT=${TRANSPORT:-tcp}
 BASE=${BASE:-19700}
 mkdir -p "$WORK"
 [ -f "$WORK/1g" ] || gen one $((1 << 30)) > "$WORK/1g"
@@ -30,13 +42,21 @@ cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
 trap cleanup EXIT
 
 api() { echo "http://127.0.0.1:$((BASE + $1))/api/codex/v1"; }
-# start BIN NAME N: a node on 127.0.0.1 only; its pid in pid_NAME.
+# p2p_addr TRANSPORT N: node N's listen address.
+p2p_addr() {
+  case $1 in
+    tcp) echo "/ip4/127.0.0.1/tcp/$((BASE + 100 + $2))" ;;
+    quic) echo "/ip4/127.0.0.1/udp/$((BASE + 100 + $2))/quic-v1" ;;
+    *) echo "unknown transport $1 (tcp or quic)" >&2; exit 1 ;;
+  esac
+}
+# start BIN NAME N TRANSPORT: a node on 127.0.0.1 only; its pid in pid_NAME.
 start() {
-  local bin=$1 name=$2 n=$3
+  local bin=$1 name=$2 n=$3 transport=$4
   rm -rf "${WORK:?}/cmpnet-$name"
   ! curl -s "$(api "$n")/space" >/dev/null || { echo "port $((BASE + n)) is taken: set BASE" >&2; exit 1; }
   "$bin" --data-dir "$WORK/cmpnet-$name" --api-port $((BASE + n)) \
-    --listen-addrs "/ip4/127.0.0.1/tcp/$((BASE + 100 + n))" --disc-port $((BASE + 200 + n)) \
+    --listen-addrs "$(p2p_addr "$transport" "$n")" --disc-port $((BASE + 200 + n)) \
     2>"$WORK/cmpnet-$name.log" &
   pids+=($!)
   eval "pid_$name=$!"
@@ -51,11 +71,25 @@ peer_id() { curl -sf "$1/peerid" | python3 -c 'import sys,json; print(json.load(
 : > "$WORK/cmpnet.txt"
 for round in $(seq "$ROUNDS"); do
   for build in "$@"; do
-    start "$build/codex-node" a 1; start "$build/codex-node" b 2
+    dir=${build%:*}; transport=$TRANSPORT
+    [ "$dir" = "$build" ] || transport=${build##*:}
+    start "$dir/codex-node" a 1 "$transport"; start "$dir/codex-node" b 2 "$transport"
     cid=$(curl -sf -X POST -T "$WORK/1g" "$(api 1)/data")
-    curl -sf "$(api 2)/connect/$(peer_id "$(api 1)")?addrs=/ip4/127.0.0.1/tcp/$((BASE + 101))" >/dev/null
+    curl -sf "$(api 2)/connect/$(peer_id "$(api 1)")?addrs=$(p2p_addr "$transport" 1)" >/dev/null
     o=$(openssl_s "$WORK/1g")
     ca=$(cpu_of "$pid_a"); cb=$(cpu_of "$pid_b")
+    perfs=()
+    if [ -n "${PERF:-}" ]; then
+      mkdir -p "$PERF"
+      tag="$round-$(basename "$dir")-$transport"
+      for side in "seeder $pid_a" "downloader $pid_b"; do
+        read -r role pid <<<"$side"
+        perf record -q -F 2999 -g --call-graph dwarf,16384 -p "$pid" -o "$PERF/$tag-$role.data" 2>/dev/null &
+        perfs+=($!)
+      done
+      # perf needs a moment to attach; without it the transfer's first blocks go unrecorded.
+      sleep 1
+    fi
     s=$(now)
     if [ "$MODE" = store ]; then
       curl -sf -X POST "$(api 2)/data/$cid/network" >/dev/null
@@ -64,6 +98,7 @@ for round in $(seq "$ROUNDS"); do
       curl -sf "$(api 2)/data/$cid/network/stream" -o /dev/null
     fi
     e=$(now)
+    for p in "${perfs[@]}"; do kill -INT "$p"; wait "$p" || true; done
     t=$(echo "$e - $s" | bc)
     da=$(echo "$(cpu_of "$pid_a") - $ca" | bc); db=$(echo "$(cpu_of "$pid_b") - $cb" | bc)
     ra=$(hwm "$pid_a"); rb=$(hwm "$pid_b")
