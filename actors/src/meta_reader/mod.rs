@@ -10,10 +10,13 @@
 //! Runs on a `SyncArbiter` (fjall reads may touch the disk), one instance per thread.
 
 mod network;
+mod proofs;
+mod trees;
 
 pub use network::{
     FindBlocksAt, FindManifest, HasAddresses, ListFetches, MissingLeaves, SourceBytes,
 };
+pub use trees::TREE_CACHE_BYTES;
 
 use actix::{Actor, Handler, Message, SyncContext};
 use cid::Cid;
@@ -125,12 +128,18 @@ pub struct BlocksIn {
 pub struct MetaReader {
     ks: Keyspaces,
     quota_max: u64,
+    /// The tree nodes this reader read for proofs (its own: see [`trees`]).
+    trees: trees::TreeCache,
 }
 
 impl MetaReader {
     /// A reader over `ks` (one per pool thread).
     pub(crate) fn new(ks: Keyspaces, quota_max: u64) -> Self {
-        Self { ks, quota_max }
+        Self {
+            ks,
+            quota_max,
+            trees: trees::TreeCache::new(TREE_CACHE_BYTES),
+        }
     }
 
     fn get_manifest(&self, cid: Cid) -> Result<Manifest> {
@@ -315,3 +324,6 @@ impl Handler<BlocksIn> for MetaReader {
         self.blocks_in(msg.segment)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -2,24 +2,22 @@
 //! (blocks by address, with Merkle proofs for leaves), which leaves a fetch still lacks, and
 //! the datasets being fetched.
 
-use std::collections::HashMap;
-
 use actix::{Handler, Message};
 use bytes::Bytes;
 use cid::Cid;
 use fjall::{Readable, Snapshot};
 
-use super::{block_meta, MetaReader};
+use super::{block_meta, proofs::LeafRuns, MetaReader};
 use crate::{
     error::{Error, Result},
     format::{
         blockexc::BlockAddress,
-        cid::{digest_of, Digest, BLOCK_CODEC, MANIFEST_CODEC},
+        cid::{BLOCK_CODEC, MANIFEST_CODEC},
         manifest::Manifest,
         merkle::CodexProof,
     },
     meta_store::FetchProgress,
-    records::{self, Fetching, LeafRecord, Location},
+    records::{self, Fetching, Location},
 };
 
 /// Where to find the blocks a peer asks for, those this node holds (one snapshot for all).
@@ -94,19 +92,25 @@ pub struct MissingLeaves {
 #[rtype(result = "Result<Vec<(Cid, FetchProgress)>>")]
 pub struct ListFetches;
 
-/// Tree nodes and leaf counts looked up while answering one message (one snapshot).
-#[derive(Default)]
-struct ProofNodes {
-    leaf_counts: HashMap<Cid, u64>,
-    digests: HashMap<(Cid, usize, u64), Digest>,
-}
-
 impl MetaReader {
+    /// [`FindBlocksAt`]'s answer, from one snapshot.
+    pub(super) fn find_blocks_at(
+        &mut self,
+        addresses: &[BlockAddress],
+    ) -> Result<Vec<Option<BlockSource>>> {
+        let snap = self.ks.db.snapshot();
+        let mut leaves = LeafRuns::scan(&snap, &self.ks, addresses)?;
+        addresses
+            .iter()
+            .map(|a| self.find_block(&snap, a, &mut leaves))
+            .collect()
+    }
+
     fn find_block(
-        &self,
+        &mut self,
         snap: &Snapshot,
         address: &BlockAddress,
-        nodes: &mut ProofNodes,
+        leaves: &mut LeafRuns,
     ) -> Result<Option<BlockSource>> {
         match address {
             BlockAddress::Cid(cid) if cid.codec() == MANIFEST_CODEC => {
@@ -128,14 +132,14 @@ impl MetaReader {
                 }))
             }
             BlockAddress::Leaf { tree, index } => {
-                let Some(cid) = leaf(snap, &self.ks, tree, *index)? else {
+                let Some(cid) = leaves.leaf(snap, &self.ks, tree, *index)? else {
                     return Ok(None);
                 };
                 let Some(location) = block_meta(snap, &self.ks, &cid)?.and_then(|m| m.location)
                 else {
                     return Ok(None);
                 };
-                let proof = self.proof(snap, tree, *index, nodes)?;
+                let proof = leaves.proof(snap, &self.ks, &mut self.trees, tree, *index)?;
                 Ok(Some(BlockSource {
                     cid,
                     bytes: SourceBytes::Stored(location),
@@ -143,54 +147,6 @@ impl MetaReader {
                 }))
             }
         }
-    }
-
-    /// The proof of leaf `index` from the stored tree nodes (level 0 siblings from the leaf
-    /// records, or from the nodes a fetched proof showed). Nodes already looked up for another
-    /// leaf of the batch come from `nodes`: neighbouring leaves share all but their lowest
-    /// siblings, so a batch of 20 costs about 50 lookups instead of 300.
-    fn proof(
-        &self,
-        snap: &Snapshot,
-        tree: &Cid,
-        index: u64,
-        nodes: &mut ProofNodes,
-    ) -> Result<CodexProof> {
-        let count = match nodes.leaf_counts.get(tree) {
-            Some(count) => *count,
-            None => {
-                let count = snap
-                    .get(&self.ks.tree_nodes, records::leaf_count_key(tree))?
-                    .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-                    .map(u64::from_be_bytes)
-                    .ok_or(Error::NotFound(*tree))?;
-                nodes.leaf_counts.insert(*tree, count);
-                count
-            }
-        };
-        let mut node = |level: usize, i: u64| -> Result<Digest> {
-            if let Some(digest) = nodes.digests.get(&(*tree, level, i)) {
-                return Ok(*digest);
-            }
-            let digest = self.node(snap, tree, level, i)?;
-            nodes.digests.insert((*tree, level, i), digest);
-            Ok(digest)
-        };
-        CodexProof::from_lookup(count, index, &mut node)?.ok_or(Error::NotFound(*tree))
-    }
-
-    /// Node `i` of `level` of the tree, as stored.
-    fn node(&self, snap: &Snapshot, tree: &Cid, level: usize, i: u64) -> Result<Digest> {
-        let key = records::node_key(tree, level as u8, i);
-        if let Some(v) = snap.get(&self.ks.tree_nodes, key)? {
-            return <[u8; 32]>::try_from(v.as_ref()).map_err(|_| Error::NotFound(*tree));
-        }
-        if level == 0 {
-            if let Some(cid) = leaf(snap, &self.ks, tree, i)? {
-                return digest_of(&cid).ok_or(Error::NotFound(*tree));
-            }
-        }
-        Err(Error::NotFound(*tree))
     }
 
     fn has(&self, snap: &Snapshot, address: &BlockAddress) -> Result<bool> {
@@ -256,29 +212,10 @@ fn manifest_bytes(
     }
 }
 
-/// The block CID of leaf `index` of `tree`.
-fn leaf(
-    snap: &Snapshot,
-    ks: &crate::meta_store::Keyspaces,
-    tree: &Cid,
-    index: u64,
-) -> Result<Option<Cid>> {
-    let Some(v) = snap.get(&ks.leaves, records::leaf_key(tree, index))? else {
-        return Ok(None);
-    };
-    let record: LeafRecord = records::decode(&v)?;
-    Ok(Cid::try_from(record.block_cid.as_slice()).ok())
-}
-
 impl Handler<FindBlocksAt> for MetaReader {
     type Result = Result<Vec<Option<BlockSource>>>;
     fn handle(&mut self, msg: FindBlocksAt, _: &mut Self::Context) -> Self::Result {
-        let snap = self.ks.db.snapshot();
-        let mut nodes = ProofNodes::default();
-        msg.addresses
-            .iter()
-            .map(|a| self.find_block(&snap, a, &mut nodes))
-            .collect()
+        self.find_blocks_at(&msg.addresses)
     }
 }
 

@@ -260,7 +260,7 @@ impl MetaStore {
         Ok(())
     }
 
-    fn put_blocks(&mut self, msg: &PutBlocks) -> Result<Vec<Placed>> {
+    pub(crate) fn put_blocks(&mut self, msg: &PutBlocks) -> Result<Vec<Placed>> {
         let mut pending = HashMap::new();
         let mut counters = self.counters;
         let mut placed = Vec::with_capacity(msg.blocks.len());

@@ -216,7 +216,7 @@ impl MetaStore {
         Ok(Some(Some(tree)))
     }
 
-    fn delete_dataset(&mut self, cid: Cid) -> Result<Deletion> {
+    pub(crate) fn delete_dataset(&mut self, cid: Cid) -> Result<Deletion> {
         let mut r = self.removal();
         if cid.codec() != MANIFEST_CODEC {
             return Ok(Deletion::default());
