@@ -154,6 +154,7 @@ impl Net {
             frame_timeout: config.frame_timeout,
             min_rate: config.min_frame_rate,
             idle_timeout: config.stream_idle_timeout,
+            frames: Default::default(),
         });
         tokio::spawn(peer::accept_loop(
             incoming,

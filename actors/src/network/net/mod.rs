@@ -49,6 +49,7 @@ pub mod dht;
 mod driver;
 mod error;
 mod events;
+mod frame_buffers;
 pub mod framing;
 mod handle;
 pub mod identity;

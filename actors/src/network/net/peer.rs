@@ -10,6 +10,7 @@ use libp2p::PeerId;
 use tokio::sync::{mpsc, Semaphore};
 
 use crate::format::blockexc::Message;
+use crate::network::net::frame_buffers::FrameBuffers;
 use crate::network::net::framing::{self, FrameError};
 use crate::network::net::{FrameBudget, NetEvent, SendFailure, Violation, BLOCKEXC_PROTOCOL};
 
@@ -44,6 +45,8 @@ pub(crate) struct ReadCtx {
     pub min_rate: u64,
     /// An inbound stream on which no frame starts for this long is closed.
     pub idle_timeout: Duration,
+    /// Buffers of delivered frames, taken again once their blocks are stored.
+    pub frames: FrameBuffers,
 }
 
 /// Per-peer read budgets: one semaphore of `per_peer` bytes for each peer with frames in
@@ -135,29 +138,34 @@ async fn read_body_budgeted<R: AsyncRead + Unpin>(
     ctx: &ReadCtx,
     peer_budget: &Arc<Semaphore>,
 ) -> Result<bytes::Bytes, FrameError> {
-    // The whole length is reserved up front, so the buffer is never moved while it grows (a
-    // realloc copied each 3 MiB delivery up to twice). Reserved pages cost nothing until
-    // written, and each step is written only once its budget is taken.
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    while buf.len() < len {
-        let step = (len - buf.len()).min(BUDGET_STEP);
+    // A kept frame's buffer when one is free (its bytes are overwritten step by step), else
+    // a new one with room for the whole body, so it never moves while it grows (a realloc
+    // copied each 3 MiB delivery up to twice); each step is zeroed (a new buffer) and written
+    // only once its budget is taken.
+    let mut buf = ctx.frames.buffer(len, ctx.max_frame);
+    let mut filled = 0;
+    while filled < len {
+        let step = (len - filled).min(BUDGET_STEP);
         if Held::grow(held, step, &ctx.budget, peer_budget)
             .await
             .is_none()
         {
             return Err(FrameError::Io(std::io::ErrorKind::BrokenPipe.into()));
         }
-        let start = buf.len();
-        buf.resize(start + step, 0);
-        let mut filled = start;
-        while filled < start + step {
-            match r.read(&mut buf[filled..start + step]).await? {
+        let end = filled + step;
+        if buf.len() < end {
+            buf.resize(end, 0);
+        }
+        while filled < end {
+            match r.read(&mut buf[filled..end]).await? {
                 0 => return Err(FrameError::Truncated),
                 n => filled += n,
             }
         }
     }
-    Ok(bytes::Bytes::from(buf))
+    let body = buf.freeze();
+    ctx.frames.keep(&body);
+    Ok(body)
 }
 
 /// `message` with its blocks copied out of the frame when the frame is much larger than they
@@ -408,5 +416,50 @@ fn open_failure(e: &libp2p_stream::OpenStreamError) -> SendFailure {
         libp2p_stream::OpenStreamError::Io(e) => SendFailure::OpenStream(e.kind()),
         // The enum is non-exhaustive; a future variant is still a failure to open.
         _ => SendFailure::OpenStream(std::io::ErrorKind::Other),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Reads one frame body from `bytes` as a reader does, with ample budget.
+    async fn body(ctx: &ReadCtx, bytes: &[u8]) -> bytes::Bytes {
+        let peer_budget = Arc::new(Semaphore::new(8 << 20));
+        let mut r = futures::io::Cursor::new(bytes.to_vec());
+        let mut held = None;
+        let body = read_body_budgeted(&mut r, bytes.len(), &mut held, ctx, &peer_budget).await;
+        body.expect("the whole body is there")
+    }
+
+    #[tokio::test]
+    async fn a_reused_frame_buffer_shows_only_the_new_body() {
+        let (events, _rx) = mpsc::channel(1);
+        let ctx = ReadCtx {
+            events,
+            max_frame: 4 << 20,
+            budget: Arc::new(Semaphore::new(8 << 20)),
+            peer_budgets: PeerBudgets::new(8 << 20),
+            frame_timeout: Duration::from_secs(10),
+            min_rate: 1,
+            idle_timeout: Duration::from_secs(10),
+            frames: FrameBuffers::default(),
+        };
+        let first = vec![0xaa; 3 << 20];
+        let a = body(&ctx, &first).await;
+        assert_eq!(a, first);
+        let at = a.as_ptr();
+        drop(a);
+        // Shorter: only its own bytes, none of the first frame's tail.
+        let second = vec![0x55; (2 << 20) + 12_345];
+        let b = body(&ctx, &second).await;
+        assert_eq!(b.as_ptr(), at, "the first frame's buffer, reused");
+        assert_eq!(b, second);
+        drop(b);
+        // Longer than the last: its bytes past the last frame's end are the new body's too.
+        let third: Vec<u8> = (0..4 << 20).map(|i: u32| (i % 251) as u8).collect();
+        let c = body(&ctx, &third).await;
+        assert_eq!(c.as_ptr(), at);
+        assert_eq!(c, third);
     }
 }
