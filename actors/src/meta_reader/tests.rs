@@ -5,10 +5,10 @@ use super::*;
 use crate::{
     format::{
         blockexc::BlockAddress,
-        cid::{block_cid, cid_from_digest, digest_of, Digest, ROOT_CODEC},
+        cid::{block_cid, digest_of, Digest},
         merkle::{self, CodexProof},
     },
-    meta_store::{CommitDataset, MetaStore, NewBlock, PutBlocks},
+    meta_store::{test_dataset::store_numbered, MetaStore},
 };
 
 /// Leaves of the test dataset: not a power of two, so odd layers and lone nodes show up.
@@ -22,40 +22,10 @@ fn layers() -> Vec<Vec<Digest>> {
     merkle::layers(&digests).expect("leaves")
 }
 
-/// Stores the test dataset (as an upload does) and returns its manifest CID and tree CID.
-fn store(meta: &mut MetaStore) -> Result<(Cid, Cid)> {
-    let blocks = (0..LEAVES)
-        .map(|i| NewBlock {
-            cid: block_cid(&i.to_le_bytes()),
-            size: 65536,
-            location: Some(Location {
-                segment: 0,
-                offset: i * 70_000,
-                len: 65536,
-                checksum: None,
-            }),
-        })
-        .collect();
-    meta.put_blocks(&PutBlocks { blocks, expiry: 1 })?;
-    let mut layers = layers().into_iter();
-    let leaves = layers.next().expect("leaf layer");
-    let nodes: Vec<_> = layers.collect();
-    let root = nodes.last().and_then(|l| l.first()).copied().expect("root");
-    let tree = cid_from_digest(ROOT_CODEC, &root);
-    let manifest = Manifest::new(tree, LEAVES * 65536, 65536, None, None);
-    let cid = meta.commit_dataset(CommitDataset {
-        manifest,
-        leaves,
-        nodes,
-        expiry: u64::MAX,
-    })?;
-    Ok((cid, tree))
-}
-
 fn store_and_reader(dir: &std::path::Path) -> Result<(MetaStore, MetaReader, Cid, Cid)> {
     let ks = Keyspaces::open(dir, 8 << 20)?;
     let mut meta = MetaStore::new(ks.clone(), u64::MAX, Default::default(), 64)?;
-    let (manifest, tree) = store(&mut meta)?;
+    let (manifest, tree) = store_numbered(&mut meta, LEAVES)?;
     Ok((meta, MetaReader::new(ks, u64::MAX), manifest, tree))
 }
 
@@ -117,7 +87,7 @@ fn a_deleted_dataset_stored_again_is_served_right() -> Result<()> {
     let found = reader.find_blocks_at(&asked)?;
     assert!(found.iter().all(Option::is_none), "nothing served");
 
-    let (again, same_tree) = store(&mut meta)?;
+    let (again, same_tree) = store_numbered(&mut meta, LEAVES)?;
     assert_eq!((again, same_tree), (manifest, tree));
     check_served(&mut reader, tree, &all)?;
     check_served(&mut reader, tree, &[5, 4, 280])?;

@@ -37,6 +37,8 @@ mod commit;
 mod fetching;
 mod journal;
 mod removal;
+#[cfg(test)]
+pub(crate) mod test_dataset;
 
 pub use commit::CommitDataset;
 pub use fetching::{BeginFetch, FetchProgress, Fetched, FetchedBlock, StoreFetched};

@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use super::*;
 use crate::{
     format::{
-        cid::{block_cid, cid_from_digest, digest_of, ROOT_CODEC},
+        cid::{block_cid, digest_of},
         merkle,
     },
-    meta_store::{CommitDataset, Keyspaces, NewBlock, PutBlocks},
+    meta_store::{test_dataset::store_numbered, CommitDataset, Keyspaces, NewBlock, PutBlocks},
     records::Counters,
     repair,
 };
@@ -19,39 +19,7 @@ const BLOCKS: u64 = 10;
 fn dataset(dir: &std::path::Path) -> Result<(MetaStore, Cid)> {
     let ks = Keyspaces::open(dir, 8 << 20)?;
     let mut meta = MetaStore::new(ks, u64::MAX, Default::default(), 3)?;
-    let cids: Vec<Cid> = (0..BLOCKS).map(|i| block_cid(&i.to_le_bytes())).collect();
-    let blocks = (0..BLOCKS)
-        .zip(&cids)
-        .map(|(i, cid)| NewBlock {
-            cid: *cid,
-            size: 65536,
-            location: Some(Location {
-                segment: 0,
-                offset: i * 70_000,
-                len: 65536,
-                checksum: None,
-            }),
-        })
-        .collect();
-    meta.put_blocks(&PutBlocks { blocks, expiry: 1 })?;
-    let leaves: Vec<_> = cids.iter().filter_map(digest_of).collect();
-    let mut layers = merkle::layers(&leaves).expect("leaves").into_iter();
-    let leaves = layers.next().expect("leaf layer");
-    let nodes: Vec<_> = layers.collect();
-    let root = nodes[nodes.len() - 1][0];
-    let manifest = Manifest::new(
-        cid_from_digest(ROOT_CODEC, &root),
-        BLOCKS * 65536,
-        65536,
-        None,
-        None,
-    );
-    let cid = meta.commit_dataset(CommitDataset {
-        manifest,
-        leaves,
-        nodes,
-        expiry: u64::MAX,
-    })?;
+    let (cid, _) = store_numbered(&mut meta, BLOCKS)?;
     Ok((meta, cid))
 }
 
