@@ -62,6 +62,7 @@ mod download;
 mod error;
 pub mod format;
 mod hasher;
+mod kept_buffers;
 mod maintenance;
 mod meta_reader;
 mod meta_store;

@@ -94,7 +94,7 @@ struct Inner {
     direct_reads: RwLock<HashMap<u32, Option<Arc<File>>>>,
     /// Large read buffers handed out before, reused once nothing else holds them (see
     /// `read.rs`).
-    read_buffers: Mutex<Vec<bytes::Bytes>>,
+    read_buffers: crate::kept_buffers::KeptBuffers,
     /// Live data bytes per segment, to delete segments that become empty.
     live: Mutex<HashMap<u32, u64>>,
     /// Test hook run inside `sync` between taking the dirty set and syncing it.
@@ -203,7 +203,7 @@ impl BlockBytes {
                 no_direct: AtomicBool::new(no_direct),
                 files: RwLock::new(files),
                 direct_reads: RwLock::new(HashMap::new()),
-                read_buffers: Mutex::new(Vec::new()),
+                read_buffers: crate::kept_buffers::KeptBuffers::new(read::KEPT_BUFFERS),
                 live: Mutex::new(live),
                 #[cfg(test)]
                 sync_pause: Mutex::new(None),

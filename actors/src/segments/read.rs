@@ -33,7 +33,7 @@ const MAX_GAP: u64 = 64 * 1024; /* 64 KiB */
 /// download that was 12 % of the node's CPU. A buffer whose blocks have all been sent (or
 /// stored, or dropped) is taken again as it is, since the read overwrites what it holds.
 /// Bounds the memory kept idle to 8 spans (32 MiB).
-const KEPT_BUFFERS: usize = 8;
+pub(super) const KEPT_BUFFERS: usize = 8;
 
 fn align_down(n: u64) -> u64 {
     n - n % ALIGN as u64
@@ -163,16 +163,7 @@ impl BlockBytes {
     /// A kept buffer that nothing else holds any more, with room for `len` bytes from its
     /// (aligned) start, set to that length; its bytes are those of an earlier read.
     fn reused_buffer(&self, len: usize) -> Option<BytesMut> {
-        let mut kept = self
-            .inner
-            .read_buffers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let i = kept.iter().position(|b| b.is_unique())?;
-        let mut buf = kept.swap_remove(i).try_into_mut().ok()?;
-        if buf.capacity() < len {
-            return None;
-        }
+        let mut buf = self.inner.read_buffers.take(len)?;
         // Only bytes past the earlier read's length are zeroed.
         buf.resize(len, 0);
         Some(buf)
@@ -180,14 +171,7 @@ impl BlockBytes {
 
     /// Keeps a clone of `buf` for [`Self::reused_buffer`], if there is room.
     fn keep_buffer(&self, buf: &Bytes) {
-        let mut kept = self
-            .inner
-            .read_buffers
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if kept.len() < KEPT_BUFFERS {
-            kept.push(buf.clone());
-        }
+        self.inner.read_buffers.keep(buf);
     }
 
     /// The segment opened for reading around the page cache, once per segment; `None` where
@@ -348,14 +332,7 @@ mod tests {
     fn read_buffers_are_reused_once_free_and_hold_no_stale_bytes() -> Result<()> {
         let dir = tempfile::tempdir()?;
         let (bytes, blocks, asked) = one_run(dir.path(), 40)?;
-        let kept = || {
-            bytes
-                .inner
-                .read_buffers
-                .lock()
-                .map(|k| k.len())
-                .unwrap_or(0)
-        };
+        let kept = || bytes.inner.read_buffers.len();
         let first = bytes.read_many(&asked[..32]);
         assert_eq!(kept(), 1, "a 2 MiB span's buffer is kept");
         // Still held by `first`: a second read gets a buffer of its own.

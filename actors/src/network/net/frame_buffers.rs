@@ -9,11 +9,12 @@
 //!
 //! Kept buffers are idle memory outside the read budget (which counts frames being read or
 //! queued), so they are few and shared by every reader of the node: at most
-//! [`KEPT_FRAME_BUFFERS`] of at most the frame limit each.
-
-use std::sync::Mutex;
+//! [`KEPT_FRAME_BUFFERS`] of at most the frame limit each. The keeping itself is
+//! [`KeptBuffers`], which the segments' reads use too; this adds which frames are worth it.
 
 use bytes::{Bytes, BytesMut};
+
+use crate::kept_buffers::KeptBuffers;
 
 /// Frame buffers kept for reuse, at most (with 4 MiB frames, 32 MiB of idle memory).
 const KEPT_FRAME_BUFFERS: usize = 8;
@@ -21,9 +22,16 @@ const KEPT_FRAME_BUFFERS: usize = 8;
 const MIN_KEPT: usize = 1 << 20;
 
 /// The node's kept frame buffers; see the module docs.
-#[derive(Default)]
 pub(crate) struct FrameBuffers {
-    kept: Mutex<Vec<Bytes>>,
+    kept: KeptBuffers,
+}
+
+impl Default for FrameBuffers {
+    fn default() -> Self {
+        Self {
+            kept: KeptBuffers::new(KEPT_FRAME_BUFFERS),
+        }
+    }
 }
 
 impl FrameBuffers {
@@ -36,29 +44,15 @@ impl FrameBuffers {
         if len < MIN_KEPT {
             return BytesMut::with_capacity(len);
         }
-        self.reuse(len)
+        self.kept
+            .take(len)
             .unwrap_or_else(|| BytesMut::with_capacity(max_frame.max(len)))
-    }
-
-    fn reuse(&self, len: usize) -> Option<BytesMut> {
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        let i = kept.iter().position(Bytes::is_unique)?;
-        let mut buf = kept.swap_remove(i).try_into_mut().ok()?;
-        if buf.capacity() < len {
-            return None;
-        }
-        buf.truncate(len);
-        Some(buf)
     }
 
     /// Keeps a handle on `frame` for [`Self::buffer`], if it is large and there is room.
     pub(crate) fn keep(&self, frame: &Bytes) {
-        if frame.len() < MIN_KEPT {
-            return;
-        }
-        let mut kept = self.kept.lock().unwrap_or_else(|p| p.into_inner());
-        if kept.len() < KEPT_FRAME_BUFFERS {
-            kept.push(frame.clone());
+        if frame.len() >= MIN_KEPT {
+            self.kept.keep(frame);
         }
     }
 }
