@@ -225,6 +225,11 @@ pub(crate) fn leaf_count_key(tree: &Cid) -> Vec<u8> {
     node_key(tree, u8::MAX, 0)
 }
 
+/// The leaf count stored under [`leaf_count_key`] (big-endian `u64`; `None` for anything else).
+pub(crate) fn leaf_count(value: &[u8]) -> Option<u64> {
+    <[u8; 8]>::try_from(value).ok().map(u64::from_be_bytes)
+}
+
 /// The index at the end of a leaf or node key.
 pub(crate) fn key_index(key: &[u8]) -> Option<u64> {
     let at = key.len().checked_sub(8)?;

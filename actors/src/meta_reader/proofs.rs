@@ -120,8 +120,7 @@ impl LeafRuns {
         }
         let count = snap
             .get(&ks.tree_nodes, records::leaf_count_key(tree))?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes);
+            .and_then(|v| records::leaf_count(&v));
         self.counts.push((*tree, count));
         Ok(count)
     }
@@ -175,10 +174,7 @@ impl LeafRuns {
     /// Leaf `i`'s digest: from its record if it is held, else from a node a fetched proof
     /// showed.
     fn level_zero(&self, snap: &Snapshot, ks: &Keyspaces, tree: &Cid, i: u64) -> Result<Digest> {
-        let held = match self.scanned(tree, i) {
-            Some(found) => found,
-            None => leaf(snap, ks, tree, i)?,
-        };
+        let held = self.leaf(snap, ks, tree, i)?;
         if let Some(digest) = held.as_ref().and_then(digest_of) {
             return Ok(digest);
         }

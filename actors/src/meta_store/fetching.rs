@@ -140,8 +140,7 @@ impl MetaStore {
             .ks
             .tree_nodes
             .get(records::leaf_count_key(&tree))?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes);
+            .and_then(|v| records::leaf_count(&v));
         if held.is_some_and(|count| count != total) {
             return Err(Error::BadManifest {
                 cid,
@@ -318,7 +317,7 @@ mod tests {
             .tree_nodes
             .get(records::leaf_count_key(tree))
             .ok()??;
-        <[u8; 8]>::try_from(v.as_ref()).ok().map(u64::from_be_bytes)
+        records::leaf_count(&v)
     }
 
     /// A manifest from a peer that names a tree held here with another size must not change
