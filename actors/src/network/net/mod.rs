@@ -55,6 +55,7 @@ mod handle;
 pub mod identity;
 mod inbound;
 mod ip_limits;
+mod muxer;
 pub mod nat;
 mod peer;
 mod reachability;

@@ -11,13 +11,14 @@ use libp2p::core::upgrade;
 use libp2p::identity::Keypair;
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{autonat, dcutr, identify, kad, noise, ping, relay, tcp, upnp, yamux, Swarm};
+use libp2p::{autonat, dcutr, identify, kad, noise, ping, relay, tcp, upnp, Swarm};
 
 use std::sync::{atomic::AtomicU64, Arc};
 
 use crate::network::net::dht::{self, provider_records::ProviderStore};
 use crate::network::net::inbound::Inbound;
 use crate::network::net::ip_limits::IpLimits;
+use crate::network::net::muxer::Yamux;
 use crate::network::net::traffic::Unclaimed;
 use crate::network::net::{NatConfig, NetConfig, NetError, RelayLimits};
 
@@ -34,7 +35,7 @@ const MPLEX_MAX_STREAMS: usize = 16;
 const MPLEX_MAX_BUFFERED_FRAMES: usize = 4;
 
 /// yamux substreams per connection (its default of 512 × a 256 KiB window each is 128 MiB a
-/// connection).
+/// connection; see [`super::muxer`] for the window they share).
 const YAMUX_MAX_STREAMS: usize = 32;
 
 /// Size of the mplex frames we send. rust-libp2p defaults to 8 KiB, which cuts a 1.3 MiB
@@ -86,12 +87,6 @@ pub(crate) struct Behaviour {
     pub upnp: Toggle<upnp::tokio::Behaviour>,
     /// Liveness: a connection whose pings fail twice in a row is closed ([`PING_INTERVAL`]).
     pub ping: ping::Behaviour,
-}
-
-fn yamux_config() -> yamux::Config {
-    let mut c = yamux::Config::default();
-    c.set_max_num_streams(YAMUX_MAX_STREAMS);
-    c
 }
 
 fn mplex_config() -> libp2p_mplex::Config {
@@ -161,7 +156,10 @@ pub(crate) fn build(
         .upgrade(upgrade::Version::V1Lazy)
         .authenticate(noise)
         // yamux first for our own peers; Codex refuses it and settles on mplex.
-        .multiplex(upgrade::SelectUpgrade::new(yamux_config(), mplex_config()))
+        .multiplex(upgrade::SelectUpgrade::new(
+            Yamux::new(YAMUX_MAX_STREAMS),
+            mplex_config(),
+        ))
         .timeout(DIAL_TIMEOUT)
         .map(move |(peer, muxer), endpoint| {
             (
