@@ -9,7 +9,7 @@
 //!   frames and a GiB takes 4× fewer sends. Frames are still bounded by the receiver's window
 //!   (yamux never sends more than the credit it was given), so every yamux implementation
 //!   accepts them; nim-libp2p checks exactly that bound.
-//! - **Receive window per connection** ([`CONNECTION_WINDOW`]). yamux grows a stream's window
+//! - **Receive window per connection** ([`connection_window`]). yamux grows a stream's window
 //!   when its reader keeps up (towards twice the bandwidth-delay product), and by default lets a
 //!   connection's windows together reach 1 GiB: that much could then sit in our buffers if the
 //!   reader stopped. Here the bound is explicit and small.
@@ -43,7 +43,7 @@ const WINDOW_GROWTH: usize = 32 * 1024 * 1024;
 /// The receive windows of all of a connection's streams together, at most: the bytes a peer
 /// may have in flight towards us on one connection ([`WINDOW_GROWTH`] plus every stream's
 /// guaranteed window).
-pub(crate) const fn connection_window(max_streams: usize) -> usize {
+const fn connection_window(max_streams: usize) -> usize {
     max_streams * STREAM_WINDOW + WINDOW_GROWTH
 }
 
