@@ -14,9 +14,10 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::network::net::dht::{self, addrs, Dht};
 use crate::network::net::inbound::Inbound;
 use crate::network::net::nat::Nat;
+use crate::network::net::peer;
 use crate::network::net::peer::Outgoing;
-use crate::network::net::peer::{self, ReadCtx};
 use crate::network::net::reachability;
+use crate::network::net::reader::{self, ReadCtx};
 use crate::network::net::transport::{self, Behaviour, BehaviourEvent};
 use crate::network::net::{
     identity, Command, NetConfig, NetError, NetEvent, NetHandle, BLOCKEXC_PROTOCOL,
@@ -145,7 +146,7 @@ impl Net {
             max_frame: config.max_frame_bytes.min(budget),
             budget: Arc::new(Semaphore::new(budget)),
             // At least one whole frame per peer, or its reader would wait forever.
-            peer_budgets: peer::PeerBudgets::new(
+            peer_budgets: reader::PeerBudgets::new(
                 config
                     .max_peer_frame_bytes
                     .max(config.max_frame_bytes)

@@ -2,7 +2,7 @@
 
 use libp2p::{Multiaddr, PeerId};
 
-use super::peer;
+use super::reader;
 use crate::format::blockexc::{Message, WireError};
 
 /// What the network reports.
@@ -65,7 +65,7 @@ pub enum NetEvent {
 /// while the message's blocks are held in memory, drop it once they are stored.
 #[derive(Debug)]
 pub struct FrameBudget {
-    pub(super) _held: Option<peer::Held>,
+    pub(super) _held: Option<reader::Held>,
 }
 
 /// A protocol violation by a peer.

@@ -59,6 +59,7 @@ mod muxer;
 pub mod nat;
 mod peer;
 mod reachability;
+mod reader;
 pub mod spr;
 mod traffic;
 mod transport;
