@@ -262,27 +262,26 @@ async fn read_frame<R: AsyncRead + Unpin>(
     peer_budget: &Arc<Semaphore>,
 ) -> Result<Frame, ReadEnd> {
     let violation = |v: Violation| NetEvent::Violation { peer, violation: v };
-    let len = match tokio::time::timeout(ctx.idle_timeout, framing::read_len(r, ctx.max_frame))
-        .await
-    {
-        // Quiet for the idle timeout: closed like a clean end (a Codex peer opens a new
-        // stream when it next has something to say).
-        Err(_) => return Err(ReadEnd::Eof),
-        Ok(Ok(len)) => len,
-        Ok(Err(FrameError::Eof)) => return Err(ReadEnd::Eof),
-        Ok(Err(FrameError::Io(_))) => return Err(ReadEnd::Gone),
-        Ok(Err(FrameError::TooLarge { len, max })) => {
-            let _ = ctx
-                .events
-                .send(violation(Violation::FrameTooLarge { len, max }))
-                .await;
-            return Err(ReadEnd::Violation);
-        }
-        Ok(Err(FrameError::BadLength | FrameError::Truncated)) => {
-            let _ = ctx.events.send(violation(Violation::Framing)).await;
-            return Err(ReadEnd::Violation);
-        }
-    };
+    let len =
+        match tokio::time::timeout(ctx.idle_timeout, framing::read_len(r, ctx.max_frame)).await {
+            // Quiet for the idle timeout: closed like a clean end (a Codex peer opens a new
+            // stream when it next has something to say).
+            Err(_) => return Err(ReadEnd::Eof),
+            Ok(Ok(len)) => len,
+            Ok(Err(FrameError::Eof)) => return Err(ReadEnd::Eof),
+            Ok(Err(FrameError::Io(_))) => return Err(ReadEnd::Gone),
+            Ok(Err(FrameError::TooLarge { len, max })) => {
+                let _ = ctx
+                    .events
+                    .send(violation(Violation::FrameTooLarge { len, max }))
+                    .await;
+                return Err(ReadEnd::Violation);
+            }
+            Ok(Err(FrameError::BadLength | FrameError::Truncated)) => {
+                let _ = ctx.events.send(violation(Violation::Framing)).await;
+                return Err(ReadEnd::Violation);
+            }
+        };
     // The body must come at the minimum rate or better, from the moment its length is
     // known: a peer that trickles a frame holds a stream and budget for a bounded time.
     let allowed =
@@ -321,7 +320,10 @@ async fn decode_loop(
             Ok(message) => unpadded(message, len),
             Err(e) => {
                 let violation = Violation::Message(e);
-                let _ = ctx.events.send(NetEvent::Violation { peer, violation }).await;
+                let _ = ctx
+                    .events
+                    .send(NetEvent::Violation { peer, violation })
+                    .await;
                 return ReadEnd::Violation;
             }
         };
