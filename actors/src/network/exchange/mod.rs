@@ -50,9 +50,12 @@ use crate::{
 /// Limits and timings of the exchange. Every default is set in [`ExchangeConfig::default`].
 #[derive(Debug, Clone)]
 pub struct ExchangeConfig {
-    /// Blocks asked of one peer and not yet received. Default 256 (16 MiB of 64 KiB blocks).
+    /// Blocks asked of one peer and not yet received. Default 512 (32 MiB of 64 KiB blocks).
     /// Shared out among the peers that hold wanted blocks (half of it while one alone is known),
-    /// so that several seeders share a download.
+    /// so that several seeders share a download. A lone holder may so be asked for 256 blocks:
+    /// five of our 48-block deliveries, enough that one is read, one written, one in transit
+    /// and one decoded while the next is already asked. At 256, a lone seeder got 128 and found
+    /// its want list empty about a hundred times per GiB (`benches/README.md`).
     pub max_requests_per_peer: usize,
     /// Most blocks asked of one peer at once when its measured delivery rate × latency calls
     /// for more than its share above (a long, fast link). Default 1024. Requests hold no memory
@@ -83,7 +86,7 @@ pub struct ExchangeConfig {
 impl Default for ExchangeConfig {
     fn default() -> Self {
         Self {
-            max_requests_per_peer: 256,
+            max_requests_per_peer: 512,
             request_window_max: 1024,
             peer_timeout: Duration::from_secs(30),
             refresh_interval: Duration::from_secs(2),
