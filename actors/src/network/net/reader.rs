@@ -187,6 +187,13 @@ struct Frame {
     held: Option<Held>,
 }
 
+/// Why reading a stream stops before a whole frame: its end, or the peer breaking the framing
+/// (told through the decoder, so that it reaches the exchange after the frames before it).
+enum Stop {
+    End(ReadEnd),
+    Broke(Violation),
+}
+
 /// The decoding task of one stream, aborted when its read loop is dropped (a stream reset, or
 /// the writer aborting the reader of its stream).
 struct Decoder(tokio::task::JoinHandle<ReadEnd>);
@@ -217,7 +224,7 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
         ctx.clone(),
         peer_budget.clone(),
     )));
-    let read = read_frames(peer, r, ctx, &peer_budget, frames_tx).await;
+    let read = read_frames(r, ctx, &peer_budget, frames_tx).await;
     // The frames already read are decoded and delivered before the end is told.
     let decoded = (&mut decoder.0).await.unwrap_or(ReadEnd::Gone);
     match (read, decoded) {
@@ -231,55 +238,52 @@ pub(crate) async fn read_loop<R: AsyncRead + Unpin>(
 /// Reads whole frames under budget and queues them for the decoder, until the stream ends, the
 /// peer breaks the framing, or the decoder stops.
 async fn read_frames<R: AsyncRead + Unpin>(
-    peer: PeerId,
     mut r: R,
     ctx: &ReadCtx,
     peer_budget: &Arc<Semaphore>,
-    frames: mpsc::Sender<Frame>,
+    frames: mpsc::Sender<Result<Frame, Violation>>,
 ) -> ReadEnd {
     loop {
         let frame = tokio::select! {
             // The decoder gave up (a bad message, or no one takes events): so does the reader,
             // even while the peer sends nothing.
             () = frames.closed() => return ReadEnd::Gone,
-            frame = read_frame(peer, &mut r, ctx, peer_budget) => frame,
+            frame = read_frame(&mut r, ctx, peer_budget) => frame,
         };
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(end) => return end,
-        };
-        if frames.send(frame).await.is_err() {
-            return ReadEnd::Gone;
+        match frame {
+            Ok(frame) => {
+                if frames.send(Ok(frame)).await.is_err() {
+                    return ReadEnd::Gone;
+                }
+            }
+            Err(Stop::End(end)) => return end,
+            Err(Stop::Broke(violation)) => {
+                let _ = frames.send(Err(violation)).await;
+                return ReadEnd::Violation;
+            }
         }
     }
 }
 
 /// Reads one frame: its length within the idle timeout, its body at the minimum rate.
 async fn read_frame<R: AsyncRead + Unpin>(
-    peer: PeerId,
     r: &mut R,
     ctx: &ReadCtx,
     peer_budget: &Arc<Semaphore>,
-) -> Result<Frame, ReadEnd> {
-    let violation = |v: Violation| NetEvent::Violation { peer, violation: v };
+) -> Result<Frame, Stop> {
     let len =
         match tokio::time::timeout(ctx.idle_timeout, framing::read_len(r, ctx.max_frame)).await {
             // Quiet for the idle timeout: closed like a clean end (a Codex peer opens a new
             // stream when it next has something to say).
-            Err(_) => return Err(ReadEnd::Eof),
+            Err(_) => return Err(Stop::End(ReadEnd::Eof)),
             Ok(Ok(len)) => len,
-            Ok(Err(FrameError::Eof)) => return Err(ReadEnd::Eof),
-            Ok(Err(FrameError::Io(_))) => return Err(ReadEnd::Gone),
+            Ok(Err(FrameError::Eof)) => return Err(Stop::End(ReadEnd::Eof)),
+            Ok(Err(FrameError::Io(_))) => return Err(Stop::End(ReadEnd::Gone)),
             Ok(Err(FrameError::TooLarge { len, max })) => {
-                let _ = ctx
-                    .events
-                    .send(violation(Violation::FrameTooLarge { len, max }))
-                    .await;
-                return Err(ReadEnd::Violation);
+                return Err(Stop::Broke(Violation::FrameTooLarge { len, max }))
             }
             Ok(Err(FrameError::BadLength | FrameError::Truncated)) => {
-                let _ = ctx.events.send(violation(Violation::Framing)).await;
-                return Err(ReadEnd::Violation);
+                return Err(Stop::Broke(Violation::Framing))
             }
         };
     // The body must come at the minimum rate or better, from the moment its length is
@@ -294,38 +298,36 @@ async fn read_frame<R: AsyncRead + Unpin>(
     .await
     {
         Ok(Ok(body)) => Ok(Frame { body, held }),
-        Ok(Err(FrameError::Truncated)) => {
-            let _ = ctx.events.send(violation(Violation::Framing)).await;
-            Err(ReadEnd::Violation)
-        }
-        Ok(Err(_)) => Err(ReadEnd::Gone),
-        Err(_) => {
-            let _ = ctx.events.send(violation(Violation::SlowFrame)).await;
-            Err(ReadEnd::Violation)
-        }
+        Ok(Err(FrameError::Truncated)) => Err(Stop::Broke(Violation::Framing)),
+        Ok(Err(_)) => Err(Stop::End(ReadEnd::Gone)),
+        Err(_) => Err(Stop::Broke(Violation::SlowFrame)),
     }
 }
 
 /// Decodes the frames of one stream in order and hands each valid message to the exchange;
-/// the first bad one ends the stream.
+/// the first bad one, or the reader's report of broken framing, ends the stream.
 async fn decode_loop(
     peer: PeerId,
-    mut frames: mpsc::Receiver<Frame>,
+    mut frames: mpsc::Receiver<Result<Frame, Violation>>,
     ctx: Arc<ReadCtx>,
     peer_budget: Arc<Semaphore>,
 ) -> ReadEnd {
-    while let Some(Frame { body, mut held }) = frames.recv().await {
+    let broke = |violation| async {
+        let _ = ctx
+            .events
+            .send(NetEvent::Violation { peer, violation })
+            .await;
+        ReadEnd::Violation
+    };
+    while let Some(frame) = frames.recv().await {
+        let Frame { body, mut held } = match frame {
+            Ok(frame) => frame,
+            Err(violation) => return broke(violation).await,
+        };
         let len = body.len();
         let message = match Message::decode(body) {
             Ok(message) => unpadded(message, len),
-            Err(e) => {
-                let violation = Violation::Message(e);
-                let _ = ctx
-                    .events
-                    .send(NetEvent::Violation { peer, violation })
-                    .await;
-                return ReadEnd::Violation;
-            }
+            Err(e) => return broke(Violation::Message(e)).await,
         };
         let extra = decoded_extra(&message, len);
         if Held::grow(&mut held, extra, &ctx.budget, &peer_budget)
@@ -359,10 +361,9 @@ mod tests {
         body.expect("the whole body is there")
     }
 
-    #[tokio::test]
-    async fn a_reused_frame_buffer_shows_only_the_new_body() {
-        let (events, _rx) = mpsc::channel(1);
-        let ctx = ReadCtx {
+    /// A reader's context with 4 MiB frames and ample budgets, its events going to `events`.
+    fn context(events: mpsc::Sender<NetEvent>) -> ReadCtx {
+        ReadCtx {
             events,
             max_frame: 4 << 20,
             budget: Arc::new(Semaphore::new(8 << 20)),
@@ -371,7 +372,54 @@ mod tests {
             min_rate: 1,
             idle_timeout: Duration::from_secs(10),
             frames: FrameBuffers::default(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_broken_frame_is_told_after_the_messages_before_it() {
+        use crate::format::blockexc::{BlockAddress, WantEntry, WantType, Wantlist};
+        use crate::format::cid::{cid_from_digest, sha256, BLOCK_CODEC};
+        let (events, mut rx) = mpsc::channel(8);
+        let ctx = Arc::new(context(events));
+        let address = BlockAddress::Cid(cid_from_digest(BLOCK_CODEC, &sha256(b"a block")));
+        let message = Message {
+            wantlist: Wantlist {
+                entries: vec![WantEntry::new(address, WantType::Have)],
+                full: false,
+            },
+            ..Message::default()
         };
+        let body = prost::Message::encode_to_vec(&message.to_wire());
+        let mut stream = Vec::new();
+        prost::encoding::encode_varint(body.len() as u64, &mut stream);
+        stream.extend_from_slice(&body);
+        // The next frame announces more than the limit.
+        prost::encoding::encode_varint(5 << 20, &mut stream);
+        let peer = PeerId::random();
+        let end = read_loop(peer, futures::io::Cursor::new(stream), &ctx).await;
+        assert_eq!(end, ReadEnd::Violation);
+        let first = rx.recv().await.expect("an event");
+        assert!(
+            matches!(&first, NetEvent::Message { message: m, .. } if m.wantlist.entries.len() == 1),
+            "the message first: {first:?}"
+        );
+        let second = rx.recv().await.expect("a second event");
+        assert!(
+            matches!(
+                second,
+                NetEvent::Violation {
+                    violation: Violation::FrameTooLarge { .. },
+                    ..
+                }
+            ),
+            "then the violation: {second:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_reused_frame_buffer_shows_only_the_new_body() {
+        let (events, _rx) = mpsc::channel(1);
+        let ctx = context(events);
         let first = vec![0xaa; 3 << 20];
         let a = body(&ctx, &first).await;
         assert_eq!(a, first);
