@@ -25,3 +25,27 @@ start_node() {
 }
 stop_node() { kill -INT "$node_pid"; wait "$node_pid" || true; }
 cpu() { awk '{print ($14 + $15) / 100}' "/proc/$node_pid/stat"; } # user + system seconds so far
+
+# Waits until the fetch whose progress URL is given reports `"complete":true`; fails on an
+# error or after TIMEOUT seconds (default 300): wait_complete PROGRESS_URL [TIMEOUT].
+# One Python process asking every 20 ms over one kept-alive connection: a `curl` process per
+# poll (with `grep` and `sleep`) cost about 15 ms of CPU each, 0.4 of a core at 50 polls a
+# second, taken from the two nodes being measured on the same two cores.
+wait_complete() {
+  python3 - "$1" "${2:-300}" <<'PY'
+import http.client, json, sys, time, urllib.parse
+url = urllib.parse.urlsplit(sys.argv[1])
+deadline = time.monotonic() + float(sys.argv[2])
+conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+while True:
+    conn.request("GET", url.path)
+    response = conn.getresponse()
+    body = response.read()
+    progress = json.loads(body) if response.status == 200 else {}
+    if progress.get("complete"):
+        break
+    if response.status != 200 or "error" in progress or time.monotonic() > deadline:
+        sys.exit(f"fetch did not complete: {response.status} {body.decode(errors='replace')}")
+    time.sleep(0.02)
+PY
+}

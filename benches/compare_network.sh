@@ -5,10 +5,13 @@
 # `openssl dgst -sha256` hashes it, then a fresh downloader of the same build connects and
 # streams it (`GET /data/{cid}/network/stream`, to /dev/null). Prints, per build, the median
 # ratio with its range, both nodes' CPU seconds for the transfer (utime + stime from
-# /proc/PID/stat, the figure the machine's noise moves least) and their peak RSS.
+# /proc/PID/stat, the figure the machine's noise moves least), their peak RSS, and how busy the
+# machine's cores were during the transfer (the nodes' CPU seconds miss the kernel's work that
+# no process is charged for).
 #
-# MODE=store fetches into B's store instead (`POST /data/{cid}/network`, then polls
-# `/network/progress` every 20 ms until complete): node to node without a client reading the
+# MODE=store fetches into B's store instead (`POST /data/{cid}/network`, then asks
+# `/network/progress` every 20 ms, over one connection, until complete: `wait_complete` in
+# common.sh, whose CPU is a fifth of a `curl` per poll's): node to node without a client reading the
 # stream, the comparison iroh-blobs' figure (data fetched and synced) asks for.
 #
 # TRANSPORT=quic connects the nodes over QUIC (`/ip4/127.0.0.1/udp/PORT/quic-v1`, for builds
@@ -67,6 +70,10 @@ stop_all() { cleanup; wait 2>/dev/null || true; pids=(); }
 cpu_of() { awk '{print ($14 + $15) / 100}' "/proc/$1/stat"; }
 hwm() { awk '/VmHWM/ {print $2}' "/proc/$1/status"; }
 peer_id() { curl -sf "$1/peerid" | python3 -c 'import sys,json; print(json.load(sys.stdin)["id"])'; }
+# The machine's CPU ticks so far, busy and in all (/proc/stat's first line; idle and iowait
+# count as not busy): what the nodes' own CPU seconds miss, such as the kernel's network and
+# disk work charged to no process, shows in how busy the cores were.
+ticks() { awk '/^cpu / {t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit}' /proc/stat; }
 
 : > "$WORK/cmpnet.txt"
 for round in $(seq "$ROUNDS"); do
@@ -90,21 +97,24 @@ for round in $(seq "$ROUNDS"); do
       # perf needs a moment to attach; without it the transfer's first blocks go unrecorded.
       sleep 1
     fi
+    read -r busy0 all0 < <(ticks)
     s=$(now)
     if [ "$MODE" = store ]; then
       curl -sf -X POST "$(api 2)/data/$cid/network" >/dev/null
-      until curl -sf "$(api 2)/data/$cid/network/progress" | grep -q '"complete":true'; do sleep 0.02; done
+      wait_complete "$(api 2)/data/$cid/network/progress"
     else
       curl -sf "$(api 2)/data/$cid/network/stream" -o /dev/null
     fi
     e=$(now)
+    read -r busy1 all1 < <(ticks)
     for p in "${perfs[@]}"; do kill -INT "$p"; wait "$p" || true; done
     t=$(echo "$e - $s" | bc)
     da=$(echo "$(cpu_of "$pid_a") - $ca" | bc); db=$(echo "$(cpu_of "$pid_b") - $cb" | bc)
     ra=$(hwm "$pid_a"); rb=$(hwm "$pid_b")
     stop_all
-    echo "$build $o $t $da $db $ra $rb" >> "$WORK/cmpnet.txt"
-    echo "round $round $build: openssl $o s, A->B $t s, CPU seeder $da s downloader $db s, VmHWM $ra / $rb kB" >&2
+    busy=$(echo "scale=3; 100 * ($busy1 - $busy0) / ($all1 - $all0)" | bc)
+    echo "$build $o $t $da $db $ra $rb $busy" >> "$WORK/cmpnet.txt"
+    echo "round $round $build: openssl $o s, A->B $t s, CPU seeder $da s downloader $db s, VmHWM $ra / $rb kB, cores busy $busy %" >&2
   done
 done
 rm -rf "$WORK"/cmpnet-a "$WORK"/cmpnet-b
@@ -112,8 +122,8 @@ rm -rf "$WORK"/cmpnet-a "$WORK"/cmpnet-b
 python3 - "$WORK/cmpnet.txt" "$@" <<'PY'
 import statistics, sys
 rows = [line.split() for line in open(sys.argv[1])]
-print("| build | A→B 1 GiB × openssl | seeder CPU s | downloader CPU s | peak RSS seeder / downloader MB |")
-print("|---|---|---|---|---|")
+print("| build | A→B 1 GiB × openssl | seeder CPU s | downloader CPU s | peak RSS seeder / downloader MB | cores busy % |")
+print("|---|---|---|---|---|---|")
 for build in sys.argv[2:]:
     r = [[float(x) for x in row[1:]] for row in rows if row[0] == build]
     ratio = sorted(o / t for o, t, *_ in r)
@@ -121,6 +131,8 @@ for build in sys.argv[2:]:
     sb = sorted(x[3] for x in r)
     fmt = lambda xs: f"{statistics.median(xs):.2f} ({xs[0]:.2f}–{xs[-1]:.2f})"
     rss = f"{max(x[4] for x in r) / 1024:.0f} / {max(x[5] for x in r) / 1024:.0f}"
-    print(f"| {build} | {fmt(ratio)} | {fmt(sa)} | {fmt(sb)} | {rss} |")
+    busy = sorted(x[6] for x in r)
+    busy = f"{statistics.median(busy):.0f} ({busy[0]:.0f}–{busy[-1]:.0f})"
+    print(f"| {build} | {fmt(ratio)} | {fmt(sa)} | {fmt(sb)} | {rss} | {busy} |")
 print(f"\nmedian (range) over {len(rows) // max(1, len(sys.argv) - 2)} rounds; peak RSS is the most over the rounds")
 PY

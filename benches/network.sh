@@ -101,15 +101,19 @@ stop_all
 # 4. The swarm (issue 12): N downloaders that know only a bootstrap node fetch 256 MiB by CID.
 swarm() { # swarm N -> seconds until all N hold it
   local n=$1 boot
-  start boot 30; start up 31 --bootstrap-node "/ip4/127.0.0.1/tcp/19230/p2p/$(peer_id "$(api 30)")"
+  # Every node here dials from 127.0.0.1: the bootstrap node and the uploader take more than
+  # the 8 inbound connections per address a node accepts by default, or the ninth node to
+  # arrive is refused and never joins (its fetch start then fails with 404 after 20 s).
+  start boot 30 --max-inbound-per-ip 64
+  start up 31 --max-inbound-per-ip 64 --bootstrap-node "/ip4/127.0.0.1/tcp/19230/p2p/$(peer_id "$(api 30)")"
   boot="/ip4/127.0.0.1/tcp/19230/p2p/$(peer_id "$(api 30)")"
   local cid; cid=$(upload "$(api 31)" "$WORK/256m")
   for i in $(seq "$n"); do start "sw$i" $((40 + i)) --bootstrap-node "$boot"; done
   sleep 1 # the announcement goes out
   local s e; s=$(now)
   # Each downloader fetches in the background (from a leaf of its own); done when all hold it.
-  # A start refused (404: the manifest not found through the DHT yet, on a loaded machine) is
-  # asked again; a fetch that stops or never completes ends the script instead of hanging it.
+  # A start refused (404: the manifest not found through the DHT yet) is asked again; a fetch
+  # that stops or never completes ends the script instead of hanging it.
   for i in $(seq "$n"); do
     local tries=0
     until curl -sf -X POST "$(api $((40 + i)))/data/$cid/network" >/dev/null; do
@@ -119,13 +123,8 @@ swarm() { # swarm N -> seconds until all N hold it
     done
   done
   for i in $(seq "$n"); do
-    local waited=0 p
-    until p=$(curl -sf "$(api $((40 + i)))/data/$cid/network/progress") && grep -q '"complete":true' <<<"$p"; do
-      if grep -q '"error"' <<<"$p" || [ "$waited" -ge 6000 ]; then
-        echo "swarm $n: downloader $i did not complete: $p" >&2; stop_all; exit 1
-      fi
-      waited=$((waited + 1)); sleep 0.05
-    done
+    wait_complete "$(api $((40 + i)))/data/$cid/network/progress" ||
+      { echo "swarm $n: downloader $i did not complete" >&2; stop_all; exit 1; }
   done
   e=$(now)
   # Who served it: the uploader's share of the blocks sent (the rest came from downloaders).
