@@ -167,3 +167,33 @@ fn a_restarted_node_rejoins_without_its_bootstrap_node() -> TestResult {
     assert!(body == second, "byte-exact");
     Ok(())
 }
+
+/// A node whose bootstrap peer refuses it says so in its log. Here the bootstrap node takes
+/// one inbound connection per address, and another node from 127.0.0.1 holds it. Every lookup
+/// of the refused node then fails, and without the warning its log gave no reason (the
+/// swarm benchmark's ninth node met this with the default cap of 8).
+#[test]
+fn a_refused_bootstrap_peer_is_said_in_the_log() -> TestResult {
+    let dirs: Vec<tempfile::TempDir> = (0..3)
+        .map(|_| tempfile::tempdir())
+        .collect::<Result<_, _>>()?;
+    let bootstrap = NodeProcess::spawn(dirs[0].path(), &["--max-inbound-per-ip", "1"])?;
+    let entry = p2p_address(&bootstrap)?;
+    let boot_id = entry.rsplit('/').next().unwrap_or_default().to_string();
+    let first = joined(dirs[1].path(), &entry)?;
+    let held = eventually(Duration::from_secs(15), || {
+        let (_, info) = get_json(&bootstrap, "/debug/info")?;
+        Ok(info["exchange"]["peers"].as_u64().unwrap_or(0) >= 1)
+    })?;
+    assert!(held, "the first node joined: {:?}", first.log());
+    let refused = joined(dirs[2].path(), &entry)?;
+    let said = eventually(Duration::from_secs(15), || {
+        Ok(refused.log().iter().any(|line| {
+            line.contains("WARN")
+                && line.contains("bootstrap peer unreachable")
+                && line.contains(&boot_id)
+        }))
+    })?;
+    assert!(said, "no warning: {:?}", refused.log());
+    Ok(())
+}

@@ -382,7 +382,9 @@ impl Net {
         let mut relay_limit = None;
         match &event {
             SwarmEvent::Dialing { .. } => self.dht.on_dial(),
-            SwarmEvent::OutgoingConnectionError { .. } => self.dht.on_dial_failed(),
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                self.dht.on_dial_failed(*peer_id, error, Instant::now())
+            }
             SwarmEvent::ConnectionClosed { connection_id, .. } => {
                 relay_limit = self.nat.on_closed(*connection_id);
             }

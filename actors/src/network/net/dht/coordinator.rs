@@ -33,6 +33,8 @@ type Kad = kad::Behaviour<ProviderStore>;
 const SAVE_INTERVAL: Duration = Duration::from_secs(30);
 /// How often expired records of other peers are dropped.
 const SWEEP_INTERVAL: Duration = Duration::from_secs(60);
+/// How often one unreachable bootstrap peer is said in the log: every lookup dials it again.
+const WARN_BOOTSTRAP_EVERY: Duration = Duration::from_secs(60);
 
 /// The DHT side of the driver; see the module doc.
 pub(crate) struct Dht {
@@ -57,6 +59,8 @@ pub(crate) struct Dht {
     next_bootstrap: Instant,
     next_save: Instant,
     next_sweep: Instant,
+    /// When each unreachable bootstrap peer was last said in the log.
+    bootstrap_warned: HashMap<PeerId, Instant>,
     stats: DhtStats,
 }
 
@@ -100,6 +104,7 @@ impl Dht {
             next_bootstrap: now + config.bootstrap_interval,
             next_save: now + SAVE_INTERVAL,
             next_sweep: now + SWEEP_INTERVAL,
+            bootstrap_warned: HashMap::new(),
             config,
             stats: DhtStats::default(),
         })
@@ -227,8 +232,29 @@ impl Dht {
         self.stats.dials += 1;
     }
 
-    pub(crate) fn on_dial_failed(&mut self) {
+    /// A dial failed. One to a bootstrap peer is said in the log, at most once a minute for
+    /// each: Kademlia keeps the peer in its table and every lookup dials it again, so a node
+    /// whose way in is refused (a bootstrap node full, or at its cap of inbound connections
+    /// per address) would otherwise fail every lookup without a word of why.
+    pub(crate) fn on_dial_failed(
+        &mut self,
+        peer: Option<PeerId>,
+        error: &impl std::fmt::Display,
+        now: Instant,
+    ) {
         self.stats.dial_failures += 1;
+        let Some(peer) = peer.filter(|p| self.bootstrap.iter().any(|b| b.peer == *p)) else {
+            return;
+        };
+        if self
+            .bootstrap_warned
+            .get(&peer)
+            .is_some_and(|at| now.duration_since(*at) < WARN_BOOTSTRAP_EVERY)
+        {
+            return;
+        }
+        self.bootstrap_warned.insert(peer, now);
+        tracing::warn!(%peer, %error, "bootstrap peer unreachable: lookups through it fail until it answers (a node refuses inbound connections beyond --max-inbound-per-ip from one address, 8 by default)");
     }
 
     pub(crate) fn on_event(&mut self, kad: &mut Kad, event: kad::Event) {
