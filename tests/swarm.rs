@@ -168,10 +168,11 @@ fn a_restarted_node_rejoins_without_its_bootstrap_node() -> TestResult {
     Ok(())
 }
 
-/// A node whose bootstrap peer refuses it says so in its log. Here the bootstrap node takes
-/// one inbound connection per address, and another node from 127.0.0.1 holds it. Every lookup
-/// of the refused node then fails, and without the warning its log gave no reason (the
-/// swarm benchmark's ninth node met this with the default cap of 8).
+/// A node whose bootstrap peer refuses it says so in its log, and its fetches say that no peer
+/// could be reached. Here the bootstrap node takes one inbound connection per address, and
+/// another node from 127.0.0.1 holds it. Every lookup of the refused node then fails; before,
+/// its log gave no reason and its fetches said only that no peer delivered in 20 s (the swarm
+/// benchmark's ninth node met this with the default cap of 8).
 #[test]
 fn a_refused_bootstrap_peer_is_said_in_the_log() -> TestResult {
     let dirs: Vec<tempfile::TempDir> = (0..3)
@@ -195,5 +196,14 @@ fn a_refused_bootstrap_peer_is_said_in_the_log() -> TestResult {
         }))
     })?;
     assert!(said, "no warning: {:?}", refused.log());
+    // Its fetches say the same: not "nobody delivered it" but "nobody could be asked".
+    let cid = upload_ok(&bootstrap, &workload::Rng::new(3).bytes(100_000))?;
+    let url = refused.url(&format!("/data/{cid}/network"));
+    let (status, body) = text(agent().post(url).send_empty()?)?;
+    assert_eq!(status, 404, "{body}");
+    assert!(
+        body.contains("this node reached none of the"),
+        "the reply says why: {body}"
+    );
     Ok(())
 }

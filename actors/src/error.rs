@@ -142,6 +142,15 @@ pub enum NotOnNetwork {
     /// Nobody delivered it within the manifest timeout (seconds).
     #[error("no peer delivered it within {0} s")]
     Timeout(u64),
+    /// Nobody delivered it within the manifest timeout, and at its end this node was connected
+    /// to no peer at all: every peer it knows refused it or could not be reached.
+    #[error("no peer delivered it within {secs} s: this node reached none of the {known} peers it knows (its log names a bootstrap peer that refuses it)")]
+    Unreachable {
+        /// Peers in the DHTs' tables when the lookup started.
+        known: u64,
+        /// The manifest timeout.
+        secs: u64,
+    },
     /// A peer's bytes do not hash to the CID asked for.
     #[error("a peer sent other bytes")]
     WrongBytes,

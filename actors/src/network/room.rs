@@ -181,9 +181,16 @@ impl Room {
                     addresses: vec![address],
                     sink: tx,
                 });
-                Err(Error::NotOnNetwork(NotOnNetwork::Timeout(
-                    timeout.as_secs(),
-                )))
+                let secs = timeout.as_secs();
+                // Still connected to nobody: not "nobody has it" but "nobody could be asked".
+                if self.net.connected_peers().await.unwrap_or(0) == 0 {
+                    let known = known + codex_known as u64;
+                    return Err(Error::NotOnNetwork(NotOnNetwork::Unreachable {
+                        known,
+                        secs,
+                    }));
+                }
+                Err(Error::NotOnNetwork(NotOnNetwork::Timeout(secs)))
             }
         }
     }
