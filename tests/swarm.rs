@@ -202,7 +202,7 @@ fn a_refused_bootstrap_peer_is_said_in_the_log() -> TestResult {
     let (status, body) = text(agent().post(url).send_empty()?)?;
     assert_eq!(status, 404, "{body}");
     assert!(
-        body.contains("this node reached none of the"),
+        body.contains("this node is connected to none of the"),
         "the reply says why: {body}"
     );
     Ok(())

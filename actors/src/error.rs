@@ -144,7 +144,7 @@ pub enum NotOnNetwork {
     Timeout(u64),
     /// Nobody delivered it within the manifest timeout, and at its end this node was connected
     /// to no peer at all: every peer it knows refused it or could not be reached.
-    #[error("no peer delivered it within {secs} s: this node reached none of the {known} peers it knows (its log names a bootstrap peer that refuses it)")]
+    #[error("no peer delivered it within {secs} s: this node is connected to none of the {known} peers it knows (its log names a bootstrap peer it could not reach)")]
     Unreachable {
         /// Peers in the DHTs' tables when the lookup started.
         known: u64,

@@ -254,7 +254,7 @@ impl Dht {
             return;
         }
         self.bootstrap_warned.insert(peer, now);
-        tracing::warn!(%peer, %error, "bootstrap peer unreachable: lookups through it fail until it answers (a node refuses inbound connections beyond --max-inbound-per-ip from one address, 8 by default)");
+        tracing::warn!(%peer, %error, "bootstrap peer unreachable: lookups through it fail until it answers (it may be down, or refusing this address: a node takes at most --max-inbound-per-ip inbound connections from one address, 8 by default)");
     }
 
     pub(crate) fn on_event(&mut self, kad: &mut Kad, event: kad::Event) {
