@@ -142,7 +142,7 @@ fn loopback_tcp() -> std::io::Result<(f64, f64)> {
 }
 
 fn main() -> std::io::Result<()> {
-    // `cargo bench` passes `--bench`; any other argument is a filter it does not need here.
+    // The arguments `cargo bench` passes (`--bench`) are ignored: there is nothing to filter.
     let openssl: Option<f64> = std::env::var("OPENSSL_S").ok().and_then(|s| s.parse().ok());
     let ratio = |s: f64| openssl.map_or(" | – |".to_string(), |o| format!(" | {:.2} |", s / o));
     let sha = sha256_of_blocks();
