@@ -52,6 +52,11 @@ async fn pump(
     let mut asked_to = None; // the leaves up to here were asked for first
     while index <= last {
         let run = (read_ahead.max(1) as u64).min(last + 1 - index);
+        // The status before the look, not after: a fetch that had ended before the look had
+        // stored all it ever will, so a leaf missing then is missing for good. Read after the
+        // look, the fetch could store the leaf and complete in between, and a leaf that was
+        // there would be answered "not found" (a mixed Codex network's test met it).
+        let current = status.borrow_and_update().clone();
         let blocks = next_run(source, index, run).await?;
         if !blocks.is_empty() {
             for block in blocks {
@@ -64,7 +69,6 @@ async fn pump(
             continue;
         }
         let asked = asked_to.is_some_and(|to| to >= index);
-        let current = status.borrow_and_update().clone();
         match current {
             FetchStatus::Failed { reason } => {
                 return Err(Error::NotOnNetwork(NotOnNetwork::FetchStopped(reason)))
