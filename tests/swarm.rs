@@ -7,14 +7,15 @@ mod common;
 
 use std::time::Duration;
 
-use common::{node_process::NodeProcess, peers::stream_network, *};
+use common::{
+    node_process::NodeProcess,
+    peers::{listen_addr, peer_id, stream_network},
+    *,
+};
 
 /// The multiaddress other nodes join through: `<listen addr>/p2p/<peer id>`.
 fn p2p_address(node: &NodeProcess) -> TestResult<String> {
-    let (_, info) = get_json(node, "/debug/info")?;
-    let addr = info["addrs"][0].as_str().ok_or("no listen address")?;
-    let id = info["id"].as_str().ok_or("no peer id")?;
-    Ok(format!("{addr}/p2p/{id}"))
+    Ok(format!("{}/p2p/{}", listen_addr(node)?, peer_id(node)?))
 }
 
 fn joined(dir: &std::path::Path, bootstrap: &str) -> TestResult<NodeProcess> {
@@ -180,7 +181,7 @@ fn a_refused_bootstrap_peer_is_said_in_the_log() -> TestResult {
         .collect::<Result<_, _>>()?;
     let bootstrap = NodeProcess::spawn(dirs[0].path(), &["--max-inbound-per-ip", "1"])?;
     let entry = p2p_address(&bootstrap)?;
-    let boot_id = entry.rsplit('/').next().unwrap_or_default().to_string();
+    let boot_id = peer_id(&bootstrap)?;
     let first = joined(dirs[1].path(), &entry)?;
     let held = eventually(Duration::from_secs(15), || {
         let (_, info) = get_json(&bootstrap, "/debug/info")?;
