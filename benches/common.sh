@@ -9,6 +9,8 @@ gen() { { openssl enc -aes-128-ctr -pass "pass:$1" -nosalt -pbkdf2 -in /dev/zero
 no_network() { if "$1" --help 2>/dev/null | grep -q -- '--no-network'; then echo --no-network; fi; }
 
 now() { date +%s.%N; }
+# The smallest of the numbers on standard input, one per line: the best of several runs.
+best() { sort -g | head -1; }
 # Seconds `openssl dgst -sha256` takes over FILE: the baseline every speed ratio divides by.
 openssl_s() { local s e; s=$(now); openssl dgst -sha256 "$1" >/dev/null; e=$(now); echo "$e - $s" | bc; }
 

@@ -17,8 +17,7 @@ mkdir -p "$WORK"
 cat "$WORK/1g" > /dev/null
 
 # Best of three of the baseline, as of every piece.
-best() { printf '%s\n' "$@" | sort -g | head -1; }
-o=$(best "$(openssl_s "$WORK/1g")" "$(openssl_s "$WORK/1g")" "$(openssl_s "$WORK/1g")")
+o=$(for _ in 1 2 3; do openssl_s "$WORK/1g"; done | best)
 echo "openssl dgst -sha256, 1 GiB: $o s"
 OPENSSL_S=$o cargo bench --quiet --bench floor 2>/dev/null
 
@@ -33,5 +32,6 @@ for _ in 1 2 3; do
   r+=("$(sys_of dd if="$WORK/floor-copy" of=/dev/null bs=4M iflag=direct status=none)")
 done
 rm -f "$WORK/floor-copy"
-echo "| direct write, synced | $(best "${w[@]}") | $(echo "scale=2; $(best "${w[@]}") / $o" | bc) |"
-echo "| direct read | $(best "${r[@]}") | $(echo "scale=2; $(best "${r[@]}") / $o" | bc) |"
+w=$(printf '%s\n' "${w[@]}" | best); r=$(printf '%s\n' "${r[@]}" | best)
+echo "| direct write, synced | $w | $(echo "scale=2; $w / $o" | bc) |"
+echo "| direct read | $r | $(echo "scale=2; $r / $o" | bc) |"

@@ -24,7 +24,6 @@ BIN=target/release/codex-node
 [ -f "$WORK/256m" ] || gen quarter $((256 << 20)) > "$WORK/256m"
 if [ "${BIG:-0}" = 1 ] && [ ! -f "$WORK/4g" ]; then gen four $((4 << 30)) > "$WORK/4g"; fi
 
-best() { sort -g | head -1; }
 median() { sort -g | awk '{a[NR]=$1} END {print a[int((NR+1)/2)]}'; }
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; }
