@@ -29,6 +29,9 @@ use libp2p::swarm::{
 };
 use tokio::sync::mpsc;
 
+pub mod scenario;
+pub mod seeder;
+
 /// Errors that may cross tasks.
 pub type Fallible<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
 
