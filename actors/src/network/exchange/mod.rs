@@ -10,8 +10,8 @@
 //! the proof's result really checked (Codex only checks that verifying did not fail): the data
 //! hashes to its CID (checked while decoding, in the network layer), the address is pending,
 //! it was asked of this peer, and a leaf's proof leads from the block to the tree root. Only
-//! then does it reach the fetch that wanted it; a failing block is never stored, and a peer
-//! that sends one is disconnected.
+//! then does it reach the fetch that wanted it (`receive.rs`); a failing block is never stored,
+//! and a peer that sends one is disconnected.
 //!
 //! As a responder (`serve.rs`), it answers wantHave with Have presences for what this node holds
 //! (never DontHave unless asked: Codex reads every presence as Have), and serves wantBlock lists
@@ -23,6 +23,7 @@
 mod deadlines;
 mod discovery;
 mod peer;
+mod receive;
 mod serve;
 mod wants;
 

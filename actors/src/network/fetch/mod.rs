@@ -6,7 +6,7 @@
 //! watch channel; readers streaming the dataset ask for the leaves they need next ([`Need`]),
 //! which go to the front of the window.
 //!
-//! A block from a peer to disk, by file names: `net/reader.rs` (frames) → `exchange/wants.rs`
+//! A block from a peer to disk, by file names: `net/reader.rs` (frames) → `exchange/receive.rs`
 //! (checks) → `fetch/mod.rs` (this file: batching) → `fetch/store.rs` (write, sync, record) →
 //! `block_store.rs` / `segments/` (bytes) and `meta_store/fetching.rs` (records).
 //!
