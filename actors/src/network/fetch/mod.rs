@@ -13,6 +13,7 @@
 //! It stops when the dataset is complete, when a block cannot be had (the status says why),
 //! or on [`CancelFetch`] (its dataset deleted or expired); the registry (`registry.rs`) forgets it then.
 
+mod bitmap;
 mod registry;
 mod store;
 pub(crate) mod stream;
@@ -31,6 +32,7 @@ use bytes::Bytes;
 use cid::Cid;
 use tokio::sync::{mpsc, watch};
 
+use bitmap::Bitmap;
 pub use registry::{Fetches, StartFetch};
 pub(crate) use registry::{LastFailure, NeedLeaves, RunningFetches};
 use window::Window;
@@ -462,62 +464,5 @@ impl Handler<CancelFetch> for Fetch {
             .status
             .send(FetchStatus::Failed { reason: msg.reason });
         ctx.stop();
-    }
-}
-
-/// One bit per leaf.
-struct Bitmap(Vec<u64>);
-
-impl Bitmap {
-    fn new(bits: u64) -> Self {
-        Self(vec![0; usize::try_from(bits.div_ceil(64)).unwrap_or(0)])
-    }
-
-    fn contains(&self, i: u64) -> bool {
-        let word = usize::try_from(i / 64).ok().and_then(|w| self.0.get(w));
-        word.is_some_and(|w| w & (1 << (i % 64)) != 0)
-    }
-
-    /// Clears bit `i`.
-    fn remove(&mut self, i: u64) {
-        if let Some(word) = usize::try_from(i / 64).ok().and_then(|w| self.0.get_mut(w)) {
-            *word &= !(1 << (i % 64));
-        }
-    }
-
-    /// Sets bit `i`; false when it was set already or is out of range.
-    fn insert(&mut self, i: u64) -> bool {
-        let Some(word) = usize::try_from(i / 64).ok().and_then(|w| self.0.get_mut(w)) else {
-            return false;
-        };
-        let bit = 1 << (i % 64);
-        let fresh = *word & bit == 0;
-        *word |= bit;
-        fresh
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::Bitmap;
-
-    #[test]
-    fn a_bitmap_sets_each_bit_once_and_refuses_out_of_range() {
-        let mut b = Bitmap::new(130);
-        for i in [0, 63, 64, 127, 128, 129] {
-            assert!(!b.contains(i));
-            assert!(b.insert(i), "{i} is new");
-            assert!(!b.insert(i), "{i} is set already");
-            assert!(b.contains(i));
-        }
-        assert!(!b.contains(1) && !b.contains(65));
-        b.remove(63);
-        assert!(
-            !b.contains(63) && b.contains(64),
-            "only that bit is cleared"
-        );
-        assert!(b.insert(63), "wanted again");
-        assert!(!b.insert(192), "past the last word");
-        assert!(!b.contains(u64::MAX));
     }
 }
