@@ -47,6 +47,7 @@ pub mod config;
 pub mod crypto;
 pub mod error;
 mod handle;
+mod lookup;
 pub mod message;
 pub mod node_id;
 pub mod packet;
