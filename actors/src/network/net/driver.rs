@@ -12,6 +12,7 @@ use libp2p::{identify, Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use crate::network::net::dht::{self, addrs, Dht};
+use crate::network::net::dials::Dials;
 use crate::network::net::inbound::Inbound;
 use crate::network::net::nat::Nat;
 use crate::network::net::peer;
@@ -27,13 +28,8 @@ use crate::network::net::{
 const COMMAND_QUEUE: usize = 64;
 /// Time allowed for the listen addresses to be bound at start.
 const LISTEN_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long a dial waits for the new connection's identify before calling it a success.
-const IDENTIFY_WAIT: Duration = Duration::from_secs(5);
 /// Period of the DHT's timers; also the precision of lookup deadlines.
 const DHT_TICK: Duration = Duration::from_secs(1);
-
-/// Where a dial's outcome goes.
-type DialReply = oneshot::Sender<Result<(), NetError>>;
 
 /// The network component. Start it with [`Net::start`]; then talk to it through the
 /// [`NetHandle`] and read its [`NetEvent`]s.
@@ -46,10 +42,7 @@ pub struct Net {
     /// Each connected peer's send queue (its writer task holds the other end).
     writers: HashMap<PeerId, mpsc::Sender<Outgoing>>,
     /// Handles waiting for a dial to a peer to finish.
-    dials: HashMap<PeerId, Vec<DialReply>>,
-    /// Dials whose connection is up, waiting for the peer's identify: a peer that drops the
-    /// connection at once (its slots are full) or does not speak block exchange is no success.
-    identifying: HashMap<PeerId, (Instant, Vec<DialReply>)>,
+    dials: Dials,
     control: libp2p_stream::Control,
     ctx: Arc<ReadCtx>,
     peer_queue_len: usize,
@@ -168,8 +161,7 @@ impl Net {
             commands,
             pending,
             writers: HashMap::new(),
-            dials: HashMap::new(),
-            identifying: HashMap::new(),
+            dials: Dials::default(),
             control,
             ctx,
             peer_queue_len: config.peer_queue_len.max(1),
@@ -331,7 +323,7 @@ impl Net {
         match self.swarm.dial(opts) {
             // A dial already under way answers this caller too.
             Ok(()) | Err(DialError::DialPeerConditionFalse(_)) => {
-                self.dials.entry(peer).or_default().push(reply);
+                self.dials.wait(peer, reply);
             }
             Err(e) => {
                 let _ = reply.send(Err(NetError::Dial(e.to_string())));
@@ -339,41 +331,16 @@ impl Net {
         }
     }
 
-    fn finish_dials(&mut self, peer: PeerId, result: &Result<(), NetError>) {
-        let waiting = self.identifying.remove(&peer).map(|(_, w)| w);
-        let dialled = self.dials.remove(&peer);
-        for waiter in waiting.into_iter().chain(dialled).flatten() {
-            let _ = waiter.send(result.clone());
-        }
-    }
-
-    /// A dial's connection is up: its callers hear of it once the peer identified itself.
-    fn connected(&mut self, peer: PeerId) {
-        if let Some(waiters) = self.dials.remove(&peer) {
-            let entry = self
-                .identifying
-                .entry(peer)
-                .or_insert_with(|| (Instant::now(), Vec::new()));
-            entry.1.extend(waiters);
-        }
-    }
-
-    /// Peers that kept the connection but never identified within [`IDENTIFY_WAIT`] count as
-    /// connected (a peer without identify can still exchange blocks).
+    /// Peers that kept the connection but never identified in time count as connected (a
+    /// peer without identify can still exchange blocks).
     fn expire_identifying(&mut self, now: Instant) {
-        let late: Vec<PeerId> = self
-            .identifying
-            .iter()
-            .filter(|(_, (at, _))| now.duration_since(*at) > IDENTIFY_WAIT)
-            .map(|(p, _)| *p)
-            .collect();
-        for peer in late {
+        for peer in self.dials.late(now) {
             let result = if self.swarm.is_connected(&peer) {
                 Ok(())
             } else {
                 Err(NetError::Dial("the peer closed the connection".into()))
             };
-            self.finish_dials(peer, &result);
+            self.dials.finish(peer, &result);
         }
     }
 
@@ -448,7 +415,7 @@ impl Net {
             } => {
                 self.nat
                     .on_established(&mut self.swarm, peer_id, connection_id, &endpoint);
-                self.connected(peer_id);
+                self.dials.connected(peer_id);
                 if num_established.get() == 1 {
                     let (tx, rx) = mpsc::channel(self.peer_queue_len);
                     self.writers.insert(peer_id, tx);
@@ -467,7 +434,8 @@ impl Net {
             } => {
                 self.writers.remove(&peer_id);
                 let closed = "the peer closed the connection at once (it may be full)";
-                self.finish_dials(peer_id, &Err(NetError::Dial(closed.into())));
+                self.dials
+                    .finish(peer_id, &Err(NetError::Dial(closed.into())));
                 self.pending.push_back(NetEvent::PeerDisconnected {
                     peer: peer_id,
                     relay_limit,
@@ -479,7 +447,8 @@ impl Net {
                 error,
                 ..
             } if !self.swarm.is_connected(&peer) => {
-                self.finish_dials(peer, &Err(NetError::Dial(error.to_string())));
+                self.dials
+                    .finish(peer, &Err(NetError::Dial(error.to_string())));
             }
             SwarmEvent::Behaviour(BehaviourEvent::Identify(identify::Event::Received {
                 peer_id,
@@ -493,8 +462,8 @@ impl Net {
                         "the peer does not speak {BLOCKEXC_PROTOCOL}"
                     )))
                 };
-                if self.identifying.contains_key(&peer_id) {
-                    self.finish_dials(peer_id, &result);
+                if self.dials.is_identifying(&peer_id) {
+                    self.dials.finish(peer_id, &result);
                 }
                 self.nat.on_identify(peer_id, &info);
                 self.dht

@@ -46,6 +46,7 @@
 
 mod config;
 pub mod dht;
+mod dials;
 mod driver;
 mod error;
 mod events;
