@@ -1,8 +1,9 @@
 //! The dashboard in a real browser: Debian's Chromium, headless, driven through chromedriver,
 //! against the real binary. One test uploads a file through the page (a refused name first, a
 //! dropped file last), copies its CID, downloads it back byte-exact, deletes it and sees it
-//! gone; another fetches a CID from a second node and watches the progress reach 100 %; a third
-//! cancels a fetch. Screenshots of each state go to `target/screenshots/`. One more test, with
+//! gone; another fetches a CID from a second node, watches the progress reach 100 %, finds the
+//! finished fetch again after a reload and dismisses it for good; a third cancels a fetch, which
+//! a reload then drops. Screenshots of each state go to `target/screenshots/`. One more test, with
 //! no browser, checks `--no-dashboard` and the page's headers.
 //!
 //! Where no Chromium is installed the browser tests print `SKIP: … because …` and return, except
@@ -23,12 +24,17 @@ fn open(test: &str, node: &NodeProcess) -> TestResult<Option<Browser>> {
     let Some(browser) = Browser::start_or_skip(test)? else {
         return Ok(None);
     };
-    browser.goto(&format!("http://{}/", node.addr))?;
-    browser.wait(
+    show_dashboard(&browser, node)?;
+    Ok(Some(browser))
+}
+
+/// Reloads the dashboard of `node` in `page` and waits for its figures.
+fn show_dashboard(page: &Browser, node: &NodeProcess) -> TestResult {
+    page.goto(&format!("http://{}/", node.addr))?;
+    page.wait(
         "the storage figures",
         "$('storage-quota').textContent !== '–'",
-    )?;
-    Ok(Some(browser))
+    )
 }
 
 /// The controls a screen reader could not name (no label, ARIA name or text), as HTML.
@@ -216,6 +222,18 @@ fn the_page_fetches_a_cid_from_another_node_to_100_percent() -> TestResult {
         &format!("{received} === '{counted}'"),
     )?;
     page.screenshot("dashboard-5-fetched")?;
+    // After a reload the finished fetch is still shown, named by its file, although
+    // `/debug/info` lists only running ones: the browser remembers it until it is dismissed.
+    page.goto(&format!("http://{}/", b.addr))?;
+    page.wait("the finished fetch after a reload", &done)?;
+    page.wait(
+        "its file name",
+        &format!("{}.textContent === 'holiday.mkv: {cid}'", item(".cid")),
+    )?;
+    page.click(&format!("#fetches li[data-cid='{cid}'] button.dismiss"))?;
+    show_dashboard(&page, &b)?;
+    let items = page.eval("document.querySelectorAll('#fetches li').length")?;
+    assert_eq!(items, 0, "a dismissed fetch came back after a reload");
     let (_, p) = progress(&b, &cid)?;
     assert_eq!(p["complete"], true, "{p}");
     let (status, _, body) = download(&b, &cid, None)?;
@@ -275,6 +293,12 @@ fn the_page_cancels_a_fetch_and_frees_what_it_stored() -> TestResult {
     let reserved = "$('storage-reserved').textContent.startsWith('0 B')";
     page.wait("the reservation given back", reserved)?;
     page.screenshot("dashboard-7-cancelled")?;
+    // Remembered, but nothing of it is on the node any more: a reload drops it.
+    show_dashboard(&page, &b)?;
+    page.wait(
+        "the cancelled fetch dropped after a reload",
+        &format!("{} === null", item("")),
+    )?;
     Ok(())
 }
 

@@ -1,7 +1,10 @@
 // Fetch by CID: `POST /data/{cid}/network` starts a background fetch, `/network/progress` is
 // polled for its figures, `DELETE /data/{cid}` cancels it (and frees what it stored), and the
 // local download link appears once it is complete. Fetches the node reports in `/debug/info`
-// (`partialDatasets`) are shown as well, so a reload of the page finds them again.
+// (`partialDatasets`) are shown as well. The browser remembers the fetches shown until they
+// are dismissed (localStorage, which is per origin and so per node), so that a reload finds
+// the finished and stopped ones again too, which `/debug/info` no longer lists; one whose
+// dataset the node no longer has at all is dropped.
 
 import { bytes, call, dataUrl, el, json, percent, showError } from "./api.js";
 
@@ -12,6 +15,42 @@ const BLOCK = 64 * 1024;
 const shown = new Map();
 /** Runs when a fetch completes or is cancelled, to redraw what depends on it. */
 let onChange = () => {};
+/** The localStorage key of the remembered fetches: `[{cid, name}]`, newest first. */
+const REMEMBERED = "codex-dashboard-fetches";
+/** Fetches remembered at most; the oldest are forgotten first. */
+const MAX_REMEMBERED = 50;
+
+function remembered() {
+  try {
+    const list = JSON.parse(localStorage.getItem(REMEMBERED) || "[]");
+    return Array.isArray(list) ? list.filter((f) => typeof f?.cid === "string") : [];
+  } catch {
+    return []; // no storage (a private window) or a damaged entry: nothing remembered
+  }
+}
+
+function save(list) {
+  try {
+    localStorage.setItem(REMEMBERED, JSON.stringify(list.slice(0, MAX_REMEMBERED)));
+  } catch {
+    // No storage: the page works, and forgets on reload as it did before.
+  }
+}
+
+/** Remembers a fetch shown, with its file name once known. */
+function remember(cid, name) {
+  const list = remembered();
+  const known = list.find((f) => f.cid === cid);
+  save([{ cid, name: name ?? known?.name }, ...list.filter((f) => f.cid !== cid)]);
+}
+
+function forget(cid) {
+  save(remembered().filter((f) => f.cid !== cid));
+}
+
+function label(entry, cid, name) {
+  if (name) entry.li.querySelector(".cid").textContent = `${name}: ${cid}`;
+}
 
 function explainFetch(status, text) {
   switch (status) {
@@ -52,11 +91,13 @@ function item(cid) {
   });
   dismiss.addEventListener("click", () => {
     shown.delete(cid);
+    forget(cid);
     li.remove();
     $("fetch-cid").focus();
   });
   $("fetches").prepend(li);
   shown.set(cid, entry);
+  remember(cid);
   return entry;
 }
 
@@ -65,6 +106,15 @@ async function poll(cid, entry) {
   try {
     p = await json(`/data/${encodeURIComponent(cid)}/network/progress`);
   } catch (e) {
+    if (e.status === 404 && entry.restored) {
+      // Remembered from an earlier visit, and nothing of it is on the node any more (deleted,
+      // expired, or another data directory): drop it.
+      clearInterval(entry.timer);
+      shown.delete(cid);
+      forget(cid);
+      entry.li.remove();
+      return;
+    }
     if (e.status === 404) return; // not started yet
     entry.text.textContent = `Progress unknown (${e.status}: ${e.text}).`;
     return;
@@ -107,13 +157,15 @@ function watch(cid) {
 async function start(cid) {
   showError($("fetch-error"), "");
   const entry = shown.get(cid) || item(cid);
+  entry.restored = false;
   entry.text.textContent = "Asking the network…";
   entry.cancel.hidden = false;
   entry.dismiss.hidden = true;
   try {
     const answer = await json(`/data/${encodeURIComponent(cid)}/network`, { method: "POST" });
     const name = answer.manifest?.filename;
-    if (name) entry.li.querySelector(".cid").textContent = `${name}: ${cid}`;
+    label(entry, cid, name);
+    remember(cid, name);
     watch(cid);
   } catch (e) {
     entry.text.textContent = "Not started.";
@@ -131,6 +183,14 @@ export function setupFetch(changed) {
     const cid = $("fetch-cid").value.trim();
     if (cid) start(cid);
   });
+  // Oldest first, as each new item goes on top.
+  for (const { cid, name } of remembered().reverse()) {
+    if (shown.has(cid)) continue;
+    const entry = item(cid);
+    entry.restored = true;
+    label(entry, cid, name);
+    watch(cid);
+  }
 }
 
 /** Shows the fetches the node reports (`partialDatasets` of `/debug/info`) not yet shown. */
