@@ -1,7 +1,7 @@
 // Fetch by CID: `POST /data/{cid}/network` starts a background fetch, `/network/progress` is
 // polled for its figures, `DELETE /data/{cid}` cancels it (and frees what it stored), and the
 // local download link appears once it is complete. Fetches the node reports in `/debug/info`
-// (`partialDatasets`) are shown as well. The browser remembers the fetches shown until they
+// (`partialDatasets`) are shown as well. The browser remembers the fetches that started until they
 // are dismissed (localStorage, which is per origin and so per node), so that a reload finds
 // the finished and stopped ones again too, which `/debug/info` no longer lists; one whose
 // dataset the node no longer has at all is dropped.
@@ -97,7 +97,6 @@ function item(cid) {
   });
   $("fetches").prepend(li);
   shown.set(cid, entry);
-  remember(cid);
   return entry;
 }
 
@@ -106,9 +105,9 @@ async function poll(cid, entry) {
   try {
     p = await json(`/data/${encodeURIComponent(cid)}/network/progress`);
   } catch (e) {
-    if (e.status === 404 && entry.restored) {
+    if ((e.status === 404 || e.status === 400) && entry.restored) {
       // Remembered from an earlier visit, and nothing of it is on the node any more (deleted,
-      // expired, or another data directory): drop it.
+      // expired, or another data directory), or not a CID at all: drop it.
       clearInterval(entry.timer);
       shown.delete(cid);
       forget(cid);
@@ -147,8 +146,11 @@ async function poll(cid, entry) {
   }
 }
 
-function watch(cid) {
+/** Polls a fetch that started (here, elsewhere or before a reload), and remembers it. */
+function watch(cid, name) {
   const entry = shown.get(cid) || item(cid);
+  label(entry, cid, name);
+  remember(cid, name);
   clearInterval(entry.timer);
   entry.timer = setInterval(() => poll(cid, entry), 500);
   poll(cid, entry);
@@ -163,10 +165,7 @@ async function start(cid) {
   entry.dismiss.hidden = true;
   try {
     const answer = await json(`/data/${encodeURIComponent(cid)}/network`, { method: "POST" });
-    const name = answer.manifest?.filename;
-    label(entry, cid, name);
-    remember(cid, name);
-    watch(cid);
+    watch(cid, answer.manifest?.filename);
   } catch (e) {
     entry.text.textContent = "Not started.";
     entry.cancel.hidden = true;
@@ -186,10 +185,8 @@ export function setupFetch(changed) {
   // Oldest first, as each new item goes on top.
   for (const { cid, name } of remembered().reverse()) {
     if (shown.has(cid)) continue;
-    const entry = item(cid);
-    entry.restored = true;
-    label(entry, cid, name);
-    watch(cid);
+    item(cid).restored = true;
+    watch(cid, name);
   }
 }
 
