@@ -3,8 +3,10 @@
 //! dropped file last), copies its CID, downloads it back byte-exact, deletes it and sees it
 //! gone; another fetches a CID from a second node, watches the progress reach 100 %, finds the
 //! finished fetch again after a reload and dismisses it for good; a third cancels a fetch, which
-//! a reload then drops. Screenshots of each state go to `target/screenshots/`. One more test, with
-//! no browser, checks `--no-dashboard` and the page's headers.
+//! a reload then drops; a fourth switches the system's colour scheme to light and to dark and
+//! measures the contrast of every text in both. Screenshots of each state go to
+//! `target/screenshots/`. One more test, with no browser, checks `--no-dashboard` and the
+//! page's headers.
 //!
 //! Where no Chromium is installed the browser tests print `SKIP: … because …` and return, except
 //! under CI (`CI` set), where a missing browser is a failure: `.ci/run` installs it (see
@@ -44,6 +46,31 @@ fn unnamed_controls(page: &Browser) -> TestResult<String> {
          .filter((e) => !(e.labels?.length || e.getAttribute('aria-label') \
            || e.getAttribute('aria-labelledby') || e.textContent.trim())) \
          .map((e) => e.outerHTML).join('\\n')",
+    )
+}
+
+/// Every visible text on the page whose colour has a contrast under 4.5:1 (WCAG's AA for body
+/// text) against the background it sits on, one line each; disabled controls are exempt. The
+/// background is the nearest opaque one among the element and its ancestors.
+fn low_contrast(page: &Browser) -> TestResult<String> {
+    page.text(
+        "(() => { \
+           const rgb = (c) => (c.match(/[\\d.]+/g) || []).map(Number); \
+           const lum = ([r, g, b]) => [r, g, b].map((v) => { v /= 255; \
+             return v <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4; }) \
+             .reduce((s, v, i) => s + v * [0.2126, 0.7152, 0.0722][i], 0); \
+           const bg = (e) => { for (; e; e = e.parentElement) { \
+             const c = rgb(getComputedStyle(e).backgroundColor); \
+             if (c.length === 3 || c[3] > 0.5) return c; } return [255, 255, 255]; }; \
+           const out = []; \
+           for (const e of document.querySelectorAll('body *')) { \
+             const own = [...e.childNodes].some((n) => n.nodeType === 3 && n.textContent.trim()); \
+             if (!own || !e.getClientRects().length || e.disabled) continue; \
+             const [a, b] = [lum(rgb(getComputedStyle(e).color)), lum(bg(e))]; \
+             const ratio = (Math.max(a, b) + 0.05) / (Math.min(a, b) + 0.05); \
+             if (ratio < 4.5) out.push(`${ratio.toFixed(2)} ${e.tagName} ${e.className} \
+               ${e.textContent.trim().slice(0, 40)}`); } \
+           return out.join('\\n'); })()",
     )
 }
 
@@ -299,6 +326,38 @@ fn the_page_cancels_a_fetch_and_frees_what_it_stored() -> TestResult {
         "the cancelled fetch dropped after a reload",
         &format!("{} === null", item("")),
     )?;
+    Ok(())
+}
+
+/// The page follows the system's colour scheme, and in both schemes every text keeps its
+/// contrast: with datasets listed, a fetch refused and its error said.
+#[test]
+fn the_page_is_light_or_dark_as_the_system_asks_and_stays_legible() -> TestResult {
+    let dir = tempfile::tempdir()?;
+    let node = NodeProcess::spawn(dir.path(), &[])?;
+    let (status, cid) = upload(&node, &pattern(100_000), Some("notes.txt"), None)?;
+    assert_eq!(status, 200, "{cid}");
+    let test = "the_page_is_light_or_dark_as_the_system_asks_and_stays_legible";
+    let Some(page) = open(test, &node)? else {
+        return Ok(());
+    };
+    page.wait(
+        "the dataset listed",
+        &format!("document.querySelector(\"#dataset-rows tr[data-cid='{cid}']\") !== null"),
+    )?;
+    page.type_into("#fetch-cid", "not-a-cid")?;
+    page.click("#fetch-form button[type=submit]")?;
+    page.wait("the refusal", "!$('fetch-error').hidden")?;
+    let background = "getComputedStyle(document.documentElement).backgroundColor";
+    for (scheme, expected) in [("light", "rgb(244, 245, 247)"), ("dark", "rgb(18, 21, 28)")] {
+        page.prefer_color_scheme(scheme)?;
+        page.wait(
+            &format!("the {scheme} background"),
+            &format!("{background} === '{expected}'"),
+        )?;
+        page.screenshot(&format!("dashboard-8-{scheme}"))?;
+        assert_eq!(low_contrast(&page)?, "", "{scheme}: texts below 4.5:1");
+    }
     Ok(())
 }
 

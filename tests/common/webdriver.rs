@@ -209,6 +209,21 @@ impl Browser {
         Ok(())
     }
 
+    /// Makes the page see `prefers-color-scheme: scheme` ("light" or "dark"), as a system set
+    /// to that scheme would (Chrome DevTools' media emulation, through chromedriver).
+    pub fn prefer_color_scheme(&self, scheme: &str) -> TestResult {
+        let features = [json!({ "name": "prefers-color-scheme", "value": scheme })];
+        self.command(
+            "POST",
+            "/goog/cdp/execute",
+            Some(json!({
+                "cmd": "Emulation.setEmulatedMedia",
+                "params": { "features": features },
+            })),
+        )?;
+        Ok(())
+    }
+
     /// Saves a screenshot of the window as `target/screenshots/<name>.png`.
     pub fn screenshot(&self, name: &str) -> TestResult<PathBuf> {
         let dir = Path::new(env!("CARGO_TARGET_TMPDIR"))
