@@ -9,13 +9,15 @@
 //! byte, and the repository is consistent afterwards.
 
 mod bad_peer;
+mod dataset;
 mod engine_nodes;
 mod net_common;
 
 use std::time::Duration;
 
-use bad_peer::{BadPeer, Dataset, Misbehaviour, Report, BLOCK};
+use bad_peer::{dataset, BadPeer, Misbehaviour, Report};
 use codex_actors::{Error, ExchangeStats, FetchStatus, Node};
+use dataset::BLOCK;
 use engine_nodes::{collect, connect, upload};
 use net_common::TestResult;
 
@@ -50,9 +52,9 @@ fn run_case(how: Misbehaviour) -> TestResult {
     let o_path = o_dir.clone();
     actix::System::new().block_on(async move {
         // 20 blocks, the last one partial; `other` has the same shape and other bytes.
-        let x = Dataset::new(1, 19 * BLOCK + 4321)?;
-        let other = Dataset::new(2, 19 * BLOCK + 4321)?;
-        let y = Dataset::new(3, 5 * BLOCK + 17)?;
+        let x = dataset(1, 19 * BLOCK + 4321)?;
+        let other = dataset(2, 19 * BLOCK + 4321)?;
+        let y = dataset(3, 5 * BLOCK + 17)?;
         let o = start(&o_path).await?;
         let s = start(&s_dir).await?;
         assert_eq!(

@@ -13,15 +13,12 @@ use std::sync::{
 };
 use std::time::Duration;
 
-use bytes::Bytes;
 use codex_actors::format::{
-    blockexc::{wire, BlockAddress, BlockDelivery, Message},
-    cid::{cid_from_digest, sha256, Digest, BLOCK_CODEC, ROOT_CODEC},
-    manifest::Manifest,
-    merkle::{self, CodexProof},
+    blockexc::{wire, Message},
+    cid::{cid_from_digest, sha256, BLOCK_CODEC},
 };
 use codex_actors::network::net::{framing, BLOCKEXC_PROTOCOL};
-use codex_actors::{Cid, Multiaddr, PeerId};
+use codex_actors::{Multiaddr, PeerId};
 use futures::{AsyncReadExt as _, AsyncWriteExt as _, StreamExt as _};
 use libp2p::swarm::{
     dial_opts::{DialOpts, PeerCondition},
@@ -29,14 +26,16 @@ use libp2p::swarm::{
 };
 use tokio::sync::mpsc;
 
+// The same dataset the engine's misbehaving-peer tests serve from.
+#[path = "../../actors/tests/dataset/mod.rs"]
+mod dataset;
 pub mod scenario;
 pub mod seeder;
 
+pub use dataset::Dataset;
+
 /// Errors that may cross tasks.
 pub type Fallible<T = ()> = Result<T, Box<dyn std::error::Error + Send + Sync>>;
-
-/// 64 KiB, Codex's block size.
-pub const BLOCK: usize = 64 * 1024;
 
 /// One hostile identity: a key, a swarm on its own task, and its connection counts.
 pub struct Identity {
@@ -225,75 +224,6 @@ pub fn wants(entries: Vec<wire::Entry>) -> wire::Message {
             full: Some(0),
         }),
         ..wire::Message::default()
-    }
-}
-
-/// A dataset as Codex chunks it, with everything a seeder needs.
-pub struct Dataset {
-    pub data: Vec<u8>,
-    pub blocks: Vec<Bytes>,
-    pub layers: Vec<Vec<Digest>>,
-    pub tree: Cid,
-    pub manifest: Bytes,
-    pub manifest_cid: Cid,
-}
-
-impl Dataset {
-    pub fn new(data: Vec<u8>) -> Fallible<Self> {
-        let blocks: Vec<Bytes> = data
-            .chunks(BLOCK)
-            .map(|c| {
-                let mut b = c.to_vec();
-                b.resize(BLOCK, 0);
-                Bytes::from(b)
-            })
-            .collect();
-        let digests: Vec<Digest> = blocks.iter().map(|b| sha256(b)).collect();
-        let layers = merkle::layers(&digests).ok_or("no leaves")?;
-        let root = layers.last().and_then(|l| l.first()).ok_or("no root")?;
-        let tree = cid_from_digest(ROOT_CODEC, root);
-        let manifest = Manifest::new(tree, data.len() as u64, BLOCK as u32, None, None);
-        Ok(Self {
-            data,
-            blocks,
-            layers,
-            tree,
-            manifest_cid: manifest.cid(),
-            manifest: Bytes::from(manifest.encode()),
-        })
-    }
-
-    /// The genuine delivery for `address`, if this dataset holds it.
-    pub fn delivery(&self, address: &BlockAddress) -> Option<BlockDelivery> {
-        match address {
-            BlockAddress::Cid(cid) if *cid == self.manifest_cid => Some(BlockDelivery {
-                cid: *cid,
-                data: self.manifest.clone(),
-                address: address.clone(),
-                proof: None,
-            }),
-            BlockAddress::Leaf { tree, index } if *tree == self.tree => {
-                let i = usize::try_from(*index).ok()?;
-                let data = self.blocks.get(i)?.clone();
-                Some(BlockDelivery {
-                    cid: cid_from_digest(BLOCK_CODEC, &sha256(&data)),
-                    data,
-                    address: address.clone(),
-                    proof: CodexProof::from_layers(&self.layers, *index),
-                })
-            }
-            _ => None,
-        }
-    }
-
-    /// True when `address` is one of this dataset's.
-    pub fn holds(&self, address: &BlockAddress) -> bool {
-        match address {
-            BlockAddress::Cid(cid) => *cid == self.manifest_cid,
-            BlockAddress::Leaf { tree, index } => {
-                *tree == self.tree && (*index as usize) < self.blocks.len()
-            }
-        }
     }
 }
 

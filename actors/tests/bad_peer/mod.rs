@@ -7,23 +7,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use codex_actors::{
-    format::{
-        blockexc::{BlockAddress, BlockDelivery, BlockPresence, Message, WantType},
-        cid::{cid_from_digest, sha256, Digest, BLOCK_CODEC, ROOT_CODEC},
-        manifest::Manifest,
-        merkle::{self, CodexProof},
-    },
+    format::blockexc::{BlockAddress, BlockDelivery, BlockPresence, Message, WantType},
     network::net::{framing, BLOCKEXC_PROTOCOL},
-    Cid, Multiaddr, PeerId,
+    Multiaddr, PeerId,
 };
 use futures::{AsyncReadExt as _, StreamExt as _};
 use libp2p::swarm::{dial_opts::DialOpts, SwarmEvent};
 use tokio::sync::mpsc;
 
+use crate::dataset::Dataset;
 use crate::net_common::{self, TestResult};
-
-/// 64 KiB, Codex's block size.
-pub const BLOCK: usize = 64 * 1024;
 
 /// One kind of bad answer to a request for leaves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,84 +43,12 @@ impl Misbehaviour {
     }
 }
 
-/// A dataset built here, as Codex chunks and hashes it: padded blocks, the tree, the manifest.
-pub struct Dataset {
-    pub data: Vec<u8>,
-    blocks: Vec<Bytes>,
-    cids: Vec<Cid>,
-    layers: Vec<Vec<Digest>>,
-    tree: Cid,
-    pub manifest: Bytes,
-    pub manifest_cid: Cid,
-}
-
-impl Dataset {
-    pub fn new(seed: u8, len: usize) -> TestResult<Self> {
-        let data: Vec<u8> = (0..len)
-            .map(|i| ((i * 131 + i / 7 + seed as usize * 17) % 251) as u8)
-            .collect();
-        let blocks: Vec<Bytes> = data
-            .chunks(BLOCK)
-            .map(|c| {
-                let mut b = c.to_vec();
-                b.resize(BLOCK, 0);
-                Bytes::from(b)
-            })
-            .collect();
-        let digests: Vec<Digest> = blocks.iter().map(|b| sha256(b)).collect();
-        let cids = digests
-            .iter()
-            .map(|d| cid_from_digest(BLOCK_CODEC, d))
-            .collect();
-        let layers = merkle::layers(&digests).ok_or("no leaves")?;
-        let root = layers.last().and_then(|l| l.first()).ok_or("no root")?;
-        let tree = cid_from_digest(ROOT_CODEC, root);
-        let manifest = Manifest::new(tree, len as u64, BLOCK as u32, None, None);
-        Ok(Self {
-            data,
-            blocks,
-            cids,
-            tree,
-            manifest_cid: manifest.cid(),
-            manifest: Bytes::from(manifest.encode()),
-            layers,
-        })
-    }
-
-    pub fn holds(&self, address: &BlockAddress) -> bool {
-        match address {
-            BlockAddress::Cid(cid) => *cid == self.manifest_cid,
-            BlockAddress::Leaf { tree, index } => {
-                *tree == self.tree && (*index as usize) < self.blocks.len()
-            }
-        }
-    }
-
-    pub fn proof(&self, index: u64) -> Option<CodexProof> {
-        CodexProof::from_layers(&self.layers, index)
-    }
-
-    /// The genuine delivery for `address`, if this dataset holds it.
-    pub fn delivery(&self, address: &BlockAddress) -> Option<BlockDelivery> {
-        match address {
-            BlockAddress::Cid(cid) if *cid == self.manifest_cid => Some(BlockDelivery {
-                cid: *cid,
-                data: self.manifest.clone(),
-                address: address.clone(),
-                proof: None,
-            }),
-            BlockAddress::Leaf { tree, index } if *tree == self.tree => {
-                let i = usize::try_from(*index).ok()?;
-                Some(BlockDelivery {
-                    cid: *self.cids.get(i)?,
-                    data: self.blocks.get(i)?.clone(),
-                    address: address.clone(),
-                    proof: self.proof(*index),
-                })
-            }
-            _ => None,
-        }
-    }
+/// A dataset of `len` bytes from `seed`, as Codex chunks and hashes it.
+pub fn dataset(seed: u8, len: usize) -> TestResult<Dataset> {
+    let data: Vec<u8> = (0..len)
+        .map(|i| ((i * 131 + i / 7 + seed as usize * 17) % 251) as u8)
+        .collect();
+    Dataset::new(data)
 }
 
 /// What the bad peer saw happen.
