@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use codex_actors::network::codex_dht::codec::{Codec, CodecLimits, Inbound, Peer};
 use codex_actors::network::codex_dht::rate_limit::RateLimits;
 use codex_actors::network::codex_dht::{
-    Body, CodexDht, DhtConfig, DhtError, Message, NodeId, RequestId, Spr,
+    Body, CodexDht, DhtConfig, DhtError, Message, NodeId, RequestId, RoutingEntry, Spr,
 };
 use libp2p::identity::Keypair;
 use tokio::net::UdpSocket;
@@ -174,6 +174,48 @@ async fn wait_provider(c: &CodexDht, b: &CodexDht, key: NodeId, tcp: &str) -> Te
 /// Issue 18: a node whose reachable addresses change signs its records anew. A provider record
 /// announced again replaces the old one where it is kept, and a node that PINGs it sees the
 /// higher sequence number and fetches the new DHT record (with its new UDP address).
+/// A key whose node id lies at a log distance from `from` that `wanted` accepts.
+fn key_at(from: &NodeId, wanted: impl Fn(u16) -> bool) -> Keypair {
+    loop {
+        let key = Keypair::generate_secp256k1();
+        let id = NodeId::from_peer_id(&key.public().to_peer_id());
+        if wanted(id.log_distance(from)) {
+            return key;
+        }
+    }
+}
+
+async fn node_from(key: Keypair) -> TestResult<CodexDht> {
+    let config = DhtConfig::new(key).bind("127.0.0.1:0".parse()?);
+    Ok(CodexDht::start(config).await?)
+}
+
+/// A join's lookup asks the node it joins through for three log distances, those nearest its
+/// own id; a node at another distance from that node stays unknown, however small the
+/// network. A sweep asks for the 16 greatest and finds it.
+#[tokio::test]
+async fn a_sweep_finds_the_node_a_join_cannot() -> TestResult {
+    let x = node().await?;
+    // C1 at distance 250 or less from X; the joiner at 254 or more, so that its join asks X
+    // for 253 to 256 only.
+    let c1 = node_from(key_at(&x.node_id(), |d| d <= 250)).await?;
+    let joiner = node_from(key_at(&x.node_id(), |d| d >= 254)).await?;
+    c1.bootstrap(x.local_record()).await?;
+    joiner.bootstrap(x.local_record()).await?;
+    let known = |table: Vec<RoutingEntry>| -> Vec<NodeId> {
+        table.iter().map(|e| e.record.node_id()).collect()
+    };
+    let before = known(joiner.routing_table().await?);
+    assert_eq!(before, vec![x.node_id()], "the join found only X");
+    joiner.sweep().await?;
+    let after = known(joiner.routing_table().await?);
+    assert!(
+        after.contains(&c1.node_id()),
+        "the sweep missed C1: {after:?}"
+    );
+    Ok(())
+}
+
 #[tokio::test]
 async fn records_follow_a_change_of_address() -> TestResult {
     let a = node().await?;

@@ -28,10 +28,16 @@ const REJOIN_INTERVAL: Duration = Duration::from_secs(5);
 const JOIN_LOOKUPS: usize = 4;
 /// A table with fewer nodes than this (a bucket's worth, Codex's k) is still growing: the
 /// network is small, or nodes joined after us, or our join's answers were lost. It gets a
-/// lookup of a random id after [`REJOIN_INTERVAL`], then after twice as long each time, up to
-/// [`REFRESH_INTERVAL`]: a node that joined a few seconds before a neighbour still meets it
-/// within seconds, without a steady stream of lookups in a network that stays small.
+/// sweep ([`CodexDht::sweep`], every node asked for all it knows) and a lookup of a random id
+/// every [`REJOIN_INTERVAL`] for [`EAGER_PERIOD`] after joining, then after twice as long each
+/// time, up to [`REFRESH_INTERVAL`]: a node that joined a few seconds before a neighbour, or
+/// that the node we joined through had not yet verified, still meets it within seconds,
+/// without a steady stream of requests in a network that stays small.
 const SPARSE_TABLE: usize = 16;
+/// How long after joining (or starting) a sparse table is swept every [`REJOIN_INTERVAL`]:
+/// long enough for Codex's revalidation (every 5-10 s) to verify the nodes that arrived with
+/// us, so that it names them.
+const EAGER_PERIOD: Duration = Duration::from_secs(60);
 
 /// Bootstrap texts split by the DHT they join.
 #[derive(Debug, Default)]
@@ -149,6 +155,7 @@ pub(crate) async fn start(s: Start) -> Result<CodexDht, DhtError> {
 /// [`REFRESH_INTERVAL`]. Ends when the service stops.
 async fn upkeep(dht: CodexDht, bootstrap: Vec<Spr>) {
     let mut last_lookup = tokio::time::Instant::now();
+    let mut eager_until = last_lookup + EAGER_PERIOD;
     let mut growth = REJOIN_INTERVAL;
     loop {
         let known = match dht.routing_table().await {
@@ -181,11 +188,27 @@ async fn upkeep(dht: CodexDht, bootstrap: Vec<Spr>) {
                     return;
                 }
             }
+            if joined {
+                if let Err(DhtError::Unavailable) = dht.sweep().await {
+                    return;
+                }
+            }
             last_lookup = tokio::time::Instant::now();
+            eager_until = last_lookup + EAGER_PERIOD;
             growth = REJOIN_INTERVAL;
         } else if known > 0 && last_lookup.elapsed() >= due {
             last_lookup = tokio::time::Instant::now();
-            growth = (growth * 2).min(REFRESH_INTERVAL);
+            if last_lookup >= eager_until {
+                growth = (growth * 2).min(REFRESH_INTERVAL);
+            }
+            let swept = if known < SPARSE_TABLE {
+                dht.sweep().await.map(|_| ())
+            } else {
+                Ok(())
+            };
+            if let Err(DhtError::Unavailable) = swept {
+                return;
+            }
             if let Err(DhtError::Unavailable) = dht.refresh().await {
                 return;
             }

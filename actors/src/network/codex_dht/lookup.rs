@@ -1,9 +1,10 @@
-//! The operations of [`CodexDht`] made of many requests: the iterative lookup, and providing
-//! and finding providers on the nodes it finds.
+//! The operations of [`CodexDht`] made of many requests: the iterative lookup, the sweep of a
+//! sparse table, and providing and finding providers on the nodes a lookup finds.
 //!
 //! They run in the caller's task, not in the service task, for the reason `handle.rs` gives.
 
 use std::collections::HashSet;
+use std::ops::RangeInclusive;
 
 use futures::stream::{FuturesUnordered, StreamExt};
 
@@ -14,6 +15,12 @@ use super::node_id::{lookup_distances, NodeId};
 use super::record::Spr;
 use super::routing::K;
 use super::service::Command;
+
+/// The log distances a sweep asks each node for: the 16 greatest. A node's id lies at one of
+/// them from any other node's with probability 1 − 2⁻¹⁶.
+const SWEEP_DISTANCES: RangeInclusive<u16> = 241..=256;
+/// Most nodes one sweep asks.
+const SWEEP_MAX_ASKED: usize = 32;
 
 impl CodexDht {
     /// Iterative lookup: the up to k = 16 nodes closest to `target` that we could find,
@@ -68,6 +75,60 @@ impl CodexDht {
             }
         }
         Ok(closest)
+    }
+
+    /// For a table that is still sparse: asks every node it holds, and every node they name in
+    /// turn (32 at most), for the nodes at the 16 greatest log distances from it (241 to 256),
+    /// where all but one in 65,536 of the nodes it knows lie: in a small network, every node
+    /// it has verified (Codex answers with 16 at most). Every node found goes into the routing
+    /// table. Returns the table's size.
+    ///
+    /// Why: a lookup asks each node for three distances, those nearest its target's. In a
+    /// small network, a node whose distance from the node we joined through is none of those
+    /// stays unknown until a random target happens to point at it; and Codex answers only with
+    /// nodes it has heard back from, which its revalidation does 5-10 s after they arrive, so
+    /// the lookups made when joining can miss even a node that joined first.
+    ///
+    /// # Errors
+    /// [`DhtError::Unavailable`] if the service stopped; nodes that fail are skipped.
+    pub async fn sweep(&self) -> Result<usize, DhtError> {
+        let distances: Vec<u16> = SWEEP_DISTANCES.rev().collect();
+        let mut queue: Vec<Spr> = self
+            .routing_table()
+            .await?
+            .into_iter()
+            .map(|e| e.record)
+            .collect();
+        let mut known: HashSet<NodeId> = queue.iter().map(Spr::node_id).collect();
+        known.insert(self.node_id());
+        let mut asked = 0;
+        let mut in_flight = FuturesUnordered::new();
+        loop {
+            while in_flight.len() < self.alpha() && asked < SWEEP_MAX_ASKED {
+                let Some(node) = queue.pop() else { break };
+                asked += 1;
+                let distances = distances.clone();
+                in_flight.push(async move { self.find_node(&node, distances).await });
+            }
+            let Some(result) = in_flight.next().await else {
+                break;
+            };
+            let Ok(found) = result else { continue };
+            for record in found {
+                if !known.insert(record.node_id()) {
+                    continue;
+                }
+                self.commands
+                    .send(Command::AddNode {
+                        record: record.clone(),
+                        bootstrap: false,
+                    })
+                    .await
+                    .map_err(|_| DhtError::Unavailable)?;
+                queue.push(record);
+            }
+        }
+        Ok(self.routing_table().await?.len())
     }
 
     /// ADD_PROVIDER: announces `record` as a provider of `key` to the k nodes closest to it,
