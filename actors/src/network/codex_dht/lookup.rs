@@ -56,17 +56,7 @@ impl CodexDht {
                 break;
             };
             let Ok(found) = result else { continue };
-            for record in found {
-                if !seen.insert(record.node_id()) {
-                    continue;
-                }
-                self.commands
-                    .send(Command::AddNode {
-                        record: record.clone(),
-                        bootstrap: false,
-                    })
-                    .await
-                    .map_err(|_| DhtError::Unavailable)?;
+            for record in self.learn(found, &mut seen).await? {
                 let at = closest.partition_point(|c| {
                     c.node_id().distance(&target) < record.node_id().distance(&target)
                 });
@@ -114,21 +104,32 @@ impl CodexDht {
                 break;
             };
             let Ok(found) = result else { continue };
-            for record in found {
-                if !known.insert(record.node_id()) {
-                    continue;
-                }
-                self.commands
-                    .send(Command::AddNode {
-                        record: record.clone(),
-                        bootstrap: false,
-                    })
-                    .await
-                    .map_err(|_| DhtError::Unavailable)?;
-                queue.push(record);
-            }
+            queue.extend(self.learn(found, &mut known).await?);
         }
         Ok(self.routing_table().await?.len())
+    }
+
+    /// The records of `found` not in `known` yet: each goes into `known` and the routing table.
+    async fn learn(
+        &self,
+        found: Vec<Spr>,
+        known: &mut HashSet<NodeId>,
+    ) -> Result<Vec<Spr>, DhtError> {
+        let mut new = Vec::new();
+        for record in found {
+            if !known.insert(record.node_id()) {
+                continue;
+            }
+            self.commands
+                .send(Command::AddNode {
+                    record: record.clone(),
+                    bootstrap: false,
+                })
+                .await
+                .map_err(|_| DhtError::Unavailable)?;
+            new.push(record);
+        }
+        Ok(new)
     }
 
     /// ADD_PROVIDER: announces `record` as a provider of `key` to the k nodes closest to it,
